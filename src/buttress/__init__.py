@@ -1,0 +1,30 @@
+"""buttress: resilient, observable Python back-end services.
+
+The public surface is what ``__all__`` names; every other module is private. Submodules
+``buttress.events``, ``buttress.testing``, ``buttress.middleware`` and
+``buttress.dashboards`` are public too.
+"""
+
+from ._errors import (
+    BulkheadFull,
+    ButtressError,
+    ButtressWarning,
+    CircuitOpen,
+    ConfigurationError,
+    RateLimited,
+    Rejected,
+    TimedOut,
+)
+from ._version import __version__
+
+__all__ = [
+    "BulkheadFull",
+    "ButtressError",
+    "ButtressWarning",
+    "CircuitOpen",
+    "ConfigurationError",
+    "RateLimited",
+    "Rejected",
+    "TimedOut",
+    "__version__",
+]

@@ -1,0 +1,79 @@
+"""The ``buttress`` command (also ``python -m buttress``).
+
+Each command lives in its own module, imported when the command line is parsed and
+never by ``import buttress``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    name: str
+    help: str
+    # "module:function" of a function taking the subparser and returning the runner,
+    # or None while the command is not available in this version.
+    target: str | None
+
+
+_Runner: TypeAlias = "Callable[[argparse.Namespace], int]"
+
+_COMMANDS = (
+    _Command("demo", "run a live demo: a service, a flaky upstream, traffic and an outage", None),
+    _Command("rules", "write Prometheus SLO recording rules and burn-rate alerts", None),
+    _Command("dashboards", "export the bundled Grafana dashboards", None),
+)
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, _Runner]]:
+    parser = argparse.ArgumentParser(
+        prog="buttress",
+        description="Resilient, observable Python back-end services.",
+        epilog="Run 'buttress COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"buttress {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    runners: dict[str, _Runner] = {}
+    for command in _COMMANDS:
+        if command.target is None:
+            sub.add_parser(command.name, help=f"{command.help} (not available yet)")
+            continue
+        sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        module_name, _, function = command.target.partition(":")
+        module = importlib.import_module(module_name, __package__)
+        runners[command.name] = getattr(module, function)(sub_parser)
+    return parser, runners
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser, runners = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    runner = runners.get(args.command)
+    if runner is None:
+        print(
+            f"buttress {args.command}: not available in buttress {__version__} yet.",
+            file=sys.stderr,
+        )
+        return 2
+    return runner(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

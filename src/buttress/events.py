@@ -1,0 +1,52 @@
+"""The events buttress strategies emit, and the registry of listeners that hear them.
+
+A listener is any callable taking one event::
+
+    def log_transitions(event: buttress.events.Event) -> None:
+        if isinstance(event, buttress.events.BreakerTransition):
+            print(event.name, event.old, "->", event.new)
+
+    buttress.events.default_registry.add(log_transitions)
+"""
+
+from ._events import (
+    BreakerCallRecorded,
+    BreakerRejected,
+    BreakerTransition,
+    BulkheadRejected,
+    BulkheadUsage,
+    Event,
+    FallbackUsed,
+    FaultInjected,
+    Listener,
+    RateLimitRejected,
+    RateLimitWaited,
+    Registry,
+    RetryFinished,
+    RetryScheduled,
+    StoreRecovered,
+    StoreUnavailable,
+    TimeoutExpired,
+    default_registry,
+)
+
+__all__ = [
+    "BreakerCallRecorded",
+    "BreakerRejected",
+    "BreakerTransition",
+    "BulkheadRejected",
+    "BulkheadUsage",
+    "Event",
+    "FallbackUsed",
+    "FaultInjected",
+    "Listener",
+    "RateLimitRejected",
+    "RateLimitWaited",
+    "Registry",
+    "RetryFinished",
+    "RetryScheduled",
+    "StoreRecovered",
+    "StoreUnavailable",
+    "TimeoutExpired",
+    "default_registry",
+]

@@ -1,0 +1,3 @@
+"""Middleware: ASGI, WSGI and Django shells, and httpx transports, over one request observer."""
+
+__all__: list[str] = []

@@ -1,0 +1,6 @@
+"""Resilience strategies: small state machines with injected clocks, composed by Policy."""
+
+from ._config import is_testing, set_testing
+from ._shell import Strategy
+
+__all__ = ["Strategy", "is_testing", "set_testing"]

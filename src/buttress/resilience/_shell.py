@@ -1,0 +1,86 @@
+"""The one shell that turns a strategy into sync and async decorators and callers.
+
+A strategy implements two short twins, :meth:`Strategy._call_sync` and
+:meth:`Strategy._call_async`; this module is the only place that asks whether a callable
+is a coroutine function. Wrappers keep the decorated signature (``ParamSpec``) and hold
+no per-call state: everything a call needs lives in its own frame.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+__all__ = ["Strategy", "is_async_callable"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns an awaitable: coroutine functions, partials of them,
+    and objects whose ``__call__`` is one."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the method, not callable()
+    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+class Strategy(abc.ABC):
+    """Base of every resilience strategy: ``strategy(fn)`` decorates, ``strategy.call`` calls.
+
+    Subclasses implement the two twins. ``_call_async`` receives an ``fn`` whose call
+    returns an awaitable.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Run ``fn(*args, **kwargs)`` under this strategy."""
+
+    @abc.abstractmethod
+    async def _call_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` under this strategy."""
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``fn``, a plain or a coroutine function; its signature is kept."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__} decorates callables, got {fn!r}")
+        if is_async_callable(fn):
+            call_async = self._call_async
+            afn = cast("Callable[..., Awaitable[Any]]", fn)
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await call_async(afn, args, kwargs)
+
+            wrapper: Callable[..., Any] = async_wrapper
+        else:
+            call_sync = self._call_sync
+
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return call_sync(fn, args, kwargs)
+
+            wrapper = sync_wrapper
+        functools.update_wrapper(wrapper, fn)
+        return cast("Callable[P, R]", wrapper)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn(*args, **kwargs)`` under this strategy without decorating it.
+
+        For a coroutine function this returns the coroutine to await.
+        """
+        if is_async_callable(fn):
+            afn = cast("Callable[..., Awaitable[Any]]", fn)
+            return cast("R", self._call_async(afn, args, kwargs))
+        return self._call_sync(fn, args, kwargs)

@@ -1,0 +1,1 @@
+"""Telemetry: events to Prometheus metrics, OpenTelemetry spans and structured logs."""

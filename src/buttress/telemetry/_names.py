@@ -1,0 +1,114 @@
+"""Every name buttress emits: metrics, labels, span attributes, span and log events.
+
+These strings are public API (docs/metrics.md is their contract). Dashboards, SLO rules,
+listeners and middleware read them from here, so a rename happens in exactly one place.
+HTTP names follow the OpenTelemetry semantic conventions as Prometheus renders them, so
+our dashboards and rules also work on services instrumented by OpenTelemetry itself.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- metric label names ------------------------------------------------------------------
+
+LABEL_METHOD: Final = "http_request_method"
+LABEL_ROUTE: Final = "http_route"
+LABEL_STATUS: Final = "http_response_status_code"
+LABEL_SERVER_ADDRESS: Final = "server_address"
+LABEL_POLICY: Final = "policy"
+LABEL_OUTCOME: Final = "outcome"
+LABEL_ERROR_TYPE: Final = "error_type"
+LABEL_STATE: Final = "state"
+LABEL_FROM_STATE: Final = "from_state"
+LABEL_TO_STATE: Final = "to_state"
+LABEL_REASON: Final = "reason"
+LABEL_STORE: Final = "store"
+LABEL_KIND: Final = "kind"
+
+# Route label for requests no route matched: every unmatched path shares it, so clients
+# sending random paths cannot grow the number of series.
+ROUTE_UNMATCHED: Final = "<unmatched>"
+# Method label for methods outside the known set (a client can send any token).
+METHOD_OTHER: Final = "_OTHER"
+
+# --- HTTP server (middleware) ------------------------------------------------------------
+
+HTTP_SERVER_DURATION: Final = "http_server_request_duration_seconds"
+HTTP_SERVER_ACTIVE: Final = "http_server_active_requests"
+HTTP_SERVER_RESPONSE_SIZE: Final = "http_server_response_body_size_bytes"
+
+# --- HTTP client (transports) ------------------------------------------------------------
+
+HTTP_CLIENT_DURATION: Final = "http_client_request_duration_seconds"
+HTTP_CLIENT_ACTIVE: Final = "http_client_active_requests"
+
+# Bucket boundaries advised by the OpenTelemetry HTTP conventions, in seconds. SLO
+# latency thresholds are merged into these, so latency SLIs read exact bucket counts.
+DURATION_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+SIZE_BUCKETS: Final = (100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
+
+# --- resilience ----------------------------------------------------------------------------
+
+RETRY_ATTEMPTS: Final = "buttress_retry_attempts_total"
+RETRY_CALLS: Final = "buttress_retry_calls_total"
+BREAKER_STATE: Final = "buttress_circuit_breaker_state"
+BREAKER_TRANSITIONS: Final = "buttress_circuit_breaker_transitions_total"
+BREAKER_REJECTIONS: Final = "buttress_circuit_breaker_rejections_total"
+BREAKER_CALLS: Final = "buttress_circuit_breaker_calls_total"
+BULKHEAD_IN_USE: Final = "buttress_bulkhead_in_use"
+BULKHEAD_WAITING: Final = "buttress_bulkhead_waiting"
+BULKHEAD_CAPACITY: Final = "buttress_bulkhead_capacity"
+BULKHEAD_REJECTIONS: Final = "buttress_bulkhead_rejections_total"
+RATE_LIMITER_REJECTIONS: Final = "buttress_rate_limiter_rejections_total"
+RATE_LIMITER_WAITS: Final = "buttress_rate_limiter_waits_total"
+TIMEOUTS: Final = "buttress_timeouts_total"
+FALLBACKS: Final = "buttress_fallbacks_total"
+STORE_ERRORS: Final = "buttress_store_errors_total"
+STORE_DEGRADED: Final = "buttress_store_degraded"
+FAULTS_INJECTED: Final = "buttress_faults_injected_total"
+
+# --- span attributes (stable HTTP semantic conventions, plus ours) --------------------------
+
+ATTR_HTTP_REQUEST_METHOD: Final = "http.request.method"
+ATTR_HTTP_REQUEST_METHOD_ORIGINAL: Final = "http.request.method_original"
+ATTR_HTTP_ROUTE: Final = "http.route"
+ATTR_HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+ATTR_HTTP_RESEND_COUNT: Final = "http.request.resend_count"
+ATTR_URL_PATH: Final = "url.path"
+ATTR_URL_QUERY: Final = "url.query"
+ATTR_URL_SCHEME: Final = "url.scheme"
+ATTR_URL_FULL: Final = "url.full"
+ATTR_SERVER_ADDRESS: Final = "server.address"
+ATTR_SERVER_PORT: Final = "server.port"
+ATTR_CLIENT_ADDRESS: Final = "client.address"
+ATTR_USER_AGENT: Final = "user_agent.original"
+ATTR_NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
+ATTR_ERROR_TYPE: Final = "error.type"
+ATTR_REQUEST_ID: Final = "buttress.request_id"
+ATTR_POLICY: Final = "buttress.policy"
+
+# --- correlation ---------------------------------------------------------------------------
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+DEADLINE_HEADER: Final = "X-Buttress-Deadline"
+LOG_KEY_REQUEST_ID: Final = "request_id"
+LOG_KEY_TRACE_ID: Final = "trace_id"
+LOG_KEY_SPAN_ID: Final = "span_id"
+
+# --- log and span event names ----------------------------------------------------------------
+
+EVENT_ACCESS: Final = "http.request"
+EVENT_RETRY_SCHEDULED: Final = "buttress.retry.scheduled"
+EVENT_RETRY_FINISHED: Final = "buttress.retry.finished"
+EVENT_BREAKER_TRANSITION: Final = "buttress.breaker.transition"
+EVENT_BREAKER_REJECTED: Final = "buttress.breaker.rejected"
+EVENT_BULKHEAD_REJECTED: Final = "buttress.bulkhead.rejected"
+EVENT_RATE_LIMITED: Final = "buttress.rate_limiter.rejected"
+EVENT_TIMEOUT: Final = "buttress.timeout"
+EVENT_FALLBACK: Final = "buttress.fallback"
+EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
+EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
+EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"

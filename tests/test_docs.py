@@ -1,0 +1,34 @@
+"""Every public name is documented somewhere in docs/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import buttress
+import buttress.events
+import buttress.testing
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+PUBLIC_MODULES: list[ModuleType] = [buttress, buttress.events, buttress.testing]
+
+
+def _documented_names() -> set[str]:
+    text = "\n".join(p.read_text() for p in DOCS.glob("**/*.md"))
+    return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)", text))
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
+def test_every_public_name_is_documented(module: ModuleType) -> None:
+    documented = _documented_names()
+    missing = sorted(n for n in module.__all__ if n not in documented and n != "__version__")
+    assert missing == []
+
+
+def test_docs_index_links_every_page() -> None:
+    index = (DOCS / "index.md").read_text()
+    pages = sorted(p.name for p in DOCS.glob("*.md") if p.name != "index.md")
+    assert [p for p in pages if f"({p})" not in index] == []

@@ -1,0 +1,59 @@
+"""The public surface is pinned: adding or removing a public name is a deliberate change."""
+
+from __future__ import annotations
+
+import buttress
+import buttress.events
+import buttress.testing
+
+
+def test_top_level_names() -> None:
+    assert sorted(buttress.__all__) == [
+        "BulkheadFull",
+        "ButtressError",
+        "ButtressWarning",
+        "CircuitOpen",
+        "ConfigurationError",
+        "RateLimited",
+        "Rejected",
+        "TimedOut",
+        "__version__",
+    ]
+
+
+def test_every_exported_name_exists() -> None:
+    for module in (buttress, buttress.events, buttress.testing):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_events_names() -> None:
+    assert sorted(buttress.events.__all__) == [
+        "BreakerCallRecorded",
+        "BreakerRejected",
+        "BreakerTransition",
+        "BulkheadRejected",
+        "BulkheadUsage",
+        "Event",
+        "FallbackUsed",
+        "FaultInjected",
+        "Listener",
+        "RateLimitRejected",
+        "RateLimitWaited",
+        "Registry",
+        "RetryFinished",
+        "RetryScheduled",
+        "StoreRecovered",
+        "StoreUnavailable",
+        "TimeoutExpired",
+        "default_registry",
+    ]
+
+
+def test_testing_names() -> None:
+    assert sorted(buttress.testing.__all__) == ["capture_events", "is_testing", "set_testing"]
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(buttress.__version__, str)
+    assert buttress.__version__[0].isdigit()
