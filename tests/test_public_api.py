@@ -18,6 +18,9 @@ def test_top_level_names() -> None:
         "Rejected",
         "TimedOut",
         "__version__",
+        "bound_correlation_id",
+        "get_correlation_id",
+        "new_correlation_id",
     ]
 
 

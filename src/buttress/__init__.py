@@ -16,6 +16,7 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
     "BulkheadFull",
@@ -27,4 +28,7 @@ __all__ = [
     "Rejected",
     "TimedOut",
     "__version__",
+    "bound_correlation_id",
+    "get_correlation_id",
+    "new_correlation_id",
 ]
