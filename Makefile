@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
-.PHONY: test check lint typecheck demo bench services reliability clean
+.PHONY: test check lint typecheck docs demo bench services reliability clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ services:
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-check: lint typecheck
+check: lint typecheck docs
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
