@@ -45,7 +45,8 @@ def test_every_metric_row_says_type_unit_labels_and_meaning() -> None:
     for metric in sorted(metrics):
         kind, unit, labels, meaning = rows[metric]
         assert kind in {"counter", "gauge", "histogram"}, metric
-        assert unit and meaning, metric
+        assert unit, metric
+        assert meaning, metric
         assert kind != "counter" or metric.endswith("_total"), metric
         for label in re.findall(r"`([^`]+)`", labels):
             assert label in rows, f"{metric} label {label} is undocumented"
