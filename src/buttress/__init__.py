@@ -1,8 +1,8 @@
 """buttress: resilient, observable Python back-end services.
 
 The public surface is what ``__all__`` names; every other module is private. Submodules
-``buttress.events``, ``buttress.testing``, ``buttress.middleware`` and
-``buttress.dashboards`` are public too.
+``buttress.events``, ``buttress.testing``, ``buttress.middleware``,
+``buttress.dashboards`` and ``buttress.integrations`` are public too.
 """
 
 from ._errors import (
