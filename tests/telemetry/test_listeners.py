@@ -229,6 +229,16 @@ def test_events_are_logged_with_fields(caplog: pytest.LogCaptureFixture) -> None
     )
 
 
+def test_each_event_logs_at_or_above_its_lowest_level() -> None:
+    assert set(_listeners._MIN_LEVEL) == set(_listeners._DESCRIBE)
+    for event in ALL_EVENTS:
+        if type(event) in _listeners._DESCRIBE:
+            level, _, _ = _listeners._DESCRIBE[type(event)](event)
+            assert level >= _listeners._MIN_LEVEL[type(event)], event
+    success = ev.RetryFinished("pay", 1, "success", "")
+    assert _listeners._DESCRIBE[ev.RetryFinished](success)[0] == logging.DEBUG
+
+
 def test_disabled_levels_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="buttress"):
         _emit(_listeners.LogListener(), ev.BreakerRejected("pay", "open"))

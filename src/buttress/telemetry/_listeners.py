@@ -161,6 +161,22 @@ _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     FaultInjected: _fault,
 }
 
+# The lowest level each event type logs at: below it, a disabled logger costs one check.
+_MIN_LEVEL: dict[type, int] = {
+    RetryScheduled: logging.INFO,
+    RetryFinished: logging.DEBUG,
+    BreakerTransition: logging.INFO,
+    BreakerRejected: logging.DEBUG,
+    BulkheadRejected: logging.INFO,
+    RateLimitRejected: logging.INFO,
+    RateLimitWaited: logging.DEBUG,
+    TimeoutExpired: logging.WARNING,
+    FallbackUsed: logging.INFO,
+    StoreUnavailable: logging.WARNING,
+    StoreRecovered: logging.INFO,
+    FaultInjected: logging.DEBUG,
+}
+
 # Log field -> span attribute. Fields not listed keep their name.
 _SPAN_KEYS = {
     n.LABEL_POLICY: n.ATTR_POLICY,
@@ -210,11 +226,12 @@ class LogListener:
         self._logger = logger
 
     def __call__(self, event: Event, /) -> None:
-        describe = _DESCRIBE.get(type(event))
-        if describe is None:
+        kind = type(event)
+        lowest = _MIN_LEVEL.get(kind)
+        if lowest is None or not self._logger.isEnabledFor(lowest):
             return
-        level, name, fields = describe(event)
-        if self._logger.isEnabledFor(level):
+        level, name, fields = _DESCRIBE[kind](event)
+        if level == lowest or self._logger.isEnabledFor(level):
             self._logger.log(level, name, extra=fields)
 
 
