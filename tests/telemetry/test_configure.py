@@ -85,6 +85,15 @@ def test_bad_environment_is_named_and_nothing_is_installed(
     assert _configure._state is None
 
 
+def test_multiprocess_dir_set_too_late_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # This process imported prometheus_client without the variable: metrics stay local.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(ConfigurationError, match="set after prometheus_client was imported"):
+        buttress.configure(service="checkout")
+
+
 @pytest.mark.parametrize("ratio", ["2", "half"])
 def test_bad_sampler_ratio_is_named(monkeypatch: pytest.MonkeyPatch, ratio: str) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")

@@ -81,9 +81,20 @@ def _level(value: str | int) -> int:
 
 def _multiprocess_dir() -> str | None:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-    if path is not None and not (os.path.isdir(path) and os.access(path, os.W_OK)):
+    if path is None:
+        return None
+    if not (os.path.isdir(path) and os.access(path, os.W_OK)):
         raise ConfigurationError(
             f"PROMETHEUS_MULTIPROC_DIR={path!r}: use an existing writable directory"
+        )
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        # prometheus-client picks its value class on import: set after it, metrics would
+        # stay per process while the exposition read (empty) files.
+        raise ConfigurationError(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} was set after prometheus_client was imported: "
+            "set it in the environment before the process starts"
         )
     return path
 

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
 
-__all__ = ["TracingPlan", "current_trace_ids", "install_tracing", "tracing_plan"]
+__all__ = [
+    "TracingPlan",
+    "current_exemplar",
+    "current_trace_ids",
+    "install_tracing",
+    "tracing_plan",
+]
 
 
 def current_trace_ids() -> tuple[str, str] | None:
@@ -32,6 +38,23 @@ def current_trace_ids() -> tuple[str, str] | None:
     if not context.is_valid:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def current_exemplar() -> dict[str, str] | None:
+    """Exemplar labels for ``histogram.observe(value, exemplar=...)``, or ``None``.
+
+    Only a sampled span makes an exemplar: an unsampled trace id would link a dashboard
+    to a trace the backend never received.
+    """
+    from opentelemetry.trace import get_current_span
+
+    context = get_current_span().get_span_context()
+    if not (context.is_valid and context.trace_flags.sampled):
+        return None
+    return {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+    }
 
 
 _SAMPLERS = (
