@@ -10,10 +10,16 @@ import pytest
 
 import buttress
 import buttress.events
+import buttress.integrations
 import buttress.testing
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PUBLIC_MODULES: list[ModuleType] = [buttress, buttress.events, buttress.testing]
+PUBLIC_MODULES: list[ModuleType] = [
+    buttress,
+    buttress.events,
+    buttress.testing,
+    buttress.integrations,
+]
 
 
 def _documented_names() -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import buttress
 import buttress.events
+import buttress.integrations
 import buttress.testing
 
 
@@ -14,18 +15,22 @@ def test_top_level_names() -> None:
         "ButtressWarning",
         "CircuitOpen",
         "ConfigurationError",
+        "CorrelationFilter",
         "RateLimited",
         "Rejected",
+        "Telemetry",
         "TimedOut",
         "__version__",
+        "add_correlation_ids",
         "bound_correlation_id",
+        "configure",
         "get_correlation_id",
         "new_correlation_id",
     ]
 
 
 def test_every_exported_name_exists() -> None:
-    for module in (buttress, buttress.events, buttress.testing):
+    for module in (buttress, buttress.events, buttress.testing, buttress.integrations):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
@@ -60,3 +65,7 @@ def test_testing_names() -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(buttress.__version__, str)
     assert buttress.__version__[0].isdigit()
+
+
+def test_integrations_names() -> None:
+    assert sorted(buttress.integrations.__all__) == ["PybreakerListener", "TenacityHooks"]

@@ -1,8 +1,8 @@
 """buttress: resilient, observable Python back-end services.
 
 The public surface is what ``__all__`` names; every other module is private. Submodules
-``buttress.events``, ``buttress.testing``, ``buttress.middleware`` and
-``buttress.dashboards`` are public too.
+``buttress.events``, ``buttress.testing``, ``buttress.middleware``,
+``buttress.dashboards`` and ``buttress.integrations`` are public too.
 """
 
 from ._errors import (
@@ -16,7 +16,9 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
+from .telemetry._logging import CorrelationFilter, add_correlation_ids
 
 __all__ = [
     "BulkheadFull",
@@ -29,6 +31,10 @@ __all__ = [
     "TimedOut",
     "__version__",
     "bound_correlation_id",
+    "CorrelationFilter",
+    "Telemetry",
+    "add_correlation_ids",
+    "configure",
     "get_correlation_id",
     "new_correlation_id",
 ]

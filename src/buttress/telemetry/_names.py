@@ -89,6 +89,17 @@ ATTR_NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_REQUEST_ID: Final = "buttress.request_id"
 ATTR_POLICY: Final = "buttress.policy"
+ATTR_OUTCOME: Final = "buttress.outcome"
+ATTR_RETRY_ATTEMPT: Final = "buttress.retry.attempt"
+ATTR_RETRY_WAIT: Final = "buttress.retry.wait_seconds"
+ATTR_BREAKER_STATE: Final = "buttress.breaker.state"
+ATTR_BREAKER_FROM_STATE: Final = "buttress.breaker.from_state"
+ATTR_BREAKER_TO_STATE: Final = "buttress.breaker.to_state"
+ATTR_REASON: Final = "buttress.reason"
+ATTR_RETRY_AFTER: Final = "buttress.retry_after_seconds"
+ATTR_TIMEOUT: Final = "buttress.timeout_seconds"
+ATTR_STORE: Final = "buttress.store"
+ATTR_FAULT_KIND: Final = "buttress.fault.kind"
 
 # --- correlation ---------------------------------------------------------------------------
 
@@ -97,6 +108,14 @@ DEADLINE_HEADER: Final = "X-Buttress-Deadline"
 LOG_KEY_REQUEST_ID: Final = "request_id"
 LOG_KEY_TRACE_ID: Final = "trace_id"
 LOG_KEY_SPAN_ID: Final = "span_id"
+
+# --- log fields of resilience log events (besides the label names above) --------------------
+
+LOG_KEY_ATTEMPT: Final = "attempt"
+LOG_KEY_ATTEMPTS: Final = "attempts"
+LOG_KEY_WAIT: Final = "wait_seconds"
+LOG_KEY_TIMEOUT: Final = "timeout_seconds"
+LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
 
 # --- log and span event names ----------------------------------------------------------------
 
@@ -107,6 +126,7 @@ EVENT_BREAKER_TRANSITION: Final = "buttress.breaker.transition"
 EVENT_BREAKER_REJECTED: Final = "buttress.breaker.rejected"
 EVENT_BULKHEAD_REJECTED: Final = "buttress.bulkhead.rejected"
 EVENT_RATE_LIMITED: Final = "buttress.rate_limiter.rejected"
+EVENT_RATE_LIMIT_WAITED: Final = "buttress.rate_limiter.waited"
 EVENT_TIMEOUT: Final = "buttress.timeout"
 EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"

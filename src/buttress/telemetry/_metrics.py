@@ -1,0 +1,268 @@
+"""Prometheus instruments for the resilience events, one set per ``CollectorRegistry``.
+
+Labelled children are cached in dicts keyed by their label tuple: recording a metric on
+the hot path is one dict look-up and one ``inc``/``set``, never a ``labels()`` call (which
+takes a lock and validates its arguments every time).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from .._events import (
+    BreakerCallRecorded,
+    BreakerRejected,
+    BreakerTransition,
+    BulkheadRejected,
+    BulkheadUsage,
+    FallbackUsed,
+    FaultInjected,
+    RateLimitRejected,
+    RateLimitWaited,
+    RetryFinished,
+    RetryScheduled,
+    StoreRecovered,
+    StoreUnavailable,
+    TimeoutExpired,
+)
+from . import _names as n
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._events import Event
+
+__all__ = ["BREAKER_STATES", "ResilienceMetrics", "current", "metrics_for", "target_registry"]
+
+BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
+
+M = TypeVar("M", Counter, Gauge)
+
+
+class _Family(Generic[M]):
+    """A labelled metric and its children, cached by label tuple."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def child(self, *labels: str) -> M:
+        child = self._children.get(labels)
+        if child is None:
+            # Two threads may both get here: labels() returns the same child to both.
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
+def _counter(
+    name: str, doc: str, labels: tuple[str, ...], reg: CollectorRegistry | None
+) -> _Family[Counter]:
+    return _Family(Counter(name, doc, labels, registry=reg))
+
+
+def _gauge(
+    name: str,
+    doc: str,
+    labels: tuple[str, ...],
+    reg: CollectorRegistry | None,
+    mode: Literal["livesum", "livemax"],
+) -> _Family[Gauge]:
+    # multiprocess_mode only matters with PROMETHEUS_MULTIPROC_DIR; see docs/metrics.md.
+    return _Family(Gauge(name, doc, labels, registry=reg, multiprocess_mode=mode))
+
+
+class ResilienceMetrics:
+    """Every ``buttress_*`` instrument, registered on one registry, and the event mapping."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        p, e, o = n.LABEL_POLICY, n.LABEL_ERROR_TYPE, n.LABEL_OUTCOME
+        r = registry
+        self.retry_attempts: _Family[Counter] = _counter(
+            n.RETRY_ATTEMPTS, "Failed attempts that will be retried.", (p, e), r
+        )
+        self.retry_calls: _Family[Counter] = _counter(
+            n.RETRY_CALLS, "Retried calls that ended, by outcome.", (p, o), r
+        )
+        self.breaker_state: _Family[Gauge] = _gauge(
+            n.BREAKER_STATE, "1 for the breaker's current state.", (p, n.LABEL_STATE), r, "livemax"
+        )
+        self.breaker_transitions: _Family[Counter] = _counter(
+            n.BREAKER_TRANSITIONS,
+            "Circuit breaker state changes.",
+            (p, n.LABEL_FROM_STATE, n.LABEL_TO_STATE),
+            r,
+        )
+        self.breaker_rejections: _Family[Counter] = _counter(
+            n.BREAKER_REJECTIONS, "Calls refused by an open breaker.", (p,), r
+        )
+        self.breaker_calls: _Family[Counter] = _counter(
+            n.BREAKER_CALLS, "Calls counted by a breaker, by outcome.", (p, o), r
+        )
+        self.bulkhead_in_use: _Family[Gauge] = _gauge(
+            n.BULKHEAD_IN_USE, "Bulkhead slots taken.", (p,), r, "livesum"
+        )
+        self.bulkhead_waiting: _Family[Gauge] = _gauge(
+            n.BULKHEAD_WAITING, "Calls waiting for a bulkhead slot.", (p,), r, "livesum"
+        )
+        self.bulkhead_capacity: _Family[Gauge] = _gauge(
+            n.BULKHEAD_CAPACITY, "Bulkhead slots.", (p,), r, "livesum"
+        )
+        self.bulkhead_rejections: _Family[Counter] = _counter(
+            n.BULKHEAD_REJECTIONS, "Calls refused by a bulkhead.", (p, n.LABEL_REASON), r
+        )
+        self.rate_limiter_rejections: _Family[Counter] = _counter(
+            n.RATE_LIMITER_REJECTIONS, "Calls refused by a rate limiter.", (p,), r
+        )
+        self.rate_limiter_waits: _Family[Counter] = _counter(
+            n.RATE_LIMITER_WAITS, "Calls that waited for a rate limiter token.", (p,), r
+        )
+        self.timeouts: _Family[Counter] = _counter(
+            n.TIMEOUTS, "Calls that ran past their timeout.", (p,), r
+        )
+        self.fallbacks: _Family[Counter] = _counter(
+            n.FALLBACKS, "Calls answered by a fallback.", (p, e), r
+        )
+        self.store_errors: _Family[Counter] = _counter(
+            n.STORE_ERRORS, "Failures of the shared state store.", (p, n.LABEL_STORE, e), r
+        )
+        self.store_degraded: _Family[Gauge] = _gauge(
+            n.STORE_DEGRADED,
+            "1 while a policy decides locally because its store failed.",
+            (p, n.LABEL_STORE),
+            r,
+            "livemax",
+        )
+        self.faults_injected: _Family[Counter] = _counter(
+            n.FAULTS_INJECTED, "Faults injected on purpose.", (p, n.LABEL_KIND), r
+        )
+
+    def record(self, event: Event) -> None:
+        """Update the instruments ``event`` maps to (events of unknown types are ignored)."""
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+
+def _retry_scheduled(m: ResilienceMetrics, e: RetryScheduled) -> None:
+    m.retry_attempts.child(e.name, e.error_type).inc()
+
+
+def _retry_finished(m: ResilienceMetrics, e: RetryFinished) -> None:
+    m.retry_calls.child(e.name, e.outcome).inc()
+
+
+def _breaker_transition(m: ResilienceMetrics, e: BreakerTransition) -> None:
+    # Every state gets a series, so "which state is it in" never has holes.
+    for state in BREAKER_STATES:
+        m.breaker_state.child(e.name, state).set(1 if state == e.new else 0)
+    m.breaker_transitions.child(e.name, e.old, e.new).inc()
+
+
+def _breaker_rejected(m: ResilienceMetrics, e: BreakerRejected) -> None:
+    m.breaker_rejections.child(e.name).inc()
+
+
+def _breaker_call(m: ResilienceMetrics, e: BreakerCallRecorded) -> None:
+    m.breaker_calls.child(e.name, e.outcome).inc()
+
+
+def _bulkhead_usage(m: ResilienceMetrics, e: BulkheadUsage) -> None:
+    m.bulkhead_in_use.child(e.name).set(e.in_use)
+    m.bulkhead_waiting.child(e.name).set(e.waiting)
+    m.bulkhead_capacity.child(e.name).set(e.capacity)
+
+
+def _bulkhead_rejected(m: ResilienceMetrics, e: BulkheadRejected) -> None:
+    m.bulkhead_rejections.child(e.name, e.reason).inc()
+
+
+def _rate_limit_rejected(m: ResilienceMetrics, e: RateLimitRejected) -> None:
+    m.rate_limiter_rejections.child(e.name).inc()
+
+
+def _rate_limit_waited(m: ResilienceMetrics, e: RateLimitWaited) -> None:
+    m.rate_limiter_waits.child(e.name).inc()
+
+
+def _timeout(m: ResilienceMetrics, e: TimeoutExpired) -> None:
+    m.timeouts.child(e.name).inc()
+
+
+def _fallback(m: ResilienceMetrics, e: FallbackUsed) -> None:
+    m.fallbacks.child(e.name, e.error_type).inc()
+
+
+def _store_unavailable(m: ResilienceMetrics, e: StoreUnavailable) -> None:
+    m.store_errors.child(e.name, e.store, e.error_type).inc()
+    m.store_degraded.child(e.name, e.store).set(1)
+
+
+def _store_recovered(m: ResilienceMetrics, e: StoreRecovered) -> None:
+    m.store_degraded.child(e.name, e.store).set(0)
+
+
+def _fault(m: ResilienceMetrics, e: FaultInjected) -> None:
+    m.faults_injected.child(e.name, e.kind).inc()
+
+
+_HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
+    RetryScheduled: _retry_scheduled,
+    RetryFinished: _retry_finished,
+    BreakerTransition: _breaker_transition,
+    BreakerRejected: _breaker_rejected,
+    BreakerCallRecorded: _breaker_call,
+    BulkheadUsage: _bulkhead_usage,
+    BulkheadRejected: _bulkhead_rejected,
+    RateLimitRejected: _rate_limit_rejected,
+    RateLimitWaited: _rate_limit_waited,
+    TimeoutExpired: _timeout,
+    FallbackUsed: _fallback,
+    StoreUnavailable: _store_unavailable,
+    StoreRecovered: _store_recovered,
+    FaultInjected: _fault,
+}
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ResilienceMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+_target: CollectorRegistry = REGISTRY
+_current: ResilienceMetrics | None = None
+
+
+def metrics_for(registry: CollectorRegistry) -> ResilienceMetrics:
+    """The instruments on ``registry``, registered there on first use."""
+    metrics = _by_registry.get(registry)
+    if metrics is None:
+        with _lock:  # registering twice on one registry would raise "Duplicated timeseries"
+            metrics = _by_registry.get(registry)
+            if metrics is None:
+                metrics = _by_registry[registry] = ResilienceMetrics(registry)
+    return metrics
+
+
+def target_registry() -> CollectorRegistry:
+    """The registry buttress records into: ``prometheus_client.REGISTRY`` unless configured."""
+    return _target
+
+
+def set_target_registry(registry: CollectorRegistry) -> None:
+    """Record into ``registry`` from now on (called by ``configure``)."""
+    global _target, _current
+    _target = registry
+    _current = None
+
+
+def current() -> ResilienceMetrics:
+    """The instruments on the target registry (one global read once they exist)."""
+    global _current
+    metrics = _current
+    if metrics is None:
+        metrics = _current = metrics_for(_target)
+    return metrics

@@ -1,0 +1,216 @@
+"""configure(): logs, traces and metrics for an application; bad values fail early.
+
+A tracer provider can be set once per process, so everything that installs one runs in
+a subprocess; the checks that fail before installing anything run here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import buttress
+from buttress import ConfigurationError
+from buttress.telemetry import _configure
+
+from ._otlp import OTLPReceiver, attributes
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("OTEL_") or name == "PROMETHEUS_MULTIPROC_DIR":
+            monkeypatch.delenv(name)
+    yield
+    _configure._reset()
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"service": ""}, "service=''"),
+        ({"service": "a", "version": 3}, "version=3"),
+        ({"service": "a", "environment": " "}, "environment=' '"),
+        ({"service": "a", "log_level": "LOUD"}, "log_level='LOUD'"),
+        ({"service": "a", "log_level": 99}, "log_level=99"),
+        ({"service": "a", "log_format": "xml"}, "log_format='xml'"),
+        ({"service": "a", "registry": "default"}, "registry='default'"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named.replace("(", r"\(")):
+        buttress.configure(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_SDK_DISABLED", "yes"),
+        ("PROMETHEUS_MULTIPROC_DIR", "/nonexistent/buttress"),
+    ],
+)
+def test_bad_environment_is_named_and_nothing_is_installed(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    handlers = list(logging.getLogger().handlers)
+    with pytest.raises(ConfigurationError, match=f"{name}={value!r}"):
+        buttress.configure(service="checkout")
+    assert logging.getLogger().handlers == handlers
+    assert _configure._state is None
+
+
+def test_multiprocess_dir_set_too_late_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # This process imported prometheus_client without the variable: metrics stay local.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(ConfigurationError, match="set after prometheus_client was imported"):
+        buttress.configure(service="checkout")
+
+
+@pytest.mark.parametrize("ratio", ["2", "half"])
+def test_bad_sampler_ratio_is_named(monkeypatch: pytest.MonkeyPatch, ratio: str) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", ratio)
+    with pytest.raises(ConfigurationError, match=f"OTEL_TRACES_SAMPLER_ARG={ratio!r}"):
+        buttress.configure(service="checkout")
+
+
+def test_grpc_without_its_exporter_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with pytest.raises(ConfigurationError, match="opentelemetry-exporter-otlp-proto-grpc"):
+        buttress.configure(service="checkout")
+
+
+SERVICE = """
+import json, logging, sys
+import buttress
+from buttress.events import RetryScheduled, default_registry
+from opentelemetry import trace
+
+telemetry = buttress.configure(service="checkout", version="1.2.3", environment="test",
+                               log_format="json")
+tracer = trace.get_tracer("shop")
+with buttress.bound_correlation_id("req-42"):
+    with tracer.start_as_current_span("charge card", attributes={"order.id": 7}) as span:
+        default_registry.emit(RetryScheduled("payments", 1, 0.2, "ConnectError"))
+        logging.getLogger("shop").info("charged", extra={"amount": 12})
+print(json.dumps({"exposition": type(telemetry.exposition_registry()).__name__}))
+"""
+
+
+def test_spans_reach_a_real_otlp_receiver_and_logs_match_them() -> None:
+    with OTLPReceiver() as receiver:
+        result = _run(SERVICE, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+    assert result.returncode == 0, result.stderr
+    assert receiver.paths == ["/v1/traces"]
+    ((resource, span),) = receiver.spans()
+    assert resource["service.name"] == "checkout"
+    assert resource["service.version"] == "1.2.3"
+    assert resource["deployment.environment.name"] == "test"
+    assert span.name == "charge card"
+    assert attributes(span.attributes) == {"order.id": 7}
+    (event,) = span.events
+    assert event.name == "buttress.retry.scheduled"
+    assert attributes(event.attributes) == {
+        "buttress.policy": "payments",
+        "buttress.retry.attempt": 1,
+        "buttress.retry.wait_seconds": 0.2,
+        "error.type": "ConnectError",
+    }
+
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    by_event = {line["event"]: line for line in lines}
+    for name in ("charged", "buttress.retry.scheduled"):
+        line = by_event[name]
+        assert line["request_id"] == "req-42"
+        assert line["trace_id"] == span.trace_id.hex()
+        assert line["span_id"] == span.span_id.hex()
+    assert by_event["charged"]["amount"] == 12
+    assert by_event["buttress.retry.scheduled"]["policy"] == "payments"
+
+
+def test_nothing_is_exported_when_nothing_is_configured() -> None:
+    # An exporter would fail loudly against nothing; the default sends nothing anywhere.
+    result = _run(SERVICE)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    # Spans still exist (so logs correlate with upstream traces) but go nowhere.
+    assert {len(line["trace_id"]) for line in lines} == {32}
+
+
+def test_otel_service_name_overrides_the_argument() -> None:
+    with OTLPReceiver() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "renamed"}
+        result = _run(SERVICE, env)
+    assert result.returncode == 0, result.stderr
+    ((resource, _),) = receiver.spans()
+    assert resource["service.name"] == "renamed"
+
+
+def test_sampler_from_the_environment() -> None:
+    with OTLPReceiver() as receiver:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "always_off",
+        }
+        result = _run(SERVICE, env)
+    assert result.returncode == 0, result.stderr
+    assert receiver.spans() == []
+
+
+def test_idempotent_and_never_replaces_the_apps_tracer_provider() -> None:
+    result = _run(
+        """
+        import buttress
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        own = TracerProvider()
+        trace.set_tracer_provider(own)
+        first = buttress.configure(service="a", log_format="json")
+        assert first.tracer_provider is None
+        assert trace.get_tracer_provider() is own
+        assert buttress.configure(service="a", log_format="json") is first
+        try:
+            buttress.configure(service="b", log_format="json")
+        except buttress.ConfigurationError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already called with service='a'" in result.stdout
+
+
+def test_multiprocess_mode_exposes_every_workers_files(tmp_path: Path) -> None:
+    result = _run(SERVICE, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"exposition": "CollectorRegistry"}
+    assert any(p.name.startswith("counter_") for p in tmp_path.iterdir())

@@ -1,0 +1,258 @@
+"""Every resilience event becomes a metric, a span event and a log event."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import typing
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from buttress import events as ev
+from buttress.telemetry import _listeners, _metrics
+from buttress.telemetry import _names as n
+
+ALL_EVENTS: list[ev.Event] = [
+    ev.RetryScheduled("pay", 1, 0.5, "ConnectError"),
+    ev.RetryFinished("pay", 3, "exhausted", "ConnectError"),
+    ev.BreakerTransition("pay", "closed", "open", "failure_rate"),
+    ev.BreakerRejected("pay", "open"),
+    ev.BreakerCallRecorded("pay", "failure", slow=False),
+    ev.BulkheadUsage("pay", in_use=3, waiting=1, capacity=10),
+    ev.BulkheadRejected("pay", "full"),
+    ev.RateLimitRejected("pay", 0.25),
+    ev.RateLimitWaited("pay", 0.1),
+    ev.TimeoutExpired("pay", 2.0),
+    ev.FallbackUsed("pay", "CircuitOpen"),
+    ev.StoreUnavailable("pay", "redis", "ConnectionError"),
+    ev.StoreRecovered("pay", "redis"),
+    ev.FaultInjected("pay", "latency"),
+]
+
+
+def test_the_examples_cover_every_event_type() -> None:
+    assert {type(e) for e in ALL_EVENTS} == set(typing.get_args(ev.Event))
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def _emit(listener: ev.Listener, *events: ev.Event) -> None:
+    registry = ev.Registry()
+    registry.add(listener)
+    for event in events:
+        registry.emit(event)
+
+
+def test_every_event_maps_to_its_metrics(registry: CollectorRegistry) -> None:
+    _emit(_listeners.PrometheusListener(registry), *ALL_EVENTS)
+    value = registry.get_sample_value
+    assert value(n.RETRY_ATTEMPTS, {"policy": "pay", "error_type": "ConnectError"}) == 1
+    assert value(n.RETRY_CALLS, {"policy": "pay", "outcome": "exhausted"}) == 1
+    assert value(n.BREAKER_STATE, {"policy": "pay", "state": "open"}) == 1
+    for state in ("closed", "half_open", "forced_open", "forced_closed"):
+        assert value(n.BREAKER_STATE, {"policy": "pay", "state": state}) == 0
+    labels = {"policy": "pay", "from_state": "closed", "to_state": "open"}
+    assert value(n.BREAKER_TRANSITIONS, labels) == 1
+    assert value(n.BREAKER_REJECTIONS, {"policy": "pay"}) == 1
+    assert value(n.BREAKER_CALLS, {"policy": "pay", "outcome": "failure"}) == 1
+    assert value(n.BULKHEAD_IN_USE, {"policy": "pay"}) == 3
+    assert value(n.BULKHEAD_WAITING, {"policy": "pay"}) == 1
+    assert value(n.BULKHEAD_CAPACITY, {"policy": "pay"}) == 10
+    assert value(n.BULKHEAD_REJECTIONS, {"policy": "pay", "reason": "full"}) == 1
+    assert value(n.RATE_LIMITER_REJECTIONS, {"policy": "pay"}) == 1
+    assert value(n.RATE_LIMITER_WAITS, {"policy": "pay"}) == 1
+    assert value(n.TIMEOUTS, {"policy": "pay"}) == 1
+    assert value(n.FALLBACKS, {"policy": "pay", "error_type": "CircuitOpen"}) == 1
+    store = {"policy": "pay", "store": "redis"}
+    assert value(n.STORE_ERRORS, {**store, "error_type": "ConnectionError"}) == 1
+    assert value(n.STORE_DEGRADED, store) == 0  # recovered after being unavailable
+    assert value(n.FAULTS_INJECTED, {"policy": "pay", "kind": "latency"}) == 1
+
+
+def test_store_unavailable_marks_degraded(registry: CollectorRegistry) -> None:
+    _emit(_listeners.PrometheusListener(registry), ev.StoreUnavailable("q", "redis", "E"))
+    assert registry.get_sample_value(n.STORE_DEGRADED, {"policy": "q", "store": "redis"}) == 1
+
+
+def test_breaker_state_follows_transitions(registry: CollectorRegistry) -> None:
+    listener = _listeners.PrometheusListener(registry)
+    _emit(
+        listener,
+        ev.BreakerTransition("db", "closed", "open", "r"),
+        ev.BreakerTransition("db", "open", "half_open", "r"),
+    )
+    states = {
+        s: registry.get_sample_value(n.BREAKER_STATE, {"policy": "db", "state": s})
+        for s in _metrics.BREAKER_STATES
+    }
+    assert states == {
+        "closed": 0,
+        "open": 0,
+        "half_open": 1,
+        "forced_open": 0,
+        "forced_closed": 0,
+    }
+
+
+def test_labelled_children_are_cached(registry: CollectorRegistry) -> None:
+    listener = _listeners.PrometheusListener(registry)
+    event = ev.RetryScheduled("pay", 1, 0.1, "OSError")
+    listener(event)
+    family = _metrics.metrics_for(registry).retry_attempts
+
+    def no_lookup(*labels: str) -> None:
+        raise AssertionError(f"labels{labels} looked up again")
+
+    family._metric.labels = no_lookup  # type: ignore[method-assign, assignment]
+    listener(event)
+    listener(event)
+    assert (
+        registry.get_sample_value(n.RETRY_ATTEMPTS, {"policy": "pay", "error_type": "OSError"}) == 3
+    )
+
+
+def test_one_set_of_instruments_per_registry(registry: CollectorRegistry) -> None:
+    assert _metrics.metrics_for(registry) is _metrics.metrics_for(registry)
+    assert _metrics.metrics_for(registry) is not _metrics.metrics_for(CollectorRegistry())
+
+
+def test_default_listener_follows_the_target_registry(registry: CollectorRegistry) -> None:
+    assert _metrics.target_registry() is REGISTRY
+    _metrics.set_target_registry(registry)
+    try:
+        ev.default_registry.reset()
+        ev.default_registry.emit(ev.TimeoutExpired("slow", 1.0))
+    finally:
+        _metrics.set_target_registry(REGISTRY)
+    assert registry.get_sample_value(n.TIMEOUTS, {"policy": "slow"}) == 1
+
+
+def test_default_listeners_are_metrics_spans_and_logs() -> None:
+    kinds = [type(x) for x in _listeners.default_listeners()]
+    assert kinds == [_listeners.PrometheusListener, _listeners.SpanListener, _listeners.LogListener]
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+def test_events_become_span_events_on_the_current_span(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("t").start_as_current_span("call"):
+        _emit(_listeners.SpanListener(), *ALL_EVENTS)
+    (span,) = exporter.get_finished_spans()
+    names = [e.name for e in span.events]
+    # Per-call bookkeeping (calls counted, bulkhead occupancy) stays out of spans.
+    assert names == [
+        n.EVENT_RETRY_SCHEDULED,
+        n.EVENT_RETRY_FINISHED,
+        n.EVENT_BREAKER_TRANSITION,
+        n.EVENT_BREAKER_REJECTED,
+        n.EVENT_BULKHEAD_REJECTED,
+        n.EVENT_RATE_LIMITED,
+        n.EVENT_RATE_LIMIT_WAITED,
+        n.EVENT_TIMEOUT,
+        n.EVENT_FALLBACK,
+        n.EVENT_STORE_UNAVAILABLE,
+        n.EVENT_STORE_RECOVERED,
+        n.EVENT_FAULT_INJECTED,
+    ]
+    assert dict(span.events[0].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_RETRY_ATTEMPT: 1,
+        n.ATTR_RETRY_WAIT: 0.5,
+        n.ATTR_ERROR_TYPE: "ConnectError",
+    }
+    assert dict(span.events[2].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_BREAKER_FROM_STATE: "closed",
+        n.ATTR_BREAKER_TO_STATE: "open",
+        n.ATTR_REASON: "failure_rate",
+    }
+
+
+def test_a_successful_retry_has_no_error_type_on_the_span(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("t").start_as_current_span("call"):
+        _emit(_listeners.SpanListener(), ev.RetryFinished("pay", 2, "success", ""))
+    (span,) = exporter.get_finished_spans()
+    assert n.ATTR_ERROR_TYPE not in (span.events[0].attributes or {})
+
+
+def test_no_span_no_span_event() -> None:
+    # Outside any span the current span does not record: the listener does nothing.
+    _listeners.SpanListener()(ev.TimeoutExpired("x", 1.0))
+
+
+def test_events_are_logged_with_fields(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="buttress"):
+        _emit(_listeners.LogListener(), *ALL_EVENTS)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        ("INFO", n.EVENT_RETRY_SCHEDULED),
+        ("WARNING", n.EVENT_RETRY_FINISHED),
+        ("WARNING", n.EVENT_BREAKER_TRANSITION),
+        ("DEBUG", n.EVENT_BREAKER_REJECTED),
+        ("INFO", n.EVENT_BULKHEAD_REJECTED),
+        ("INFO", n.EVENT_RATE_LIMITED),
+        ("DEBUG", n.EVENT_RATE_LIMIT_WAITED),
+        ("WARNING", n.EVENT_TIMEOUT),
+        ("INFO", n.EVENT_FALLBACK),
+        ("WARNING", n.EVENT_STORE_UNAVAILABLE),
+        ("INFO", n.EVENT_STORE_RECOVERED),
+        ("DEBUG", n.EVENT_FAULT_INJECTED),
+    ]
+    first = caplog.records[0]
+    assert (first.policy, first.attempt, first.wait_seconds, first.error_type) == (  # type: ignore[attr-defined]
+        "pay",
+        1,
+        0.5,
+        "ConnectError",
+    )
+
+
+def test_each_event_logs_at_or_above_its_lowest_level() -> None:
+    assert set(_listeners._MIN_LEVEL) == set(_listeners._DESCRIBE)
+    for event in ALL_EVENTS:
+        if type(event) in _listeners._DESCRIBE:
+            level, _, _ = _listeners._DESCRIBE[type(event)](event)
+            assert level >= _listeners._MIN_LEVEL[type(event)], event
+    success = ev.RetryFinished("pay", 1, "success", "")
+    assert _listeners._DESCRIBE[ev.RetryFinished](success)[0] == logging.DEBUG
+
+
+def test_disabled_levels_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="buttress"):
+        _emit(_listeners.LogListener(), ev.BreakerRejected("pay", "open"))
+    assert caplog.records == []
+
+
+def test_the_library_prints_nothing_when_logging_is_not_configured() -> None:
+    # Python's last-resort handler would print the WARNING to stderr without a handler.
+    code = (
+        "from buttress.events import default_registry, TimeoutExpired\n"
+        "default_registry.emit(TimeoutExpired('slow', 1.0))\n"
+        "import logging; logging.getLogger('other').warning('visible')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stderr == "visible\n"
