@@ -14,13 +14,17 @@ def test_top_level_names() -> None:
         "ButtressWarning",
         "CircuitOpen",
         "ConfigurationError",
+        "Policy",
         "RateLimited",
         "Rejected",
         "TimedOut",
         "__version__",
         "bound_correlation_id",
+        "fallback",
         "get_correlation_id",
         "new_correlation_id",
+        "retry",
+        "timeout",
     ]
 
 

@@ -16,6 +16,7 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .resilience import Policy, fallback, retry, timeout
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
@@ -24,11 +25,15 @@ __all__ = [
     "ButtressWarning",
     "CircuitOpen",
     "ConfigurationError",
+    "Policy",
     "RateLimited",
     "Rejected",
     "TimedOut",
     "__version__",
     "bound_correlation_id",
+    "fallback",
     "get_correlation_id",
     "new_correlation_id",
+    "retry",
+    "timeout",
 ]
