@@ -304,7 +304,8 @@ class Retry(Named, Strategy):
             self._registry.emit(RetryFinished(self._name, attempts, outcome, error_type))
 
     def _too_late(self, late: float) -> TimedOut:
-        self._finish(0, "deadline", None)
+        if self._registry.active:
+            self._registry.emit(RetryFinished(self._name, 0, "deadline", TimedOut.__name__))
         return TimedOut(
             f"{self._name}: the deadline passed {late:.3f}s before the call started",
             name=self._name,
@@ -363,7 +364,7 @@ def retry(
     if attempts == 1:
         warn("retry(attempts=1) never retries", stacklevel=2)
     if total == 0:
-        warn("retry(deadline=0) never retries: every wait crosses the deadline", stacklevel=2)
+        warn("retry(deadline=0) leaves no time to wait between attempts", stacklevel=2)
     elif total < initial:
         warn(f"retry deadline {total}s is shorter than wait_initial {initial}s", stacklevel=2)
     if share == 0 and floor == 0:
