@@ -148,6 +148,7 @@ async def test_async_timeout_rejection_falls_back() -> None:
     import asyncio
 
     policy = Policy(buttress.fallback("late", on=Rejected), buttress.timeout(0.001), name="slow")
+
     async def hang() -> str:
         await asyncio.Event().wait()
         return "never"
