@@ -91,6 +91,7 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
         (float("nan"), None),
         (True, None),
         (b"\xff", None),
+        ([1], None),
         ("Thu, 01 Jan 2026 12:01:00", None),  # no zone: not an HTTP date
     ],
 )

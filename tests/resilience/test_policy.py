@@ -147,7 +147,7 @@ def test_a_timeout_outside_a_retry_bounds_them_all() -> None:
 async def test_async_timeout_rejection_falls_back() -> None:
     import asyncio
 
-    policy = Policy(buttress.fallback("late", on=Rejected), buttress.timeout(0.001), name="slow")
+    policy = Policy(buttress.fallback("late", on=Rejected), buttress.timeout(1e-06), name="slow")
 
     async def hang() -> str:
         await asyncio.Event().wait()
@@ -155,7 +155,7 @@ async def test_async_timeout_rejection_falls_back() -> None:
 
     with capture_events() as events:
         assert await policy.call(hang) == "late"
-    assert events == [TimeoutExpired("slow", 0.001), FallbackUsed("slow", TimedOut.__name__)]
+    assert events == [TimeoutExpired("slow", 1e-06), FallbackUsed("slow", TimedOut.__name__)]
 
 
 def test_policies_nest_and_unnamed_ones_take_the_outer_name() -> None:

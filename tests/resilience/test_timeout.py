@@ -109,10 +109,10 @@ async def test_async_timeout_cancels_the_work() -> None:
             raise
 
     with capture_events() as events, pytest.raises(TimedOut) as info:
-        await buttress.timeout(0.001, name="slow").call(hang)
+        await buttress.timeout(1e-06, name="slow").call(hang)
     assert cancelled.is_set()
     assert info.value.name == "slow"
-    assert events == [TimeoutExpired("slow", 0.001)]
+    assert events == [TimeoutExpired("slow", 1e-06)]
     assert current_deadline() is None
 
 
@@ -141,9 +141,10 @@ async def test_async_timeout_follows_an_enclosing_deadline() -> None:
         clock.advance(1.0)
         with pytest.raises(TimedOut):
             await buttress.timeout(5.0, clock=clock).call(asyncio.sleep, 0)
-    with deadline_scope(0.001), pytest.raises(TimedOut) as info:
-        await buttress.timeout(60.0).call(asyncio.Event().wait)
-    assert info.value.timeout <= 0.001
+    with deadline_scope(1.0, clock=clock), pytest.raises(TimedOut) as info:
+        clock.advance(1.0 - 1e-06)  # the enclosing deadline leaves 1 us: it cuts the 60 s short
+        await buttress.timeout(60.0, clock=clock).call(asyncio.Event().wait)
+    assert info.value.timeout == pytest.approx(1e-06)
 
 
 def test_values_are_checked() -> None:

@@ -11,7 +11,6 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from .._errors import ButtressWarning, ConfigurationError
@@ -39,10 +38,12 @@ def to_seconds(value: object, what: str, *, allow_none: bool = False) -> float |
     """``value`` (seconds as a number, or a timedelta) as a finite float >= 0."""
     if value is None and allow_none:
         return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
+    from datetime import timedelta  # here, so that importing buttress stays cheap
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
     else:
         raise ConfigurationError(f"{what} must be seconds (a number or a timedelta), got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:

@@ -10,8 +10,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 __all__ = ["Backoff", "Jitter", "parse_retry_after"]
 
@@ -77,8 +79,11 @@ def parse_retry_after(
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
+    if not isinstance(value, int | float | str | bytes):
+        total_seconds = getattr(value, "total_seconds", None)  # a timedelta, or garbage
+        if total_seconds is None:
+            return None
+        value = float(total_seconds())
     if isinstance(value, int | float):
         seconds = float(value)
         return seconds if math.isfinite(seconds) and seconds >= 0 else None

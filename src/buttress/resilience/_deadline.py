@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from datetime import timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._args import seconds as _seconds
 
 if TYPE_CHECKING:
+    from datetime import timedelta
     from types import TracebackType
 
 __all__ = ["Clock", "current_deadline", "deadline_scope", "remaining"]

@@ -9,14 +9,11 @@ differ only in how they call and how they sleep.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
-import random as _random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 from .._errors import ConfigurationError, TimedOut
 from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, default_registry
@@ -34,12 +31,15 @@ from ._config import CONFIG
 from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
+if TYPE_CHECKING:
+    from datetime import timedelta
+
 __all__ = ["Retry", "retry"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RetryAfter: TypeAlias = Callable[[Any], float | timedelta | str | bytes | None]
+RetryAfter: TypeAlias = "Callable[[Any], float | timedelta | str | bytes | None]"
 """Given the exception (or the result) that asked for a retry, the server's wait or None."""
 
 _DEFAULT_NAME = "retry"
@@ -209,6 +209,9 @@ class Retry(Named, Strategy):
         error: Exception | None,
         result: Any,
     ) -> R:
+        # Imported here, on the failure path, so ``import buttress`` does not load asyncio.
+        import asyncio
+
         attempt = 1
         wait = 0.0
         sleep = self._sleep or asyncio.sleep
@@ -330,7 +333,7 @@ def retry(
     registry: Registry | None = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], object] | None = None,
-    random: Callable[[], float] = _random.random,
+    random: Callable[[], float] | None = None,
 ) -> Retry:
     """Retry a sync or async call on ``on`` (and on results ``on_result`` rejects).
 
@@ -383,8 +386,15 @@ def retry(
         registry=registry if registry is not None else default_registry,
         clock=clock,
         sleep=sleep,
-        random=random,
+        random=random if random is not None else _default_random(),
     )
+
+
+def _default_random() -> Callable[[], float]:
+    # The random module pulls in hashlib; it loads when the first retry is built instead.
+    from random import random
+
+    return random
 
 
 def _number(value: object, what: str, *, low: float, high: float = math.inf) -> float:

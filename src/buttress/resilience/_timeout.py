@@ -9,17 +9,18 @@ raises :class:`TimedOut`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._errors import TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
 from ._args import Named, check_name, seconds, warn
 from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 __all__ = ["Timeout", "timeout"]
 
@@ -74,6 +75,8 @@ class Timeout(Named, Strategy):
     async def _call_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
+        import asyncio  # loaded already when a coroutine runs; not at ``import buttress``
+
         now = self._clock()
         current = _DEADLINE.get()
         if current is not None and now >= current:
