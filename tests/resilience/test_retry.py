@@ -250,6 +250,14 @@ def test_test_mode_never_sleeps_and_caps_attempts() -> None:
         assert strategy.call(flaky) == "ok"
 
 
+def test_test_mode_ignores_the_budget() -> None:
+    strategy = make(FakeClock(), sleep=no_sleep, budget=0.0, budget_floor=0.1)
+    with set_testing(attempts=3):
+        for _ in range(5):
+            flaky = Flaky(ValueError("1"), ValueError("2"))
+            assert strategy.call(flaky) == "ok"
+
+
 def test_first_attempt_success_reuses_one_event() -> None:
     strategy = buttress.retry(on=ValueError, name="hot")
     with capture_events() as events:
