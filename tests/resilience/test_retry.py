@@ -217,6 +217,31 @@ def test_server_driven_waits_are_honoured_and_capped() -> None:
     assert clock.sleeps == [2.0, 5.0, 0.4]  # server said 2, then 30 (capped), then backoff
 
 
+class Response:
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        self.status = status
+        self.headers = {"Retry-After": retry_after} if retry_after else {}
+
+
+async def test_server_driven_waits_from_results() -> None:
+    clock = FakeClock()
+    responses = iter([Response(429, "3"), Response(503), Response(200)])
+
+    async def get() -> Response:
+        return next(responses)
+
+    strategy = make(
+        clock,
+        sleep=clock.async_sleep,
+        on=(),
+        on_result=lambda r: r.status in (429, 503),
+        retry_after=lambda r: r.headers.get("Retry-After"),
+        jitter="none",
+    )
+    assert (await strategy.call(get)).status == 200
+    assert clock.sleeps == [3.0, 0.2]
+
+
 def test_exhausted_budget_stops_retrying_and_says_why() -> None:
     clock = FakeClock()
     strategy = make(clock, budget=0.0, budget_floor=0.1, name="b")  # one retry per 10 s

@@ -152,7 +152,7 @@ class Retry(Named, Strategy):
         wait = 0.0
         sleep = self._sleep or time.sleep
         while True:
-            wait = self._decide(attempt, start, limit, error, wait)
+            wait = self._decide(attempt, start, limit, error, result, wait)
             if wait < 0:
                 if error is not None:
                     raise error
@@ -216,7 +216,7 @@ class Retry(Named, Strategy):
         wait = 0.0
         sleep = self._sleep or asyncio.sleep
         while True:
-            wait = self._decide(attempt, start, limit, error, wait)
+            wait = self._decide(attempt, start, limit, error, result, wait)
             if wait < 0:
                 if error is not None:
                     raise error
@@ -248,6 +248,7 @@ class Retry(Named, Strategy):
         start: float,
         limit: float | None,
         error: BaseException | None,
+        result: Any,
         previous: float,
     ) -> float:
         """After failed attempt ``attempt``: the wait before the next one, or -1 to stop.
@@ -263,7 +264,7 @@ class Retry(Named, Strategy):
         if attempt >= attempts:
             self._finish(attempt, "exhausted", error)
             return -1.0
-        wait = self._wait(attempt, error, previous)
+        wait = self._wait(attempt, result if error is None else error, previous)
         end = start + self._deadline
         if limit is not None and limit < end:
             end = limit
@@ -281,10 +282,11 @@ class Retry(Named, Strategy):
             self._registry.emit(RetryScheduled(self._name, attempt, wait, error_type))
         return wait
 
-    def _wait(self, attempt: int, error: BaseException | None, previous: float) -> float:
+    def _wait(self, attempt: int, outcome: Any, previous: float) -> float:
+        """The wait after ``outcome`` (the exception, or the rejected result)."""
         backoff = self._backoff
         if self._retry_after is not None:
-            hint = parse_retry_after(self._retry_after(error))
+            hint = parse_retry_after(self._retry_after(outcome))
             if hint is not None:
                 return min(hint, backoff.maximum)  # a server's wait is still capped
         return backoff.wait(attempt, previous, self._random)
