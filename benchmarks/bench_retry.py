@@ -31,6 +31,13 @@ async def abare(x: int) -> int:
 def _contenders(fn: Callable[[int], object]) -> dict[str, Callable[[int], object]]:
     return {
         "buttress": buttress.retry(on=ConnectionError, name="bench")(fn),
+        # For scale: a three-strategy policy (fallback, retry, timeout) around the same call.
+        "buttress policy": buttress.Policy(
+            buttress.fallback(None, on=buttress.Rejected),
+            buttress.retry(on=ConnectionError),
+            buttress.timeout(5.0),
+            name="bench",
+        )(fn),
         "tenacity": tenacity.retry(
             retry=tenacity.retry_if_exception_type(ConnectionError),
             stop=tenacity.stop_after_attempt(10),
