@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(BENCH_STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)

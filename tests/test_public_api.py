@@ -16,6 +16,7 @@ def test_top_level_names() -> None:
         "CircuitOpen",
         "ConfigurationError",
         "CorrelationFilter",
+        "Policy",
         "RateLimited",
         "Rejected",
         "Telemetry",
@@ -24,8 +25,11 @@ def test_top_level_names() -> None:
         "add_correlation_ids",
         "bound_correlation_id",
         "configure",
+        "fallback",
         "get_correlation_id",
         "new_correlation_id",
+        "retry",
+        "timeout",
     ]
 
 

@@ -16,6 +16,7 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .resilience import Policy, fallback, retry, timeout
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
@@ -26,15 +27,19 @@ __all__ = [
     "ButtressWarning",
     "CircuitOpen",
     "ConfigurationError",
+    "CorrelationFilter",
+    "Policy",
     "RateLimited",
     "Rejected",
+    "Telemetry",
     "TimedOut",
     "__version__",
-    "bound_correlation_id",
-    "CorrelationFilter",
-    "Telemetry",
     "add_correlation_ids",
+    "bound_correlation_id",
     "configure",
+    "fallback",
     "get_correlation_id",
     "new_correlation_id",
+    "retry",
+    "timeout",
 ]

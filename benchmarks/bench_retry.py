@@ -1,0 +1,87 @@
+"""Retry, success path: what decorating a call costs when its first attempt succeeds.
+
+buttress against tenacity, stamina and backoff, each configured alike (retry on one
+exception type, bounded attempts, exponential backoff with jitter), sync and async,
+side by side in one process. The report is ratios of overhead over a bare call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import backoff
+import stamina
+import tenacity
+
+import buttress
+from benchmarks._harness import Result, compare_async, compare_sync, report
+
+PEERS = ("tenacity", "stamina", "backoff")
+AGAINST = {"baseline": "bare", "against": "tenacity"}
+
+
+def bare(x: int) -> int:
+    return x
+
+
+async def abare(x: int) -> int:
+    return x
+
+
+def _contenders(fn: Callable[[int], object]) -> dict[str, Callable[[int], object]]:
+    return {
+        "buttress": buttress.retry(on=ConnectionError, name="bench")(fn),
+        # For scale: a three-strategy policy (fallback, retry, timeout) around the same call.
+        "buttress policy": buttress.Policy(
+            buttress.fallback(None, on=buttress.Rejected),
+            buttress.retry(on=ConnectionError),
+            buttress.timeout(5.0),
+            name="bench",
+        )(fn),
+        "tenacity": tenacity.retry(
+            retry=tenacity.retry_if_exception_type(ConnectionError),
+            stop=tenacity.stop_after_attempt(10),
+            wait=tenacity.wait_random_exponential(multiplier=0.1, max=5),
+            reraise=True,
+        )(fn),
+        "stamina": stamina.retry(on=ConnectionError)(fn),
+        "backoff": backoff.on_exception(backoff.expo, ConnectionError, max_tries=10)(fn),
+    }
+
+
+def _ratios(title: str, results: list[Result]) -> str:
+    by_name = {r.name: r.best for r in results}
+    ours = by_name["buttress"] - by_name["bare"]
+    cells = [
+        f"{peer}: {ours / (by_name[peer] - by_name['bare']):.3f}"
+        for peer in PEERS
+        if by_name[peer] > by_name["bare"]
+    ]
+    return f"{title}: buttress overhead / peer overhead = " + ", ".join(cells) + "\n"
+
+
+def main(quick: bool = False) -> str:
+    number, rounds = (1_000, 3) if quick else (20_000, 7)
+    sync_wrapped = _contenders(bare)
+    sync: dict[str, Callable[[], object]] = {"bare": lambda: bare(1)}
+    for name, fn in sync_wrapped.items():
+        sync[name] = lambda fn=fn: fn(1)  # type: ignore[misc]
+    sync_results = compare_sync(sync, number=number, rounds=rounds)
+
+    async_wrapped = _contenders(abare)
+    asyn: dict[str, Callable[[], Awaitable[object]]] = {"bare": lambda: abare(1)}
+    for name, afn in async_wrapped.items():
+        asyn[name] = lambda afn=afn: afn(1)  # type: ignore[misc]
+    async_results = compare_async(asyn, number=number, rounds=rounds)
+    return "\n".join(
+        [
+            report("retry, success path, sync", sync_results, **AGAINST),
+            _ratios("sync", sync_results),
+            report("retry, success path, async", async_results, **AGAINST),
+            _ratios("async", async_results),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,156 @@
+"""Argument checks and naming shared by retry, timeout and fallback.
+
+Bad values raise :class:`ConfigurationError` naming the value; legal but surprising ones
+warn at the caller's line. Strategies left unnamed take a bounded default name: the
+decorated function's qualified name, or the policy's name when composed in a Policy.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from .._errors import ButtressWarning, ConfigurationError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "ExceptionFilter",
+    "Named",
+    "callable_name",
+    "exception_matcher",
+    "to_seconds",
+    "warn",
+]
+
+ExceptionFilter: TypeAlias = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+)
+
+R = TypeVar("R")
+
+
+def to_seconds(value: object, what: str, *, allow_none: bool = False) -> float | None:
+    """``value`` (seconds as a number, or a timedelta) as a finite float >= 0."""
+    if value is None and allow_none:
+        return None
+    from datetime import timedelta  # here, so that importing buttress stays cheap
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    else:
+        raise ConfigurationError(f"{what} must be seconds (a number or a timedelta), got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigurationError(f"{what} must be a finite duration >= 0, got {value!r}")
+    return seconds
+
+
+def seconds(value: object, what: str) -> float:
+    """:func:`to_seconds` for a value that may not be ``None``."""
+    result = to_seconds(value, what)
+    assert result is not None  # to_seconds returns None only when allowed
+    return result
+
+
+def warn(message: str, *, stacklevel: int) -> None:
+    """Warn about a legal but surprising value; ``stacklevel`` counts from the caller of this."""
+    warnings.warn(message, ButtressWarning, stacklevel=stacklevel + 1)
+
+
+def exception_matcher(on: object, what: str = "on") -> Callable[[BaseException], bool]:
+    """A predicate from an exception type, a tuple of them, or a predicate."""
+    if isinstance(on, type) and issubclass(on, BaseException):
+        types: tuple[type[BaseException], ...] = (on,)
+    elif isinstance(on, tuple):
+        bad = [t for t in on if not (isinstance(t, type) and issubclass(t, BaseException))]
+        if bad:
+            raise ConfigurationError(f"{what} must hold exception types, got {bad[0]!r}")
+        types = on
+    elif callable(on):
+        predicate: Callable[[BaseException], bool] = on
+        return predicate
+    else:
+        raise ConfigurationError(
+            f"{what} must be an exception type, a tuple of them or a predicate, got {on!r}"
+        )
+    if not types:
+        return _never
+
+    def matches(exc: BaseException) -> bool:
+        return isinstance(exc, types)
+
+    return matches
+
+
+def _never(exc: BaseException) -> bool:
+    return False
+
+
+def callable_name(fn: object) -> str:
+    """``module.qualname`` of a function (of the wrapped one for partials), bounded by code."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return f"{module}.{qualname}"
+
+
+def check_name(name: object, what: str = "name") -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {name!r}")
+    return name
+
+
+class Named:
+    """Mixin for strategies whose name is optional.
+
+    ``_name`` is what events carry; ``_explicit`` says whether the user chose it. An
+    unnamed strategy decorating a function reports that function's qualified name;
+    composed in a named Policy, it reports the policy's name. Renamed copies share state
+    (a retry's budget, for one), since they are the same policy.
+    """
+
+    __slots__ = ()
+    _name: str
+    _explicit: bool
+
+    @property
+    def name(self) -> str:
+        """The name events and metrics carry."""
+        return self._name
+
+    def _with_default_name(self, name: str) -> Self:
+        """This strategy if it is named, else a copy named ``name`` that shares its state."""
+        if self._explicit:
+            return self
+        clone = self._clone()
+        object.__setattr__(clone, "_name", name)
+        object.__setattr__(clone, "_explicit", True)
+        clone._renamed()
+        return clone
+
+    def _clone(self) -> Self:
+        cls = type(self)
+        clone = cls.__new__(cls)
+        for klass in cls.__mro__:
+            for slot in getattr(klass, "__slots__", ()):
+                if hasattr(self, slot):
+                    object.__setattr__(clone, slot, getattr(self, slot))
+        return clone
+
+    def _renamed(self) -> None:
+        """Rebuild whatever depends on the name (prebuilt events)."""
+
+    def _decorate_named(self, fn: Any) -> Any:
+        """The strategy that decorates ``fn``: itself, or a copy named after ``fn``."""
+        if self._explicit or not callable(fn):
+            return self
+        return self._with_default_name(callable_name(fn))
