@@ -16,11 +16,14 @@ def test_top_level_names() -> None:
         "ConfigurationError",
         "RateLimited",
         "Rejected",
+        "SLO",
         "TimedOut",
         "__version__",
         "bound_correlation_id",
         "get_correlation_id",
+        "load_slos",
         "new_correlation_id",
+        "slo_rules",
     ]
 
 

@@ -17,6 +17,8 @@ from ._errors import (
 )
 from ._version import __version__
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
+from .telemetry._rules import slo_rules
+from .telemetry._slo import SLO, load_slos
 
 __all__ = [
     "BulkheadFull",
@@ -26,9 +28,12 @@ __all__ = [
     "ConfigurationError",
     "RateLimited",
     "Rejected",
+    "SLO",
     "TimedOut",
     "__version__",
     "bound_correlation_id",
     "get_correlation_id",
+    "load_slos",
     "new_correlation_id",
+    "slo_rules",
 ]
