@@ -9,11 +9,17 @@ from types import ModuleType
 import pytest
 
 import buttress
+import buttress.dashboards
 import buttress.events
 import buttress.testing
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-PUBLIC_MODULES: list[ModuleType] = [buttress, buttress.events, buttress.testing]
+PUBLIC_MODULES: list[ModuleType] = [
+    buttress,
+    buttress.dashboards,
+    buttress.events,
+    buttress.testing,
+]
 
 
 def _documented_names() -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import buttress
+import buttress.dashboards
 import buttress.events
 import buttress.testing
 
@@ -28,7 +29,7 @@ def test_top_level_names() -> None:
 
 
 def test_every_exported_name_exists() -> None:
-    for module in (buttress, buttress.events, buttress.testing):
+    for module in (buttress, buttress.dashboards, buttress.events, buttress.testing):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
@@ -58,6 +59,10 @@ def test_events_names() -> None:
 
 def test_testing_names() -> None:
     assert sorted(buttress.testing.__all__) == ["capture_events", "is_testing", "set_testing"]
+
+
+def test_dashboards_names() -> None:
+    assert sorted(buttress.dashboards.__all__) == ["export", "load", "names"]
 
 
 def test_version_is_a_string() -> None:

@@ -315,3 +315,43 @@ def test_dashboard_link_uses_the_grafana_url() -> None:
 def test_routes_are_escaped(route: str, pattern: str) -> None:
     assert escape_regex(route) == pattern
     assert re.fullmatch(escape_regex(route), route)
+
+
+CLI_SLOS = """\
+service: checkout
+slos:
+  - name: availability
+    objective: 0.999
+  - name: latency
+    objective: 0.99
+    threshold: 300ms
+"""
+
+
+def test_cli_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from buttress._cli import main
+
+    slo_file = tmp_path / "slos.yaml"
+    slo_file.write_text(CLI_SLOS)
+    # 300 ms is not a default bucket boundary: refused, with the way out named.
+    assert main(["rules", str(slo_file)]) == 2
+    err = capsys.readouterr().err
+    assert "'latency', field 'threshold'" in err
+    assert "--buckets with-thresholds" in err
+    out = tmp_path / "rules.yaml"
+    assert main(["rules", str(slo_file), "--buckets", "with-thresholds", "-o", str(out)]) == 0
+    written = yaml.safe_load(out.read_text())
+    assert len(written["groups"]) == 6
+    assert main(["rules", str(slo_file), "--buckets", "0.1,0.3"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["groups"][0]["rules"]
+    assert main(["rules", str(slo_file), "--buckets", "fast"]) == 2
+    assert "--buckets 'fast'" in capsys.readouterr().err
+
+
+def test_cli_rules_bad_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from buttress._cli import main
+
+    slo_file = tmp_path / "slos.yaml"
+    slo_file.write_text("service: s\nslos: [{name: a, objective: 1.5}]\n")
+    assert main(["rules", str(slo_file)]) == 2
+    assert f"{slo_file}: SLO 'a', field 'objective'" in capsys.readouterr().err

@@ -32,18 +32,17 @@ __all__ = [
 ]
 
 SLI_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-ALERT_NAME: Final = "ButtressSLOErrorBudgetBurn"
+ALERT_NAME: Final = names.ALERT_SLO_BURN
 SLO_DASHBOARD_PATH: Final = "/d/buttress-slo/buttress-slos"
 
-SLI_ERROR: Final = "slo:sli_error:ratio_rate"
-OBJECTIVE: Final = "slo:objective:ratio"
-ERROR_BUDGET: Final = "slo:error_budget:ratio"
-TIME_PERIOD: Final = "slo:time_period:days"
-CURRENT_BURN_RATE: Final = "slo:current_burn_rate:ratio"
-PERIOD_BURN_RATE: Final = "slo:period_burn_rate:ratio"
-BUDGET_REMAINING: Final = "slo:period_error_budget_remaining:ratio"
-INFO: Final = "sloth_slo_info"
-SLO_LABELS: Final = ("sloth_id", "sloth_service", "sloth_slo")
+SLI_ERROR: Final = names.SLO_SLI_ERROR_RATIO
+OBJECTIVE: Final = names.SLO_OBJECTIVE
+ERROR_BUDGET: Final = names.SLO_ERROR_BUDGET
+TIME_PERIOD: Final = names.SLO_TIME_PERIOD_DAYS
+CURRENT_BURN_RATE: Final = names.SLO_CURRENT_BURN_RATE
+PERIOD_BURN_RATE: Final = names.SLO_PERIOD_BURN_RATE
+BUDGET_REMAINING: Final = names.SLO_PERIOD_BUDGET_REMAINING
+INFO: Final = names.SLO_INFO
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +60,8 @@ _BURNS: Final = (
     (_Burn("ticket", "warning", 3, "1d", "2h"), _Burn("ticket", "warning", 1, "3d", "6h")),
 )
 
+_WINDOW: Final = names.LABEL_SLO_WINDOW
+_SLO_KEYS: Final = f"{names.LABEL_SLO_ID}, {names.LABEL_SLO_NAME}, {names.LABEL_SLO_SERVICE}"
 _REGEX_SPECIAL: Final = frozenset("\\.+*?()|[]{}^$")
 
 
@@ -118,7 +119,7 @@ def error_ratio_expr(slo: SLO, window: str) -> str:
         # "or vector(0)": with no 5xx series yet, the ratio is 0 rather than empty.
         errors = f"(sum(rate({count}{label_matchers(bad)}[{window}])) or vector(0))"
         return f"{errors}\n/\n{total}"
-    good = [*base, ("le", "=~", _le_pattern(slo.threshold))]
+    good = [*base, (names.LABEL_LE, "=~", _le_pattern(slo.threshold))]
     bucket = names.HTTP_SERVER_DURATION + "_bucket"
     fast = f"sum(rate({bucket}{label_matchers(good)}[{window}]))"
     return f"1 - (\n  {fast}\n  /\n  {total}\n)"
@@ -127,9 +128,9 @@ def error_ratio_expr(slo: SLO, window: str) -> str:
 def _labels(slo: SLO, **extra: str) -> dict[str, str]:
     return {
         **slo.labels,
-        "sloth_id": slo.id,
-        "sloth_service": slo.service,
-        "sloth_slo": slo.name,
+        names.LABEL_SLO_ID: slo.id,
+        names.LABEL_SLO_SERVICE: slo.service,
+        names.LABEL_SLO_NAME: slo.name,
         **extra,
     }
 
@@ -137,9 +138,9 @@ def _labels(slo: SLO, **extra: str) -> dict[str, str]:
 def _slo_selector(slo: SLO) -> str:
     return label_matchers(
         [
-            ("sloth_id", "=", slo.id),
-            ("sloth_service", "=", slo.service),
-            ("sloth_slo", "=", slo.name),
+            (names.LABEL_SLO_ID, "=", slo.id),
+            (names.LABEL_SLO_SERVICE, "=", slo.service),
+            (names.LABEL_SLO_NAME, "=", slo.name),
         ]
     )
 
@@ -150,8 +151,9 @@ def _check_buckets(slos: Iterable[SLO], buckets: Iterable[float]) -> None:
         if slo.threshold is not None and slo.threshold not in bounds:
             raise ConfigurationError(
                 f"SLO {slo.name!r}, field 'threshold': {slo.threshold!r} s is not a histogram "
-                f"bucket boundary ({', '.join(f'{b:g}' for b in sorted(bounds))}); configure "
-                "the middleware with buckets_with_thresholds(slos) and pass the same buckets"
+                f"bucket boundary ({', '.join(f'{b:g}' for b in sorted(bounds))}), so the SLI "
+                "could not be read exactly; give the middleware buckets_with_thresholds(slos) "
+                "and pass the same buckets here"
             )
 
 
@@ -160,7 +162,7 @@ def _recordings(slo: SLO) -> dict[str, Any]:
         {
             "record": SLI_ERROR + window,
             "expr": error_ratio_expr(slo, window) + "\n",
-            "labels": _labels(slo, sloth_window=window),
+            "labels": _labels(slo, **{names.LABEL_SLO_WINDOW: window}),
         }
         for window in SLI_WINDOWS
     ]
@@ -173,10 +175,10 @@ def _recordings(slo: SLO) -> dict[str, Any]:
             # cheap to evaluate, and the same as Sloth computes it.
             "expr": (
                 f"sum_over_time({SLI_ERROR}5m{selector}[{period}])\n"
-                "/ ignoring (sloth_window)\n"
+                f"/ ignoring ({_WINDOW})\n"
                 f"count_over_time({SLI_ERROR}5m{selector}[{period}])\n"
             ),
-            "labels": _labels(slo, sloth_window=period),
+            "labels": _labels(slo, **{names.LABEL_SLO_WINDOW: period}),
         }
     )
     return {"name": f"sloth-slo-sli-recordings-{slo.id}", "rules": rules}
@@ -184,9 +186,9 @@ def _recordings(slo: SLO) -> dict[str, Any]:
 
 def _meta(slo: SLO) -> dict[str, Any]:
     selector = _slo_selector(slo)
-    on = "/ on (sloth_id, sloth_slo, sloth_service) group_left\n"
+    on = f"/ on ({_SLO_KEYS}) group_left\n"
     # A burn rate belongs to the SLO, not to the window its ratio was read over.
-    drop = "max without (sloth_window) "
+    drop = f"max without ({_WINDOW}) "
     rules: list[dict[str, Any]] = [
         {"record": OBJECTIVE, "expr": f"vector({slo.objective!r})", "labels": _labels(slo)},
         {"record": ERROR_BUDGET, "expr": f"vector({slo.error_budget!r})", "labels": _labels(slo)},
@@ -222,7 +224,7 @@ def _condition(slo: SLO, burn: _Burn) -> str:
     limit = f"({burn.factor:g} * {slo.error_budget!r})"
     return (
         f"(\n  ({SLI_ERROR}{burn.short}{selector} > {limit})\n"
-        f"  and ignoring (sloth_window)\n"
+        f"  and ignoring ({_WINDOW})\n"
         f"  ({SLI_ERROR}{burn.long}{selector} > {limit})\n"
         f"  and on ()\n"
         f"  ({request_rate_expr(slo, burn.long)} >= {slo.min_rate!r})\n)"
@@ -241,8 +243,8 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
         # The value is the short window's burn rate (error ratio over budget), which the
         # description quotes; sloth_window is dropped so one burn is one alert.
         expr = (
-            "max without (sloth_window) (\n"
-            f"{_condition(slo, fast)}\nor ignoring (sloth_window)\n{_condition(slo, slow)}\n)\n"
+            f"max without ({_WINDOW}) (\n"
+            f"{_condition(slo, fast)}\nor ignoring ({_WINDOW})\n{_condition(slo, slow)}\n)\n"
             f"/ {slo.error_budget!r}\n"
         )
         rules.append(
@@ -252,8 +254,8 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
                 # The SLO's labels repeated on the rule keep two SLOs' alerts distinct rules.
                 "labels": {
                     **_labels(slo),
-                    "severity": fast.alert_severity,
-                    "sloth_severity": fast.severity,
+                    names.LABEL_SEVERITY: fast.alert_severity,
+                    names.LABEL_SLO_SEVERITY: fast.severity,
                     "category": slo.kind,
                 },
                 "annotations": {

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .._errors import ConfigurationError
-from ._names import DURATION_BUCKETS
+from ._names import (
+    DURATION_BUCKETS,
+    LABEL_JOB,
+    LABEL_SLO_ID,
+    LABEL_SLO_NAME,
+    LABEL_SLO_SERVICE,
+    LABEL_SLO_WINDOW,
+)
 
 __all__ = ["SLO", "buckets_with_thresholds", "load_slos", "parse_duration"]
 
@@ -108,9 +115,9 @@ class SLO:
             raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
         if not 0 <= min_rate < math.inf:
             raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
-        selector = {"job": service} if selector is None else selector
+        selector = {LABEL_JOB: service} if selector is None else selector
         checked_labels = _check_labels(name, "labels", {} if labels is None else labels)
-        for reserved in ("sloth_id", "sloth_service", "sloth_slo", "sloth_window"):
+        for reserved in (LABEL_SLO_ID, LABEL_SLO_SERVICE, LABEL_SLO_NAME, LABEL_SLO_WINDOW):
             if reserved in checked_labels:
                 raise _fail(name, "labels", f"{reserved!r} is set by buttress")
         if not isinstance(description, str):
