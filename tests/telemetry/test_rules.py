@@ -342,6 +342,7 @@ def test_cli_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", str(slo_file), "--buckets", "with-thresholds", "-o", str(out)]) == 0
     written = yaml.safe_load(out.read_text())
     assert len(written["groups"]) == 6
+    assert "wrote 6 rule groups for 2 SLOs" in capsys.readouterr().out
     assert main(["rules", str(slo_file), "--buckets", "0.1,0.3"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["groups"][0]["rules"]
     assert main(["rules", str(slo_file), "--buckets", "fast"]) == 2
