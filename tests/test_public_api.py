@@ -21,6 +21,7 @@ def test_top_level_names() -> None:
         "TimedOut",
         "__version__",
         "bound_correlation_id",
+        "buckets_with_thresholds",
         "get_correlation_id",
         "load_slos",
         "new_correlation_id",

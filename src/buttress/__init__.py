@@ -18,7 +18,7 @@ from ._errors import (
 from ._version import __version__
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._rules import slo_rules
-from .telemetry._slo import SLO, load_slos
+from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
 __all__ = [
     "BulkheadFull",
@@ -32,6 +32,7 @@ __all__ = [
     "TimedOut",
     "__version__",
     "bound_correlation_id",
+    "buckets_with_thresholds",
     "get_correlation_id",
     "load_slos",
     "new_correlation_id",
