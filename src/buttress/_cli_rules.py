@@ -71,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"buttress rules: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            return 1
         print(f"wrote {len(rules['groups'])} rule groups for {len(slos)} SLOs to {args.output}")
     return 0

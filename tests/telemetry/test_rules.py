@@ -349,6 +349,16 @@ def test_cli_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--buckets 'fast'" in capsys.readouterr().err
 
 
+def test_cli_rules_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from buttress._cli import main
+
+    slo_file = tmp_path / "slos.yaml"
+    slo_file.write_text(CLI_SLOS)
+    out = tmp_path / "missing-dir" / "rules.yaml"
+    assert main(["rules", str(slo_file), "--buckets", "with-thresholds", "-o", str(out)]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
 def test_cli_rules_bad_file_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from buttress._cli import main
 

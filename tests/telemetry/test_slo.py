@@ -24,6 +24,15 @@ def test_availability_defaults() -> None:
     assert slo.error_budget == 0.001
 
 
+def test_slos_are_values() -> None:
+    a = SLO("a", service="s", objective=0.99, labels={"team": "x"})
+    assert a == SLO("a", service="s", objective=0.99, labels={"team": "x"})
+    assert len({a, SLO("a", service="s", objective=0.99, labels={"team": "x"})}) == 1
+    assert a != SLO("a", service="s", objective=0.99)
+    with pytest.raises(AttributeError):
+        a.objective = 0.5  # type: ignore[misc]
+
+
 def test_latency_slo() -> None:
     slo = SLO(
         "fast",
