@@ -141,6 +141,33 @@ def _one_of_each() -> None:
     emit(events.FaultInjected("upstream", "latency"))
 
 
+async def _ok(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def _fail(request: Request) -> Response:
+    return PlainTextResponse("boom", status_code=500)
+
+
+async def _slow(request: Request) -> Response:
+    await asyncio.sleep(0.35)  # past the 300 ms latency threshold of the test SLO
+    return PlainTextResponse("slow")
+
+
+_Endpoint = Callable[[Request], Awaitable[Response]]
+_ENDPOINTS: dict[str, _Endpoint] = {
+    "/": _ok,
+    "/items/{item_id}": _ok,
+    "/fail": _fail,
+    "/slow": _slow,
+}
+
+
+def app_routes(wrap: Callable[[str, _Endpoint], _Endpoint] | None = None) -> list[Route]:
+    """The routes of the service under test; ``wrap(template, endpoint)`` may instrument each."""
+    return [Route(t, wrap(t, _ENDPOINTS[t]) if wrap else _ENDPOINTS[t]) for t in ROUTES]
+
+
 def stand_in_service(buckets: tuple[float, ...]) -> ServiceUnderTest:
     registry = CollectorRegistry()
     duration = Histogram(
@@ -154,9 +181,7 @@ def stand_in_service(buckets: tuple[float, ...]) -> ServiceUnderTest:
         n.HTTP_SERVER_ACTIVE, "Requests in flight.", (n.LABEL_METHOD,), registry=registry
     )
 
-    def instrumented(
-        template: str, endpoint: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def instrumented(template: str, endpoint: _Endpoint) -> _Endpoint:
         async def handler(request: Request) -> Response:
             start = time.perf_counter()
             active.labels(request.method).inc()
@@ -171,20 +196,11 @@ def stand_in_service(buckets: tuple[float, ...]) -> ServiceUnderTest:
 
         return handler
 
-    async def ok(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    async def fail(request: Request) -> Response:
-        return PlainTextResponse("boom", status_code=500)
-
-    async def slow(request: Request) -> Response:
-        await asyncio.sleep(0.35)  # past the 300 ms latency threshold of the test SLO
-        return PlainTextResponse("slow")
-
-    endpoints = {"/": ok, "/items/{item_id}": ok, "/fail": fail, "/slow": slow}
     app = Starlette(
-        routes=[Route(t, instrumented(t, endpoints[t])) for t in ROUTES]
-        + [Mount("/metrics", prometheus_client.make_asgi_app(registry))]
+        routes=[
+            *app_routes(instrumented),
+            Mount("/metrics", prometheus_client.make_asgi_app(registry)),
+        ]
     )
     return ServiceUnderTest(
         app=app, exercise_resilience=_one_of_each, listeners=(_resilience_listener(registry),)
