@@ -260,12 +260,24 @@ def test_sloth_names_and_labels(rules: dict[str, Any]) -> None:
 
 
 def test_every_metric_name_comes_from_the_names_module(rules: dict[str, Any]) -> None:
-    text = render_rules(rules)
-    used = set(re.findall(r"\b(http_[a-z_]+|buttress_[a-z_]+)\b", text))
     known = {v for v in vars(names).values() if isinstance(v, str)}
-    suffixed = {f"{n}{s}" for n in known for s in ("", "_count", "_bucket", "_sum")}
-    assert used
-    assert used <= suffixed | {names.LABEL_ROUTE, names.LABEL_STATUS}
+    known |= {f"{names.HTTP_SERVER_DURATION}_{s}" for s in ("count", "bucket", "sum")}
+    known |= {f"{names.SLO_SLI_ERROR_RATIO}{w}" for w in (*SLI_WINDOWS, "28d", "30d")}
+    used: set[str] = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            used.add(rule.get("record") or rule["alert"])
+            expr = re.sub(r'"[^"]*"', '""', rule["expr"])  # label values are not names
+            used |= set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\{", expr))
+            labels = [
+                *rule.get("labels", {}),
+                *re.findall(r"\b(?:by|without|on|ignoring) \(([^)]*)\)", expr),
+            ]
+            for label in labels:
+                used |= {name.strip() for name in label.split(",")}
+    assert names.HTTP_SERVER_DURATION + "_count" in used
+    assert names.SLO_OBJECTIVE in used
+    assert used - {"team", ""} <= known, sorted(used - known)
 
 
 def test_period_follows_the_window() -> None:
@@ -292,6 +304,12 @@ def test_no_slos_and_duplicates_are_refused() -> None:
     slo = SLO("a", service="s", objective=0.99)
     with pytest.raises(ConfigurationError, match="s-a"):
         slo_rules([slo, slo])
+
+
+def test_description_is_an_annotation() -> None:
+    slo = SLO("a", service="s", objective=0.99, description="Checkout answers.")
+    alerts = [r for g in slo_rules([slo])["groups"] for r in g["rules"] if "alert" in r]
+    assert [a["annotations"]["slo_description"] for a in alerts] == ["Checkout answers."] * 2
 
 
 def test_dashboard_link_uses_the_grafana_url() -> None:

@@ -129,6 +129,9 @@ LABEL_SLO_SERVICE: Final = "sloth_service"
 LABEL_SLO_NAME: Final = "sloth_slo"
 LABEL_SLO_WINDOW: Final = "sloth_window"
 LABEL_SLO_SEVERITY: Final = "sloth_severity"
+LABEL_SLO_MODE: Final = "sloth_mode"  # on sloth_slo_info: who generated the rules
+LABEL_SLO_OBJECTIVE: Final = "sloth_objective"  # on sloth_slo_info
+LABEL_SLO_CATEGORY: Final = "category"  # on alerts: "availability" or "latency"
 LABEL_SEVERITY: Final = "severity"
 ALERT_SLO_BURN: Final = "ButtressSLOErrorBudgetBurn"
 

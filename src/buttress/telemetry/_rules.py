@@ -213,7 +213,13 @@ def _meta(slo: SLO) -> dict[str, Any]:
         {
             "record": INFO,
             "expr": "vector(1)",
-            "labels": _labels(slo, sloth_mode="buttress", sloth_objective=f"{slo.objective!r}"),
+            "labels": _labels(
+                slo,
+                **{
+                    names.LABEL_SLO_MODE: "buttress",
+                    names.LABEL_SLO_OBJECTIVE: repr(slo.objective),
+                },
+            ),
         },
     ]
     return {"name": f"sloth-slo-meta-recordings-{slo.id}", "rules": rules}
@@ -256,7 +262,7 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
                     **_labels(slo),
                     names.LABEL_SEVERITY: fast.alert_severity,
                     names.LABEL_SLO_SEVERITY: fast.severity,
-                    "category": slo.kind,
+                    names.LABEL_SLO_CATEGORY: slo.kind,
                 },
                 "annotations": {
                     "summary": (
@@ -274,6 +280,8 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
                 },
             }
         )
+        if slo.description:
+            rules[-1]["annotations"]["slo_description"] = slo.description
     return {"name": f"sloth-slo-alerts-{slo.id}", "rules": rules}
 
 
