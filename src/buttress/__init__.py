@@ -20,6 +20,8 @@ from .resilience import Policy, fallback, retry, timeout
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
+from .telemetry._rules import slo_rules
+from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
 __all__ = [
     "BulkheadFull",
@@ -31,15 +33,19 @@ __all__ = [
     "Policy",
     "RateLimited",
     "Rejected",
+    "SLO",
     "Telemetry",
     "TimedOut",
     "__version__",
     "add_correlation_ids",
     "bound_correlation_id",
+    "buckets_with_thresholds",
     "configure",
     "fallback",
     "get_correlation_id",
+    "load_slos",
     "new_correlation_id",
     "retry",
+    "slo_rules",
     "timeout",
 ]
