@@ -12,6 +12,7 @@ def test_top_level_names() -> None:
         "BulkheadFull",
         "ButtressError",
         "ButtressWarning",
+        "CircuitBreaker",
         "CircuitOpen",
         "ConfigurationError",
         "RateLimited",

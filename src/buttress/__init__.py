@@ -16,12 +16,14 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .resilience._breaker import CircuitBreaker
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
     "BulkheadFull",
     "ButtressError",
     "ButtressWarning",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigurationError",
     "RateLimited",

@@ -1,6 +1,7 @@
 """Resilience strategies: small state machines with injected clocks, composed by Policy."""
 
+from ._breaker import CircuitBreaker
 from ._config import is_testing, set_testing
 from ._shell import Strategy
 
-__all__ = ["Strategy", "is_testing", "set_testing"]
+__all__ = ["CircuitBreaker", "Strategy", "is_testing", "set_testing"]
