@@ -9,6 +9,7 @@ import buttress.testing
 
 def test_top_level_names() -> None:
     assert sorted(buttress.__all__) == [
+        "Bulkhead",
         "BulkheadFull",
         "ButtressError",
         "ButtressWarning",

@@ -17,9 +17,11 @@ from ._errors import (
 )
 from ._version import __version__
 from .resilience._breaker import CircuitBreaker
+from .resilience._bulkhead import Bulkhead
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
+    "Bulkhead",
     "BulkheadFull",
     "ButtressError",
     "ButtressWarning",

@@ -1,7 +1,8 @@
 """Resilience strategies: small state machines with injected clocks, composed by Policy."""
 
 from ._breaker import CircuitBreaker
+from ._bulkhead import Bulkhead
 from ._config import is_testing, set_testing
 from ._shell import Strategy
 
-__all__ = ["CircuitBreaker", "Strategy", "is_testing", "set_testing"]
+__all__ = ["Bulkhead", "CircuitBreaker", "Strategy", "is_testing", "set_testing"]
