@@ -13,12 +13,11 @@ from buttress._events import BulkheadRejected, BulkheadUsage, Registry
 
 def test_rejects_when_full_and_exposes_usage() -> None:
     bulkhead = Bulkhead("db", max_concurrent=2)
-    with bulkhead:
-        with bulkhead:
-            assert (bulkhead.in_use, bulkhead.waiting) == (2, 0)
-            with pytest.raises(BulkheadFull) as info:
-                bulkhead.call(lambda: None)
-            assert info.value.name == "db"
+    with bulkhead, bulkhead:
+        assert (bulkhead.in_use, bulkhead.waiting) == (2, 0)
+        with pytest.raises(BulkheadFull) as info:
+            bulkhead.call(lambda: None)
+        assert info.value.name == "db"
     assert bulkhead.in_use == 0
     assert bulkhead.call(lambda: 7) == 7
     assert "in_use=0/2" in repr(bulkhead)

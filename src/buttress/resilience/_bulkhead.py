@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import BulkheadFull, ConfigurationError
+from .._errors import BulkheadFull
 from .._events import BulkheadRejected, BulkheadUsage, Registry, default_registry
 from ._arguments import check_int, check_name, check_seconds
 from ._shell import Strategy
@@ -173,9 +173,9 @@ class Bulkhead(Strategy):
         if entered is None and waiter is not None:
             if self._registry.active:
                 self._usage()
-            if not (waiter.event is not None and waiter.event.wait(self.wait_timeout)):
-                if not self._abandon(waiter):
-                    raise self._full("wait_timeout")
+            woken = waiter.event is not None and waiter.event.wait(self.wait_timeout)
+            if not woken and not self._abandon(waiter):
+                raise self._full("wait_timeout")
         if self._registry.active:
             self._usage()
 
