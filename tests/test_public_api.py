@@ -17,6 +17,7 @@ def test_top_level_names() -> None:
         "CircuitOpen",
         "ConfigurationError",
         "RateLimited",
+        "RateLimiter",
         "Rejected",
         "TimedOut",
         "__version__",

@@ -18,6 +18,7 @@ from ._errors import (
 from ._version import __version__
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
+from .resilience._ratelimit import RateLimiter
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "CircuitOpen",
     "ConfigurationError",
     "RateLimited",
+    "RateLimiter",
     "Rejected",
     "TimedOut",
     "__version__",

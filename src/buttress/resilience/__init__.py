@@ -3,6 +3,7 @@
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._config import is_testing, set_testing
+from ._ratelimit import RateLimiter
 from ._shell import Strategy
 
-__all__ = ["Bulkhead", "CircuitBreaker", "Strategy", "is_testing", "set_testing"]
+__all__ = ["Bulkhead", "CircuitBreaker", "RateLimiter", "Strategy", "is_testing", "set_testing"]
