@@ -18,6 +18,7 @@ def test_top_level_names() -> None:
         "ConfigurationError",
         "RateLimited",
         "RateLimiter",
+        "RedisStore",
         "Rejected",
         "TimedOut",
         "__version__",

@@ -19,6 +19,7 @@ from ._version import __version__
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
 from .resilience._ratelimit import RateLimiter
+from .resilience._redis import RedisStore
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "RateLimited",
     "RateLimiter",
+    "RedisStore",
     "Rejected",
     "TimedOut",
     "__version__",

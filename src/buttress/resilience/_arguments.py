@@ -14,9 +14,9 @@ from .._errors import ConfigurationError
 __all__ = ["check_fraction", "check_int", "check_name", "check_seconds"]
 
 
-def check_name(value: object) -> str:
+def check_name(value: object, what: str = "name") -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"name must be a non-empty str, got {value!r}")
+        raise ConfigurationError(f"{what} must be a non-empty str, got {value!r}")
     return value
 
 

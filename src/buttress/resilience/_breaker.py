@@ -140,6 +140,9 @@ class LocalBreaker:
         if moved:
             self._announce(moved)
 
+    def trip(self, reason: str) -> None:
+        self._steer(lambda: self.core.trip(self._clock(), reason))
+
     def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
         self._steer(lambda: self.core.force(state))
 

@@ -263,6 +263,11 @@ class BreakerCore:
         """Calls, failures and slow calls in the current window."""
         return self._window.totals(now)
 
+    def trip(self, now: float, reason: str) -> None:
+        """Open now unless already open or forced: carries a shared open state over."""
+        if self.state in ("closed", "half_open"):
+            self._open(now, reason)
+
     def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
         if self.state != state:
             self._move(state, "manual")
