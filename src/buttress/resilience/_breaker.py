@@ -101,6 +101,11 @@ class LocalBreaker:
         return moved
 
     def admit(self) -> int:
+        ticket = self.core.closed_ticket
+        if ticket >= 0:
+            # Closed: one attribute read, no lock. Should the breaker open right after,
+            # the ticket is stale and its outcome is not counted against the new state.
+            return ticket
         with self._lock:
             ticket = self.core.admit(self._clock())
             moved = self._drain() if self.core.transitions else None
@@ -330,20 +335,24 @@ class CircuitBreaker(Strategy):
     # -- calls ------------------------------------------------------------------------
 
     def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        backend, clock = self._backend, self._clock
+        backend = self._backend
         ticket = backend.admit()
         if ticket == REJECTED:
             raise self._reject()
-        start = clock()
+        # Durations only matter for slow calls: without a threshold, no clock is read.
+        clock = self._clock if self._slow_limit is not None else None
+        start = clock() if clock is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             outcome = self._classify(exc)
-            duration = clock() - start
+            duration = clock() - start if clock is not None else 0.0
             self._recorded_event(backend.record(ticket, outcome, duration), outcome, duration)
             raise
-        duration = clock() - start
-        self._recorded_event(backend.record(ticket, SUCCESS, duration), SUCCESS, duration)
+        duration = clock() - start if clock is not None else 0.0
+        counted = backend.record(ticket, SUCCESS, duration)
+        if self._registry.active:
+            self._recorded_event(counted, SUCCESS, duration)
         return result
 
     async def _call_async(
@@ -352,28 +361,30 @@ class CircuitBreaker(Strategy):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> R:
-        backend, clock = self._backend, self._clock
+        backend = self._backend
         ticket = backend.admit() if backend.local else await backend.admit_async()
         if ticket == REJECTED:
             raise self._reject()
-        start = clock()
+        clock = self._clock if self._slow_limit is not None else None
+        start = clock() if clock is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             outcome = self._classify(exc)
-            duration = clock() - start
+            duration = clock() - start if clock is not None else 0.0
             if backend.local:
                 counted = backend.record(ticket, outcome, duration)
             else:
                 counted = await backend.record_async(ticket, outcome, duration)
             self._recorded_event(counted, outcome, duration)
             raise
-        duration = clock() - start
+        duration = clock() - start if clock is not None else 0.0
         if backend.local:
             counted = backend.record(ticket, SUCCESS, duration)
         else:
             counted = await backend.record_async(ticket, SUCCESS, duration)
-        self._recorded_event(counted, SUCCESS, duration)
+        if self._registry.active:
+            self._recorded_event(counted, SUCCESS, duration)
         return result
 
     # -- context manager ----------------------------------------------------------------

@@ -148,12 +148,14 @@ class BreakerCore:
 
     __slots__ = (
         "_consecutive",
+        "_counting",
         "_generation",
         "_in_flight",
         "_open_until",
         "_successes",
         "_timeout",
         "_window",
+        "closed_ticket",
         "config",
         "state",
         "transitions",
@@ -166,11 +168,18 @@ class BreakerCore:
         self._generation = 0
         self._timeout = config.reset_timeout
         self._open_until = 0.0
+        # Only rate thresholds need a window; consecutive failures need one counter.
+        self._counting = config.failure_rate is not None or config.slow_call_rate is not None
+        # The ticket every call gets while closed, or -1: one attribute that the shell
+        # may read without the lock, because it changes in one store.
+        self.closed_ticket = 0
         self._fresh()
 
     def _fresh(self) -> None:
         if self.config.window_type == "count":
-            self._window: CountWindow | TimeWindow = CountWindow(int(self.config.window))
+            self._window: CountWindow | TimeWindow = CountWindow(
+                int(self.config.window) if self._counting else 1
+            )
         else:
             self._window = TimeWindow(self.config.window)
         self._consecutive = 0
@@ -181,6 +190,7 @@ class BreakerCore:
         self.transitions.append(Transition(self.state, new, reason))
         self.state = new
         self._generation += 1
+        self.closed_ticket = self._generation << 1 if new == "closed" else -1
         self._fresh()
 
     def _open(self, now: float, reason: str) -> None:
@@ -208,6 +218,9 @@ class BreakerCore:
 
     def record(self, now: float, ticket: int, outcome: int, duration: float) -> bool:
         """Learn how the call admitted with ``ticket`` went; ``True`` if it counted."""
+        if ticket == self.closed_ticket and outcome == SUCCESS and not self._counting:
+            self._consecutive = 0  # the common case, kept short
+            return True
         if ticket >> 1 != self._generation or self.state == "forced_closed":
             return False  # admitted under an earlier state, or counting is switched off
         config = self.config
@@ -229,7 +242,8 @@ class BreakerCore:
         if outcome == IGNORED:
             return True
         failure = outcome == FAILURE
-        self._window.add(now, failure, slow)
+        if self._counting:
+            self._window.add(now, failure, slow)
         if failure:
             self._consecutive += 1
             limit = config.consecutive_failures
@@ -238,7 +252,7 @@ class BreakerCore:
                 return True
         else:
             self._consecutive = 0
-        if config.failure_rate is None and config.slow_call_rate is None:
+        if not self._counting:
             return True
         calls, failures, slow_calls = self._window.totals(now)
         if calls < config.minimum_calls:
@@ -278,4 +292,5 @@ class BreakerCore:
             self._move("closed", "manual")
         else:
             self._generation += 1
+            self.closed_ticket = self._generation << 1
             self._fresh()

@@ -227,7 +227,15 @@ class Bulkhead(Strategy):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> R:
-        await self.acquire_async()
+        # The uncontended case inline: no extra coroutine, no waiter.
+        with self._lock:
+            entered = self.in_use < self.max_concurrent and not self._queue
+            if entered:
+                self.in_use += 1
+        if not entered:
+            await self.acquire_async()
+        elif self._registry.active:
+            self._usage()
         try:
             return await fn(*args, **kwargs)
         finally:

@@ -162,12 +162,15 @@ class RateLimiter(Strategy):
             if backend.local
             else await backend.take_async(self.max_wait)
         )
+        if wait != 0.0:
+            await self._refuse_or_wait(wait)
+
+    async def _refuse_or_wait(self, wait: float) -> None:
         if wait < 0:
             raise self._refused(-wait)
-        if wait > 0:
-            if self._registry.active:
-                self._registry.emit(RateLimitWaited(self.name, wait))
-            await asyncio.sleep(wait)
+        if self._registry.active:
+            self._registry.emit(RateLimitWaited(self.name, wait))
+        await asyncio.sleep(wait)
 
     def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
@@ -179,7 +182,15 @@ class RateLimiter(Strategy):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> R:
-        await self.acquire_async()
+        backend = self._backend
+        # Inline rather than ``await self.acquire_async()``: one coroutine less per call.
+        wait = (
+            backend.take(self.max_wait)
+            if backend.local
+            else await backend.take_async(self.max_wait)
+        )
+        if wait != 0.0:
+            await self._refuse_or_wait(wait)
         return await fn(*args, **kwargs)
 
     # A token is spent on entry and never given back: nothing to keep per use.
