@@ -75,6 +75,21 @@ def test_half_open_permits_are_shared(redis_server: RedisServer) -> None:
     assert state(second) == "closed"
 
 
+def test_a_trial_lost_with_its_replica_does_not_block_half_open_forever(
+    redis_server: RedisServer,
+) -> None:
+    first, second = shared(redis_server, half_open_permits=1), shared(redis_server)
+    failures(first, 3)
+    store = first._backend._store  # type: ignore[attr-defined]
+    end_open_period(redis_server, store)
+    assert first._backend.admit() >= 0  # a trial admitted, and never recorded
+    with pytest.raises(CircuitOpen):
+        second.call(lambda: None)
+    end_open_period(redis_server, store)  # a reset timeout later (server clock)
+    assert second.call(lambda: "new trial") == "new trial"
+    assert state(second) == "closed"
+
+
 def test_failed_trial_reopens_with_backoff(redis_server: RedisServer) -> None:
     breaker = shared(redis_server, reset_backoff=2, max_reset_timeout=100)
     failures(breaker, 3)

@@ -217,6 +217,7 @@ class RedisBreaker:
     """A breaker whose state is a Redis hash, with a local breaker for when Redis is away."""
 
     __slots__ = (
+        "_admit_args",
         "_announce",
         "_health",
         "_keys",
@@ -263,6 +264,7 @@ class RedisBreaker:
             config.half_open_permits,
             self._ttl,
         )
+        self._admit_args = (config.half_open_permits, self._ttl, int(config.reset_timeout * 1000))
         # The last state Redis reported: what ``state`` shows without a round trip.
         self._last: tuple[BreakerState, float | None] = ("closed", 0.0)
 
@@ -305,7 +307,7 @@ class RedisBreaker:
         if self._health.use_local():
             return self._local_admit()
         try:
-            reply = self._store.run("admit", self._keys, (self.config.half_open_permits, self._ttl))
+            reply = self._store.run("admit", self._keys, self._admit_args)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -316,9 +318,7 @@ class RedisBreaker:
         if self._health.use_local():
             return self._local_admit()
         try:
-            reply = await self._store.run_async(
-                "admit", self._keys, (self.config.half_open_permits, self._ttl)
-            )
+            reply = await self._store.run_async("admit", self._keys, self._admit_args)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()

@@ -5,9 +5,10 @@ still agree on when a breaker opened and how full a bucket is. The breaker scrip
 mirror :class:`._breaker_core.BreakerCore` step for step; state codes are the indexes of
 ``STATE_CODES`` and reason codes those of ``REASON_CODES``.
 
-Breaker hash fields: ``st`` state, ``gen`` generation, ``ou`` open until (ms), ``to``
-current reset timeout (ms), ``cf`` consecutive failures, ``hi`` trials in flight, ``hs``
-trial successes, ``wc``/``wf``/``ws`` count-window totals. The count window is a list
+Breaker hash fields: ``st`` state, ``gen`` generation, ``ou`` open until (ms; while
+half-open, when the trial round began), ``to`` current reset timeout (ms), ``cf``
+consecutive failures, ``hi`` trials in flight, ``hs`` trial successes, ``wc``/``wf``/``ws``
+count-window totals. The count window is a list
 key (``:window``); the time window a hash of 20 buckets (``:buckets``).
 """
 
@@ -46,7 +47,8 @@ local function move(gen, new)
 end
 """
 
-# ARGV: permits, ttl_ms. Returns {ticket or -1, state, retry_after_ms, old state or -1}.
+# ARGV: permits, ttl_ms, reset_timeout_ms. Returns {ticket or -1, state, retry_after_ms,
+# old state or -1}. While half-open, ``ou`` holds when the current trial round began.
 BREAKER_ADMIT: Final = (
     _COMMON
     + """
@@ -64,7 +66,16 @@ if st == 1 then
   if now < ou then return {-1, st, ou - now, -1} end
   move(gen, 2)
   gen = gen + 1
+  redis.call('HSET', key, 'ou', now)
   old = 1
+  hi = 0
+  hs = 0
+elseif hi + hs >= permits then
+  -- Trials unanswered for a whole reset timeout: a replica died (or lost its reply)
+  -- mid-trial. Start a new trial round rather than stay half-open forever.
+  if now - (tonumber(h[3]) or 0) < tonumber(ARGV[3]) then return {-1, 2, 0, -1} end
+  gen = gen + 1
+  redis.call('HSET', key, 'gen', gen, 'hi', 0, 'hs', 0, 'ou', now)
   hi = 0
   hs = 0
 end
