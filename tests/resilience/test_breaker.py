@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from buttress import CircuitBreaker, CircuitOpen, ConfigurationError
+from buttress import ButtressWarning, CircuitBreaker, CircuitOpen, ConfigurationError
 from buttress._events import (
     BreakerCallRecorded,
     BreakerRejected,
@@ -288,3 +288,9 @@ def test_timedelta_durations() -> None:
     with pytest.raises(Boom), breaker:
         raise Boom
     assert breaker.time_until_half_open == pytest.approx(3.0)
+
+
+def test_a_window_smaller_than_minimum_calls_warns_at_the_callers_line() -> None:
+    with pytest.warns(ButtressWarning, match="minimum_calls=20") as caught:
+        CircuitBreaker("dep", failure_rate=0.5, window=10, minimum_calls=20)
+    assert caught[0].filename == __file__

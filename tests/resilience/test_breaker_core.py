@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buttress.resilience._breaker_core import (
     FAILURE,
@@ -190,3 +194,39 @@ def test_forced_states_and_reset() -> None:
     core.reset()
     assert state(core) == "closed"
     assert [s[1] for s in states(core)] == ["forced_open", "forced_closed", "closed"]
+
+
+outcomes = st.lists(st.tuples(st.booleans(), st.booleans()), max_size=200)
+
+
+@given(size=st.integers(1, 20), calls=outcomes)
+def test_count_window_matches_a_recount_of_the_last_calls(
+    size: int, calls: list[tuple[bool, bool]]
+) -> None:
+    window = CountWindow(size)
+    for failure, slow in calls:
+        window.add(0, failure, slow)
+    last = calls[-size:]
+    assert window.totals(0) == (len(last), sum(f for f, _ in last), sum(s for _, s in last))
+
+
+@given(
+    seconds=st.integers(1, 50),
+    steps=st.lists(st.tuples(st.integers(0, 300), st.booleans(), st.booleans()), max_size=100),
+    later=st.integers(0, 300),
+)
+def test_time_window_matches_a_recount_of_the_buckets_in_reach(
+    seconds: int, steps: list[tuple[int, bool, bool]], later: int
+) -> None:
+    window = TimeWindow(float(seconds))
+    width = seconds / 20
+    now = 0.0
+    seen: list[tuple[float, bool, bool]] = []
+    for gap, failure, slow in steps:
+        now += gap / 100
+        window.add(now, failure, slow)
+        seen.append((now, failure, slow))
+    now += later / 100
+    newest = math.floor(now / width)
+    kept = [(f, s) for t, f, s in seen if math.floor(t / width) > newest - 20]
+    assert window.totals(now) == (len(kept), sum(f for f, _ in kept), sum(s for _, s in kept))

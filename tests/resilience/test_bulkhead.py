@@ -180,3 +180,10 @@ async def test_a_thread_hands_its_slot_to_a_task() -> None:
 def test_bad_configuration(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         Bulkhead("db", **kwargs)  # type: ignore[arg-type]
+
+
+def test_releasing_more_than_acquired_is_an_error() -> None:
+    bulkhead = Bulkhead("db")
+    with pytest.raises(RuntimeError, match="released more"):
+        bulkhead.release()
+    assert bulkhead.in_use == 0

@@ -17,10 +17,11 @@ import contextvars
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from .._errors import CircuitOpen, ConfigurationError
+from .._errors import ButtressWarning, CircuitOpen, ConfigurationError
 from .._events import (
     BreakerCallRecorded,
     BreakerRejected,
@@ -472,6 +473,14 @@ def _build_config(
         kind, size = "time", check_seconds("window", window)
     else:
         raise ConfigurationError(f"window_type must be 'count' or 'time', got {window_type!r}")
+    minimum = check_int("minimum_calls", minimum_calls, minimum=1)
+    if kind == "count" and minimum > size and (rate is not None or slow_rate is not None):
+        warnings.warn(
+            f"minimum_calls={minimum} is larger than window={int(size)}: the rate thresholds "
+            "can never be judged",
+            ButtressWarning,
+            stacklevel=3,
+        )
     base = check_seconds("reset_timeout", reset_timeout)
     ceiling = check_seconds("max_reset_timeout", max_reset_timeout)
     if ceiling < base:
@@ -493,7 +502,7 @@ def _build_config(
         slow_call_duration=slow_duration,
         window=size,
         window_type=kind,
-        minimum_calls=check_int("minimum_calls", minimum_calls, minimum=1),
+        minimum_calls=minimum,
         reset_timeout=base,
         reset_backoff=float(reset_backoff),
         max_reset_timeout=ceiling,

@@ -145,8 +145,10 @@ class Bulkhead(Strategy):
                 waiter = self._queue.popleft()
                 waiter.granted = True
                 waiter.wake()
-            else:
+            elif self.in_use > 0:
                 self.in_use -= 1
+            else:
+                raise RuntimeError(f"bulkhead {self.name!r} released more slots than it gave")
         if self._registry.active:
             self._usage()
 
