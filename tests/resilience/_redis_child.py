@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
         "shared",
         consecutive_failures=3,
         reset_timeout=60,
-        store=RedisStore(url, service="two-processes"),
+        store=RedisStore(url, service="two-processes", socket_timeout=5),
     )
 
     def failing() -> None:

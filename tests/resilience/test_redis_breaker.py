@@ -23,6 +23,11 @@ from ._clock import FakeClock, state
 
 pytestmark = pytest.mark.redis
 
+# A generous timeout: on a loaded CI machine a live Redis may answer slowly, and a
+# timeout would (correctly) switch to local state and muddle what these tests check.
+# A stopped server refuses connections at once, whatever the timeout.
+LOADED = 5.0
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +42,7 @@ def boom() -> None:
 def shared(server: RedisServer, clock: FakeClock | None = None, **kwargs: object) -> CircuitBreaker:
     options: dict[str, object] = {"consecutive_failures": 3, "reset_timeout": 60}
     options.update(kwargs)
-    store = RedisStore(server.url, service="svc", clock=clock or FakeClock())
+    store = RedisStore(server.url, service="svc", socket_timeout=LOADED, clock=clock or FakeClock())
     return CircuitBreaker("payments", store=store, **options)  # type: ignore[arg-type]
 
 
@@ -114,7 +119,7 @@ def test_two_processes_share_one_breaker(redis_server: RedisServer) -> None:
         "shared",
         consecutive_failures=3,
         reset_timeout=60,
-        store=RedisStore(redis_server.url, service="two-processes"),
+        store=RedisStore(redis_server.url, service="two-processes", socket_timeout=LOADED),
     )
     failures(parent, 1)
     assert child("fail", "3") == "failed failed open"  # 1 here + 2 there trip it
@@ -146,7 +151,7 @@ def test_rate_and_time_windows_in_redis(redis_server: RedisServer) -> None:
         window=60,
         window_type="time",
         minimum_calls=2,
-        store=RedisStore(redis_server.url, service="svc"),
+        store=RedisStore(redis_server.url, service="svc", socket_timeout=LOADED),
         clock=FakeClock(),
     )
     timed.call(lambda: None)

@@ -15,11 +15,16 @@ from ._clock import FakeClock
 
 pytestmark = pytest.mark.redis
 
+# A generous timeout: on a loaded CI machine a live Redis may answer slowly, and a
+# timeout would (correctly) switch to local state and muddle what these tests check.
+# A stopped server refuses connections at once, whatever the timeout.
+LOADED = 5.0
+
 
 def limiter(server: RedisServer, clock: FakeClock | None = None, **kwargs: object) -> RateLimiter:
     options: dict[str, object] = {"rate": 1, "per": 3600, "burst": 5}
     options.update(kwargs)
-    store = RedisStore(server.url, service="svc", clock=clock or FakeClock())
+    store = RedisStore(server.url, service="svc", socket_timeout=LOADED, clock=clock or FakeClock())
     return RateLimiter("search", store=store, **options)  # type: ignore[arg-type]
 
 

@@ -15,6 +15,7 @@ Redis error. An outcome admitted by Redis but recorded while it is away is dropp
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import threading
 import time
@@ -80,6 +81,12 @@ class RedisStore:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
                 f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
+            )
+        # Found, not imported: a missing extra is a set-up mistake to report now, not an
+        # outage to fall back from on every call.
+        if importlib.util.find_spec("redis") is None:
+            raise ConfigurationError(
+                "RedisStore needs the redis package: pip install 'buttress[redis]'"
             )
         self.url = url
         self.service = check_name(service, "service")
