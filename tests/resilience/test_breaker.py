@@ -8,13 +8,22 @@ from datetime import timedelta
 
 import pytest
 
-from buttress import ButtressWarning, CircuitBreaker, CircuitOpen, ConfigurationError
+from buttress import (
+    Bulkhead,
+    ButtressWarning,
+    CircuitBreaker,
+    CircuitOpen,
+    ConfigurationError,
+    RateLimited,
+    RateLimiter,
+)
 from buttress._events import (
     BreakerCallRecorded,
     BreakerRejected,
     BreakerTransition,
     Registry,
 )
+from buttress.resilience import Strategy
 
 from ._clock import FakeClock, state
 
@@ -294,3 +303,37 @@ def test_a_window_smaller_than_minimum_calls_warns_at_the_callers_line() -> None
     with pytest.warns(ButtressWarning, match="minimum_calls=20") as caught:
         CircuitBreaker("dep", failure_rate=0.5, window=10, minimum_calls=20)
     assert caught[0].filename == __file__
+
+
+async def test_breaker_bulkhead_and_rate_limiter_stack_as_strategies() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1)
+    bulkhead = Bulkhead("dep", max_concurrent=1)
+    limiter = RateLimiter("dep", rate=1, burst=3, clock=clock)
+    assert all(isinstance(s, Strategy) for s in (breaker, bulkhead, limiter))
+
+    @limiter
+    @bulkhead
+    @breaker
+    def sync(fail: bool) -> str:
+        if fail:
+            raise Boom
+        return "sync"
+
+    @limiter
+    @bulkhead
+    @breaker
+    async def asyn() -> str:
+        assert bulkhead.in_use == 1
+        return "async"
+
+    assert sync(False) == "sync"
+    assert await asyn() == "async"
+    with pytest.raises(Boom):
+        sync(True)
+    with pytest.raises(RateLimited):  # the limiter (outermost) spent its burst first
+        await asyn()
+    clock.advance(1)
+    with pytest.raises(CircuitOpen):
+        sync(False)
+    assert bulkhead.in_use == 0

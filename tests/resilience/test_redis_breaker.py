@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,40 @@ def test_bad_store_configuration() -> None:
         RedisStore(socket_timeout=0)
     with pytest.raises(ConfigurationError, match="service"):
         RedisStore(service="")
+
+
+def test_no_outcome_is_lost_from_the_shared_window_across_64_threads(
+    redis_server: RedisServer,
+) -> None:
+    breakers = [
+        shared(
+            redis_server,
+            consecutive_failures=None,
+            failure_rate=1.0,
+            window=100_000,
+            minimum_calls=100_000,
+        )
+        for _ in range(2)
+    ]
+    start_line = threading.Barrier(64)
+
+    def work(n: int) -> None:
+        breaker = breakers[n % 2]  # two replicas, 32 threads each
+        start_line.wait(10)
+        for i in range(10):
+            try:
+                with breaker:
+                    if i % 2:
+                        raise Boom
+            except Boom:
+                pass
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    counts = client.hmget(breakers[0]._backend._store.key("breaker", "payments"), "wc", "wf")  # type: ignore[attr-defined]
+    client.close()
+    assert counts == ["640", "320"]

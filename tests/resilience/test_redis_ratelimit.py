@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import redis
@@ -96,3 +97,26 @@ async def test_async_outage(redis_server: RedisServer) -> None:
         return "ok"
 
     assert await shared.call(ok) == "ok"
+
+
+def test_a_shared_bucket_never_grants_more_than_its_burst_across_64_threads(
+    redis_server: RedisServer,
+) -> None:
+    replicas = [limiter(redis_server, burst=20) for _ in range(2)]  # one token an hour
+    granted = 0
+    lock = threading.Lock()
+    start_line = threading.Barrier(64)
+
+    def work(n: int) -> None:
+        nonlocal granted
+        start_line.wait(10)
+        mine = grants(replicas[n % 2], 5)
+        with lock:
+            granted += mine
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert granted == 20
