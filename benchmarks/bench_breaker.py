@@ -8,6 +8,9 @@ admit and to record.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +18,11 @@ from typing import Any
 
 import circuitbreaker
 import pybreaker
+import redis
 from purgatory import AsyncCircuitBreakerFactory, SyncCircuitBreakerFactory
 
 from benchmarks._harness import compare_async, compare_sync, report
-from buttress import CircuitBreaker
+from buttress import CircuitBreaker, RateLimiter, RedisStore
 from buttress._events import Registry
 
 THREADS = 8
@@ -135,8 +139,58 @@ def overhead(quick: bool) -> str:
     )
 
 
+def shared_state(quick: bool) -> str:
+    """What sharing costs: a breaker and a rate limiter backed by a loopback redis-server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return "## shared state in Redis\n\nskipped: redis-server is not installed\n"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(500):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.01)
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", service="bench", socket_timeout=2)
+        client = redis.Redis(host="127.0.0.1", port=port)
+
+        def bare() -> int:
+            return 1
+
+        breaker = CircuitBreaker("bench", store=store, registry=Registry())(bare)
+        limiter = RateLimiter("bench", rate=1e12, burst=10**9, store=store, registry=Registry())
+        results = compare_sync(
+            {
+                "bare": bare,
+                "redis PING (one round trip)": client.ping,
+                "CircuitBreaker + RedisStore": breaker,
+                "RateLimiter + RedisStore": limiter(bare),
+            },
+            number=200 if quick else 2_000,
+            rounds=3 if quick else 5,
+        )
+        client.close()
+        store.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    return report(
+        "shared state in Redis, sync",
+        results,
+        baseline="bare",
+        against="redis PING (one round trip)",
+    )
+
+
 def main(quick: bool = False) -> str:
-    return concurrency(quick) + "\n" + overhead(quick)
+    return concurrency(quick) + "\n" + overhead(quick) + "\n" + shared_state(quick)
 
 
 if __name__ == "__main__":

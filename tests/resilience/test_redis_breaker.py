@@ -183,11 +183,25 @@ def test_transitions_are_announced_and_manual_control_is_shared(redis_server: Re
 
 
 def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None:
-    breaker = shared(redis_server, consecutive_failures=5)
-    failures(breaker, 1)
+    counted = shared(redis_server, failure_rate=0.9)
+    timed = CircuitBreaker(
+        "search",
+        failure_rate=0.9,
+        window=30,
+        window_type="time",
+        store=RedisStore(redis_server.url, service="svc", socket_timeout=LOADED),
+    )
+    failures(counted, 1)
+    with pytest.raises(Boom):
+        timed.call(boom)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     keys = sorted(client.keys("*"))
-    assert keys == ["buttress:svc:breaker:{payments}", "buttress:svc:breaker:{payments}:window"]
+    assert keys == [
+        "buttress:svc:breaker:{payments}",
+        "buttress:svc:breaker:{payments}:window",
+        "buttress:svc:breaker:{search}",
+        "buttress:svc:breaker:{search}:buckets",
+    ]
     assert all(client.pttl(key) > 0 for key in keys)
     client.close()
 

@@ -139,8 +139,11 @@ end
 if outcome == 2 then return {1, st, -1, 0} end
 local failure = 0
 if outcome == 1 then failure = 1 end
-local calls, failures, slows
-if window_type == 0 then
+local calls, failures, slows = 0, 0, 0
+local counting = failure_rate >= 0 or slow_rate >= 0
+if not counting then
+  -- consecutive failures only: no window to keep
+elseif window_type == 0 then
   redis.call('LPUSH', KEYS[2], 1 + 2 * failure + 4 * slow)
   local dc, df, ds = 1, failure, slow
   if redis.call('LLEN', KEYS[2]) > window then
@@ -165,7 +168,6 @@ else
   redis.call('HINCRBY', KEYS[3], 'f' .. slot, failure)
   redis.call('HINCRBY', KEYS[3], 's' .. slot, slow)
   redis.call('PEXPIRE', KEYS[3], ttl)
-  calls, failures, slows = 0, 0, 0
   local b = redis.call('HGETALL', KEYS[3])
   local fields = {}
   for i = 1, #b, 2 do fields[b[i]] = tonumber(b[i + 1]) end
@@ -180,10 +182,10 @@ else
 end
 local cf = 0
 if failure == 1 then cf = (tonumber(h[4]) or 0) + 1 end
-redis.call('HSET', key, 'cf', cf)
+if cf > 0 or tonumber(h[4]) ~= 0 then redis.call('HSET', key, 'cf', cf) end
 redis.call('PEXPIRE', key, ttl)
 if consecutive > 0 and cf >= consecutive then return open(to, 4) end
-if calls >= minimum then
+if counting and calls >= minimum then
   if failure_rate >= 0 and failures >= failure_rate * calls then return open(to, 5) end
   if slow_rate >= 0 and slows >= slow_rate * calls then return open(to, 6) end
 end
