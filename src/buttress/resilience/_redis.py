@@ -272,7 +272,8 @@ class RedisBreaker:
             self._ttl,
         )
         self._admit_args = (config.half_open_permits, self._ttl, int(config.reset_timeout * 1000))
-        # The last state Redis reported: what ``state`` shows without a round trip.
+        # The last state Redis reported: why an admission was refused, and whether the
+        # local fallback must start open should Redis go away.
         self._last: tuple[BreakerState, float | None] = ("closed", 0.0)
 
     # -- replies ------------------------------------------------------------------------
