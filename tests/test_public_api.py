@@ -11,14 +11,18 @@ import buttress.testing
 
 def test_top_level_names() -> None:
     assert sorted(buttress.__all__) == [
+        "Bulkhead",
         "BulkheadFull",
         "ButtressError",
         "ButtressWarning",
+        "CircuitBreaker",
         "CircuitOpen",
         "ConfigurationError",
         "CorrelationFilter",
         "Policy",
         "RateLimited",
+        "RateLimiter",
+        "RedisStore",
         "Rejected",
         "SLO",
         "Telemetry",

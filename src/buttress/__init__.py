@@ -17,6 +17,10 @@ from ._errors import (
 )
 from ._version import __version__
 from .resilience import Policy, fallback, retry, timeout
+from .resilience._breaker import CircuitBreaker
+from .resilience._bulkhead import Bulkhead
+from .resilience._ratelimit import RateLimiter
+from .resilience._redis import RedisStore
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
@@ -24,14 +28,18 @@ from .telemetry._rules import slo_rules
 from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
 __all__ = [
+    "Bulkhead",
     "BulkheadFull",
     "ButtressError",
     "ButtressWarning",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigurationError",
     "CorrelationFilter",
     "Policy",
     "RateLimited",
+    "RateLimiter",
+    "RedisStore",
     "Rejected",
     "SLO",
     "Telemetry",
