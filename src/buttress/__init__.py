@@ -19,6 +19,7 @@ from ._version import __version__
 from .resilience import Policy, fallback, retry, timeout
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
+from .resilience._faults import FaultInjection
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
 from .telemetry._configure import Telemetry, configure
@@ -36,6 +37,7 @@ __all__ = [
     "CircuitOpen",
     "ConfigurationError",
     "CorrelationFilter",
+    "FaultInjection",
     "Policy",
     "RateLimited",
     "RateLimiter",

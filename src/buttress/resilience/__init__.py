@@ -4,6 +4,7 @@ from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead
 from ._config import is_testing, set_testing
 from ._fallback import fallback
+from ._faults import FaultInjection
 from ._policy import Policy
 from ._ratelimit import RateLimiter
 from ._redis import RedisStore
@@ -14,6 +15,7 @@ from ._timeout import timeout
 __all__ = [
     "Bulkhead",
     "CircuitBreaker",
+    "FaultInjection",
     "Policy",
     "RateLimiter",
     "RedisStore",
