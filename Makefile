@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
+# `make reliability` runs the reliability suite this many times longer than `make test` does.
+RELIABILITY_SCALE ?= 10
 
 .PHONY: test check lint typecheck docs demo bench services reliability clean
 
@@ -24,6 +26,10 @@ services:
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reliability: $(STAMP) services
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/python -m pytest -m reliability \
+		-o timeout=3600 tests/reliability $(PYTEST_ARGS)
 
 check: lint typecheck docs
 
