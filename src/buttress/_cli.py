@@ -32,7 +32,11 @@ class _Command:
 _Runner: TypeAlias = "Callable[[argparse.Namespace], int]"
 
 _COMMANDS = (
-    _Command("demo", "run a live demo: a service, a flaky upstream, traffic and an outage", None),
+    _Command(
+        "demo",
+        "run a live demo: a service, a flaky upstream, traffic and an outage",
+        "._demo._command:add_arguments",
+    ),
     _Command("rules", "write Prometheus SLO recording rules and burn-rate alerts", None),
     _Command("dashboards", "export the bundled Grafana dashboards", None),
 )
