@@ -9,6 +9,9 @@ test) and answers by path:
 - ``/drop``: closes the connection without answering;
 - ``/slow/<seconds>``: 200 after that long.
 
+``SpawnedUpstream`` runs the same server in a child process (for load, where sharing the
+GIL with the client would measure the GIL); ``/count`` tells how many requests it got.
+
 Every request is recorded (method, path, headers, and the server span it started: trace
 context is extracted from the headers with the global propagator, as an OpenTelemetry
 instrumented server would).
@@ -17,15 +20,21 @@ instrumented server would).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanContext, SpanKind
 
-from tests._services import free_port
+from tests._services import free_port, wait_for_port
+
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -93,34 +102,41 @@ class Upstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if line:
-                        name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                if length:
-                    await reader.readexactly(length)
-                elif headers.get("transfer-encoding") == "chunked":
-                    await _skip_chunks(reader)
-                self.count += 1
-                answer = await self._answer(method, target, headers)
-                if answer is None:  # /drop
-                    writer.transport.abort()
-                    return
-                writer.write(answer)
-                await writer.drain()
-                if headers.get("connection") == "close":
-                    return
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:  # stopping: end quietly (asyncio would log it)
+            pass
         finally:
             writer.close()
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            if length:
+                await reader.readexactly(length)
+            elif headers.get("transfer-encoding") == "chunked":
+                await _skip_chunks(reader)
+            self.count += 1
+            answer = await self._answer(method, target, headers)
+            if answer is None:  # /drop
+                writer.transport.abort()
+                return
+            writer.write(answer)
+            await writer.drain()
+            if headers.get("connection") == "close":
+                return
 
     async def _answer(self, method: str, target: str, headers: dict[str, str]) -> bytes | None:
         path, _, query = target.partition("?")
@@ -152,10 +168,51 @@ class Upstream:
             return None
         elif parts[0] == "slow":
             await asyncio.sleep(float(parts[1]))
+        elif parts[0] == "count":
+            extra["X-Count"] = self.count
         body = f"status {status}".encode()
         head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in extra.items()]
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+class SpawnedUpstream:
+    """The same upstream in a child process: no GIL shared with the client under test."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self) -> int:
+        """Requests the upstream received so far (this one excluded)."""
+        with httpx.Client() as http:
+            return int(http.get(f"{self.url}/count").headers["x-count"]) - 1
+
+    def __enter__(self) -> SpawnedUpstream:
+        argv = [sys.executable, "-m", "tests.middleware._upstream", str(self.port)]
+        self._process = subprocess.Popen(argv, cwd=_ROOT)
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+def _serve(port: int) -> None:
+    upstream = Upstream(port=port, keep=False)
+
+    async def main() -> None:
+        server = await asyncio.start_server(upstream._handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
 
 
 async def _skip_chunks(reader: asyncio.StreamReader) -> None:
@@ -164,3 +221,7 @@ async def _skip_chunks(reader: asyncio.StreamReader) -> None:
         await reader.readexactly(size + 2)
         if size == 0:
             return
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
