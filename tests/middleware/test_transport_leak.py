@@ -23,7 +23,8 @@ REQUESTS = 10_000
 # fewer requests, but many in flight at once for 4 connections, which a leak would starve.
 ASYNC_REQUESTS = 2_004
 IN_FLIGHT = 12  # for 4 connections
-LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=2)
+MAX_CONNECTIONS = 4
+LIMITS = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=2)
 TIMEOUT = httpx.Timeout(5.0)
 # A failing upstream in every way the transport handles: retried statuses, statuses it
 # does not retry, dropped connections, and now and then a success.
@@ -55,7 +56,7 @@ def test_sync_pool_stays_flat_under_failures() -> None:
                 outcomes[key] = outcomes.get(key, 0) + 1
                 most = max(most, len(_pool(transport).connections))
             pool = _pool(transport)
-            assert most <= LIMITS.max_connections
+            assert most <= MAX_CONNECTIONS
             assert _busy(pool) == 0
             assert pool._requests == []
         assert sum(outcomes.values()) == REQUESTS
@@ -87,7 +88,7 @@ async def test_async_pool_stays_flat_under_concurrent_failures() -> None:
                 batch = [one(http, i) for i in range(start, start + IN_FLIGHT)]
                 outcomes += await asyncio.gather(*batch)
             pool = _pool(transport)
-            assert most <= LIMITS.max_connections
+            assert most <= MAX_CONNECTIONS
             assert _busy(pool) == 0
             assert pool._requests == []
         assert len(outcomes) == ASYNC_REQUESTS
