@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import buttress
+from buttress import Bulkhead, CircuitBreaker
 from buttress.events import RetryFinished, TimeoutExpired
 from buttress.middleware import AsyncResilientTransport
 from buttress.resilience._deadline import deadline_scope
@@ -161,3 +162,32 @@ async def test_every_attempt_is_timed(tracing: Tracing, upstream: Upstream) -> N
     count = "http_client_request_duration_seconds_count"
     assert sample(tracing.metrics, count, **labels, http_response_status_code="503") == 1
     assert sample(tracing.metrics, count, **labels, http_response_status_code="200") == 1
+
+
+async def test_the_breaker_opens_and_recovers(tracing: Tracing, upstream: Upstream) -> None:
+    clock = FakeClock()
+
+    def breaker(name: str) -> CircuitBreaker:
+        return CircuitBreaker(name, consecutive_failures=2, reset_timeout=5, clock=clock)
+
+    async with client(tracing, clock, breaker=breaker, attempts=2) as http:
+        response = await http.get(f"{upstream.url}/status/503")  # two attempts, two failures
+        assert response.status_code == 503
+        with pytest.raises(buttress.CircuitOpen):
+            await http.get(f"{upstream.url}/ok")
+        clock.now += 5
+        assert (await http.get(f"{upstream.url}/ok")).status_code == 200
+    assert upstream.hits("/status/503") == 2
+    assert upstream.hits("/ok") == 1
+
+
+async def test_a_full_bulkhead_refuses_without_sending(
+    tracing: Tracing, upstream: Upstream
+) -> None:
+    shared = Bulkhead("outbound", max_concurrent=1)
+    async with client(tracing, bulkhead=shared) as http:
+        async with shared:
+            with pytest.raises(buttress.BulkheadFull):
+                await http.get(f"{upstream.url}/ok")
+        assert (await http.get(f"{upstream.url}/ok")).status_code == 200
+    assert upstream.hits("/ok") == 1

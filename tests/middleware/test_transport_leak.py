@@ -1,5 +1,7 @@
 """No connection leaks: 10,000 requests against a failing upstream keep the pool flat.
 
+The breaker is off here, so that every request reaches the upstream (an open breaker
+would answer most of them without a connection); its own paths are tested apart.
 Small pool limits make a leak visible at once: a retried response left open would hold
 its connection, the pool would fill up and the next request would wait for a slot until
 its pool timeout (a ``PoolTimeout`` here, after at most 5 s). Everything runs against
@@ -43,7 +45,7 @@ def _busy(pool: Any) -> int:
 def test_sync_pool_stays_flat_under_failures() -> None:
     with SpawnedUpstream() as upstream:
         inner = httpx.HTTPTransport(limits=LIMITS)
-        transport = ResilientTransport(inner, attempts=3, sleep=lambda s: None)
+        transport = ResilientTransport(inner, attempts=3, breaker=None, sleep=lambda s: None)
         most = 0
         outcomes: dict[str, int] = {}
         with httpx.Client(transport=transport, timeout=TIMEOUT) as http:
@@ -68,7 +70,7 @@ def test_sync_pool_stays_flat_under_failures() -> None:
 async def test_async_pool_stays_flat_under_concurrent_failures() -> None:
     with SpawnedUpstream() as upstream:
         inner = httpx.AsyncHTTPTransport(limits=LIMITS)
-        transport = AsyncResilientTransport(inner, attempts=3, sleep=lambda s: None)
+        transport = AsyncResilientTransport(inner, attempts=3, breaker=None, sleep=lambda s: None)
         most = 0
 
         async def one(http: httpx.AsyncClient, i: int) -> str:

@@ -134,14 +134,27 @@ def test_bad_options_are_refused_by_name(
 
 
 def test_surprising_options_warn_once_at_construction() -> None:
-    with pytest.warns(buttress.ButtressWarning, match="never retries") as warned:
-        transport = ResilientTransport(
-            httpx.MockTransport(lambda r: httpx.Response(503)), attempts=1
-        )
+    inner = httpx.MockTransport(lambda r: httpx.Response(503))
+    with pytest.warns(buttress.ButtressWarning, match="shorter than wait_initial") as warned:
+        transport = ResilientTransport(inner, deadline=0.05, wait_initial=0.1)
     assert len(warned) == 1
     with httpx.Client(transport=transport) as http:
         http.get("http://a.test/")
         http.get("http://b.test/")  # a new host's policy does not warn again
+
+
+def test_one_attempt_means_no_retry_and_no_warning() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503)
+
+    transport = ResilientTransport(httpx.MockTransport(handler), attempts=1)
+    with httpx.Client(transport=transport) as http, capture_events() as events:
+        assert http.get("http://a.test/").status_code == 503
+    assert len(sent) == 1
+    assert [e for e in events if "Retry" in type(e).__name__] == []
 
 
 def test_retryable_requests() -> None:

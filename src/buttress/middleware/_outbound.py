@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import unquote
 
 import httpx
@@ -29,12 +29,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._errors import ConfigurationError, TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
 from .._version import __version__
-from ..resilience._args import check_name, seconds
+from ..resilience._args import check_int, check_name, seconds
 from ..resilience._backoff import parse_retry_after
+from ..resilience._breaker import CircuitBreaker
 from ..resilience._budget import RetryBudget
+from ..resilience._bulkhead import Bulkhead
 from ..resilience._deadline import _DEADLINE, Clock
 from ..resilience._deadline_header import format_deadline
+from ..resilience._policy import Policy
 from ..resilience._retry import Retry, retry
+from ..resilience._shell import Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ._client_metrics import ClientMetrics, client_metrics_for
@@ -46,15 +50,23 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 __all__ = [
+    "BreakerOption",
+    "BulkheadOption",
     "DEFAULT_RETRY_ON",
     "DEFAULT_RETRY_STATUSES",
     "IDEMPOTENT_METHODS",
     "Attempt",
     "Call",
     "Host",
+    "FailedStatus",
     "Outbound",
     "full_url",
 ]
+
+BreakerOption: TypeAlias = "CircuitBreaker | Callable[[str], CircuitBreaker] | None"
+"""One breaker for every host, a factory called with each host's policy name, or none."""
+BulkheadOption: TypeAlias = "Bulkhead | Callable[[str], Bulkhead] | None"
+"""One bulkhead for every host, a factory called with each host's policy name, or none."""
 
 IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 IDEMPOTENCY_KEY: Final = "idempotency-key"
@@ -108,6 +120,15 @@ def full_url(url: httpx.URL) -> str:
     return f"{url.scheme}://{netloc}{path}?{'&'.join(parts)}"
 
 
+class FailedStatus(httpx.HTTPStatusError):
+    """A 5xx answer, raised through the breaker so that it counts as a failure.
+
+    The transport catches it right outside the breaker and hands the response on: the
+    caller never sees it. It is an ``httpx.HTTPStatusError``, so a breaker built with
+    ``failure_on=httpx.HTTPStatusError`` counts it too.
+    """
+
+
 class Call:
     """One request through the transport: how many attempts were sent, the last answer."""
 
@@ -134,14 +155,22 @@ class Attempt:
 
 
 class Host:
-    """The policy of one destination host: its retry (with its own budget)."""
+    """The policy of one destination host: its retry (with its own budget) and its guard.
 
-    __slots__ = ("address", "name", "retry")
+    ``retry`` is ``None`` when the transport makes one attempt per request.
+    ``guard`` is the breaker and the bulkhead around each attempt (a ``Policy`` of both,
+    one of them, or ``None``).
+    """
 
-    def __init__(self, address: str, name: str, retry: Retry) -> None:
+    __slots__ = ("address", "guard", "name", "retry")
+
+    def __init__(
+        self, address: str, name: str, retry: Retry | None, guard: Strategy | None
+    ) -> None:
         self.address = address
         self.name = name
         self.retry = retry
+        self.guard = guard
 
 
 class Outbound:
@@ -159,16 +188,17 @@ class Outbound:
         budget: float | None,
         name: str,
         request_id_header: str | None,
+        breaker: BreakerOption,
+        bulkhead: BulkheadOption,
         tracer_provider: TracerProvider | None,
         metrics_registry: CollectorRegistry | None,
         registry: Registry | None,
         clock: Clock,
         sleep: Callable[[float], object] | None,
     ) -> None:
-        checked = check_name(name)
-        if checked is None:
-            raise ConfigurationError("name must be a non-empty string, got None")
-        self.name = checked
+        self.name = check_name(name)
+        self._breaker = _strategy_option(breaker, CircuitBreaker, "breaker")
+        self._bulkhead = _strategy_option(bulkhead, Bulkhead, "bulkhead")
         statuses = frozenset(retry_statuses)
         bad = [s for s in statuses if not isinstance(s, int) or not 100 <= s <= 599]
         if bad:
@@ -185,21 +215,26 @@ class Outbound:
         self.events = registry if registry is not None else default_registry
         self.clock = clock
         # Checked and built once, here: bad options fail (and surprising ones warn) at
-        # construction, not on the first request to each host.
-        self._template = retry(
-            on=retry_on,
-            on_result=self._retry_result,
-            attempts=attempts,
-            deadline=deadline,
-            wait_initial=wait_initial,
-            wait_max=wait_max,
-            retry_after=_retry_after,
-            budget=budget,
-            name=self.name,
-            registry=self.events,
-            clock=clock,
-            sleep=sleep,
-        )
+        # construction, not on the first request to each host. One attempt means no retry.
+        self._template: Retry | None = None
+        if check_int("attempts", attempts, minimum=1) > 1:
+            self._template = retry(
+                on=retry_on,
+                on_result=self._retry_result,
+                attempts=attempts,
+                deadline=deadline,
+                wait_initial=wait_initial,
+                wait_max=wait_max,
+                retry_after=_retry_after,
+                budget=budget,
+                name=self.name,
+                registry=self.events,
+                clock=clock,
+                sleep=sleep,
+            )
+        else:
+            seconds(deadline, "deadline")
+            seconds(wait_initial, "wait_initial")
         self._tracer = trace.get_tracer("buttress.httpx", __version__, tracer_provider)
         self._metrics_registry = metrics_registry
         self._metrics: ClientMetrics | None = None
@@ -244,7 +279,23 @@ class Outbound:
     def _new_host(self, address: str, port: int | None) -> Host:
         where = address if port is None else f"{address}:{port}"
         name = f"{self.name}:{where}"
-        return Host(address, name, _per_host(self._template, name))
+        members = []
+        for option, kind in ((self._breaker, CircuitBreaker), (self._bulkhead, Bulkhead)):
+            if option is None:
+                continue
+            member = option if isinstance(option, kind) else option(name)
+            if not isinstance(member, kind):
+                raise ConfigurationError(
+                    f"the {kind.__name__} factory returned {member!r} for {name!r}"
+                )
+            members.append(member)
+        guard: Strategy | None = None
+        if len(members) == 1:
+            guard = members[0]
+        elif members:
+            guard = Policy(*members)
+        template = self._template
+        return Host(address, name, None if template is None else _per_host(template, name), guard)
 
     def refuse_if_late(self, host: Host) -> None:
         """Raise ``TimedOut`` when the context's deadline has already passed."""
@@ -346,6 +397,17 @@ class Outbound:
             attempt.span.end()
         finally:
             otel_context.detach(attempt.token)  # type: ignore[arg-type]
+
+
+def _strategy_option(option: object, kind: type, what: str) -> Any:
+    """``option`` checked: an instance of ``kind``, a factory taking a name, or ``None``."""
+    if option is None or isinstance(option, kind):
+        return option
+    if callable(option) and not isinstance(option, Strategy):
+        return option
+    raise ConfigurationError(
+        f"{what} must be a {kind.__name__}, a factory taking a name, or None; got {option!r}"
+    )
 
 
 def _per_host(template: Retry, name: str) -> Retry:

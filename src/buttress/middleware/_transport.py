@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._outbound import DEFAULT_RETRY_ON, DEFAULT_RETRY_STATUSES, Call, Host, Outbound
+from ..resilience._breaker import CircuitBreaker
+from ._outbound import (
+    DEFAULT_RETRY_ON,
+    DEFAULT_RETRY_STATUSES,
+    BreakerOption,
+    BulkheadOption,
+    Call,
+    FailedStatus,
+    Outbound,
+)
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -52,6 +61,8 @@ class ResilientTransport(httpx.BaseTransport):
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
         retry_on: tuple[type[Exception], ...] = DEFAULT_RETRY_ON,
         budget: float | None = 0.2,
+        breaker: BreakerOption = CircuitBreaker,
+        bulkhead: BulkheadOption = None,
         name: str = "httpx",
         request_id_header: str | None = "X-Request-ID",
         tracer_provider: TracerProvider | None = None,
@@ -69,6 +80,8 @@ class ResilientTransport(httpx.BaseTransport):
             retry_statuses=retry_statuses,
             retry_on=retry_on,
             budget=budget,
+            breaker=breaker,
+            bulkhead=bulkhead,
             name=name,
             request_id_header=request_id_header,
             tracer_provider=tracer_provider,
@@ -83,17 +96,28 @@ class ResilientTransport(httpx.BaseTransport):
         host = core.host(request)
         core.refuse_if_late(host)
         call = Call(request, host)
-        if core.retryable(request):
-            return host.retry._call_sync(self._attempt, (call,), {})
-        return self._attempt(call)
+        retrying = host.retry
+        if retrying is not None and core.retryable(request):
+            return retrying._call_sync(self._guarded, (call,), {})
+        return self._guarded(call)
 
-    def _attempt(self, call: Call) -> httpx.Response:
+    def _guarded(self, call: Call) -> httpx.Response:
+        """One attempt through the host's breaker and bulkhead (what the retry calls)."""
         previous = call.previous
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
             previous.close()
+        guard = call.host.guard
+        if guard is None:
+            return self._send(call)
+        try:
+            return guard._call_sync(self._send, (call,), {})
+        except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
+            return failed.response
+
+    def _send(self, call: Call) -> httpx.Response:
         core = self._core
-        host: Host = call.host
+        host = call.host
         attempt = core.begin(call)
         try:
             response = self._inner.handle_request(call.request)
@@ -102,6 +126,10 @@ class ResilientTransport(httpx.BaseTransport):
             raise
         core.answered(attempt, host, response)
         call.previous = response
+        if response.status_code >= 500 and host.guard is not None:
+            raise FailedStatus(
+                f"{response.status_code} from {host.name}", request=call.request, response=response
+            )
         return response
 
     def close(self) -> None:
