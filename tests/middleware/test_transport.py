@@ -9,6 +9,7 @@ from email.utils import formatdate
 import httpx
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client.openmetrics import exposition as openmetrics
 
 import buttress
 from buttress import Bulkhead, CircuitBreaker
@@ -536,3 +537,15 @@ def test_a_factory_must_return_the_right_strategy() -> None:
     transport = ResilientTransport(httpx.MockTransport(lambda r: httpx.Response(200)), breaker=str)  # type: ignore[arg-type]
     with httpx.Client(transport=transport) as http, pytest.raises(buttress.ConfigurationError):
         http.get("http://a.test/")
+
+
+def test_the_duration_carries_the_client_span_as_exemplar(
+    tracing: Tracing, upstream: Upstream
+) -> None:
+    with client(tracing) as http:
+        http.get(f"{upstream.url}/ok")
+    (span,) = tracing.spans(SpanKind.CLIENT)
+    exposition = openmetrics.generate_latest(tracing.metrics).decode()  # type: ignore[no-untyped-call]
+    trace_id = format(span.context.trace_id, "032x")
+    span_id = format(span.context.span_id, "016x")
+    assert f'# {{span_id="{span_id}",trace_id="{trace_id}"}}' in exposition

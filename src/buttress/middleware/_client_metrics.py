@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from ..telemetry import _names as names
 from ..telemetry._metrics import target_registry
-from ..telemetry._otel import current_exemplar
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
 
 __all__ = ["ClientMetrics", "client_metrics_for"]
 
@@ -53,13 +55,22 @@ class ClientMetrics:
             child = self._active[key] = self.active_requests.labels(method, host)
         return child
 
-    def observe(self, method: str, host: str, status: str, duration: float) -> None:
-        """One attempt ended; the current (client) span's trace id becomes the exemplar."""
+    def observe(
+        self, method: str, host: str, status: str, duration: float, span: SpanContext
+    ) -> None:
+        """One attempt ended; a sampled client span's ids become the exemplar."""
         key = (method, host, status)
         child = self._durations.get(key)
         if child is None:
             child = self._durations[key] = self.duration.labels(method, host, status)
-        child.observe(duration, current_exemplar())
+        if span.trace_flags.sampled:  # an unsampled trace never reaches the backend
+            exemplar = {
+                names.LOG_KEY_TRACE_ID: format(span.trace_id, "032x"),
+                names.LOG_KEY_SPAN_ID: format(span.span_id, "016x"),
+            }
+            child.observe(duration, exemplar)
+        else:
+            child.observe(duration)
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = (

@@ -392,7 +392,9 @@ class Outbound:
     def _end(self, attempt: Attempt, host: Host, status: str) -> None:
         duration = time.perf_counter() - attempt.start
         attempt.active.dec()
-        self._client_metrics().observe(attempt.method, host.address, status, duration)
+        self._client_metrics().observe(
+            attempt.method, host.address, status, duration, attempt.span.get_span_context()
+        )
         try:
             attempt.span.end()
         finally:
