@@ -10,7 +10,9 @@ Every contender sends through one shared in-process transport that answers 200 a
   429/502/503/504 around each call: the usual way to get what buttress's transport does;
 - ``buttress``: ``ResilientTransport`` with its defaults (per-host retry and breaker, a
   client span per attempt, the Prometheus duration histogram and in-flight gauge,
-  traceparent and correlation id propagation).
+  traceparent and correlation id propagation);
+- ``buttress, no tracing SDK``: the same where no tracer provider is installed (spans are
+  no-ops), for scale.
 
 Spans go to a real SDK tracer provider (recorded, then dropped: no exporter), and both
 stacks' metrics are recorded (ours into a Prometheus registry, OpenTelemetry's into an
@@ -38,6 +40,7 @@ from opentelemetry.instrumentation.httpx import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client import CollectorRegistry
 
 from benchmarks._harness import Result, compare_async, compare_sync, report
@@ -98,6 +101,11 @@ def sync_contenders(
             inner, tracer_provider=tracer_provider, metrics_registry=registry
         )
     )
+    untraced = httpx.Client(
+        transport=ResilientTransport(
+            inner, tracer_provider=NoOpTracerProvider(), metrics_registry=CollectorRegistry()
+        )
+    )
     retrying = _tenacity()
 
     def peer() -> object:
@@ -108,8 +116,9 @@ def sync_contenders(
         "otel-httpx": lambda: otel.get(url),
         "otel-httpx + tenacity": peer,
         "buttress": lambda: ours.get(url),
+        "buttress, no tracing SDK": lambda: untraced.get(url),
     }
-    return contenders, [plain, otel, ours]
+    return contenders, [plain, otel, ours, untraced]
 
 
 def async_contenders(
@@ -127,6 +136,11 @@ def async_contenders(
             inner, tracer_provider=tracer_provider, metrics_registry=registry
         )
     )
+    untraced = httpx.AsyncClient(
+        transport=AsyncResilientTransport(
+            inner, tracer_provider=NoOpTracerProvider(), metrics_registry=CollectorRegistry()
+        )
+    )
     retrying = _tenacity_async()
 
     async def peer() -> object:
@@ -137,8 +151,9 @@ def async_contenders(
         "otel-httpx": lambda: otel.get(url),
         "otel-httpx + tenacity": peer,
         "buttress": lambda: ours.get(url),
+        "buttress, no tracing SDK": lambda: untraced.get(url),
     }
-    return contenders, [plain, otel, ours]
+    return contenders, [plain, otel, ours, untraced]
 
 
 def _ratios(title: str, results: list[Result]) -> str:

@@ -321,10 +321,13 @@ class Outbound:
         return metrics
 
     def begin(self, call: Call) -> Attempt:
-        """Before sending: start the span, write the headers, cap the timeout."""
+        """Before sending: start the span, write the headers, cap the timeout.
+
+        The transport has called :meth:`refuse_if_late` just before (outside the breaker,
+        so that a spent budget is not counted as the upstream's failure).
+        """
         request = call.request
         host = call.host
-        self.refuse_if_late(host)
         deadline = _DEADLINE.get()
         resend = call.sent
         call.sent = resend + 1

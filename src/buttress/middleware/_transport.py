@@ -107,6 +107,8 @@ class ResilientTransport(httpx.BaseTransport):
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
             previous.close()
+        if call.sent:  # a retry: the wait may have used up the budget
+            self._core.refuse_if_late(call.host)
         guard = call.host.guard
         if guard is None:
             return self._send(call)

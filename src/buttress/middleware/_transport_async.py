@@ -100,6 +100,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
             await previous.aclose()
+        if call.sent:  # a retry: the wait may have used up the budget
+            self._core.refuse_if_late(call.host)
         guard = call.host.guard
         if guard is None:
             return await self._send(call)
