@@ -9,6 +9,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 import buttress
 import buttress.middleware
@@ -16,6 +17,7 @@ from buttress.middleware import AsyncResilientTransport, ResilientTransport
 from buttress.middleware._outbound import MAX_HOSTS, Outbound, full_url
 from buttress.resilience._deadline_header import MAX_DEADLINE, format_deadline, parse_deadline
 from buttress.telemetry import _names as names
+from buttress.telemetry._metrics import set_target_registry, target_registry
 from buttress.testing import capture_events
 
 # --- the deadline header -------------------------------------------------------------------
@@ -207,3 +209,25 @@ def test_import_buttress_middleware_does_not_import_httpx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"  # the check above can see an import
+
+
+def test_metrics_follow_the_configured_registry() -> None:
+    transport = ResilientTransport(httpx.MockTransport(lambda r: httpx.Response(204)))
+    previous = target_registry()
+    first, second = CollectorRegistry(), CollectorRegistry()
+    labels = {
+        "http_request_method": "GET",
+        "server_address": "a.test",
+        "http_response_status_code": "204",
+    }
+    count = "http_client_request_duration_seconds_count"
+    try:
+        with httpx.Client(transport=transport) as http:
+            set_target_registry(first)
+            http.get("http://a.test/")
+            set_target_registry(second)  # as configure() does, after the client was built
+            http.get("http://a.test/")
+    finally:
+        set_target_registry(previous)
+    assert first.get_sample_value(count, labels) == 1
+    assert second.get_sample_value(count, labels) == 1

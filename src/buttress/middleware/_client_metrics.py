@@ -28,6 +28,7 @@ class ClientMetrics:
     """The client duration histogram and in-flight gauge of one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.duration = Histogram(
             names.HTTP_CLIENT_DURATION,
             "Duration of outbound HTTP requests, until the response headers arrived.",

@@ -41,6 +41,7 @@ from ..resilience._retry import Retry, retry
 from ..resilience._shell import Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
+from ..telemetry._metrics import target_registry
 from ._client_metrics import ClientMetrics, client_metrics_for
 
 if TYPE_CHECKING:
@@ -315,9 +316,14 @@ class Outbound:
     # --- around each attempt -------------------------------------------------------------
 
     def _client_metrics(self) -> ClientMetrics:
+        # Without a registry of its own, the transport follows the one configure() chose,
+        # even when configure() runs after the transport was built.
+        registry = self._metrics_registry
+        if registry is None:
+            registry = target_registry()
         metrics = self._metrics
-        if metrics is None:
-            metrics = self._metrics = client_metrics_for(self._metrics_registry)
+        if metrics is None or metrics.registry is not registry:
+            metrics = self._metrics = client_metrics_for(registry)
         return metrics
 
     def begin(self, call: Call) -> Attempt:
