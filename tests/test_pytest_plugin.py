@@ -7,9 +7,11 @@ ours whose conftest clears them.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +211,21 @@ def test_a_run_without_buttress_fixtures_imports_nothing_heavy(pytester: pytest.
     assert "buttress._pytest_plugin" in modules  # the plugin was loaded: the check can fail
     heavy = ("opentelemetry.sdk", "prometheus_client", "structlog")
     assert sorted(m for m in modules if m.startswith(heavy)) == []
+
+
+def _docs_examples() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "testing.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_the_docs_example_passes_as_a_users_test_module(pytester: pytest.Pytester) -> None:
+    example = _docs_examples()[0]
+    pytester.makepyfile(test_from_docs=example)
+    result = pytester.runpytest_subprocess(*ISOLATED, "-W", "error")
+    result.assert_outcomes(passed=example.count("\ndef test_"))
+
+
+def test_the_docs_example_without_pytest_runs() -> None:
+    example = _docs_examples()[-1]
+    assert "capture_metrics" in example  # the right block: otherwise this proves nothing
+    exec(compile(example, "docs/testing.md", "exec"), {})
