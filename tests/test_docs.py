@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 import buttress
+import buttress.dashboards
 import buttress.events
 import buttress.integrations
 import buttress.testing
@@ -16,9 +17,10 @@ import buttress.testing
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PUBLIC_MODULES: list[ModuleType] = [
     buttress,
+    buttress.dashboards,
     buttress.events,
-    buttress.testing,
     buttress.integrations,
+    buttress.testing,
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import buttress
+import buttress.dashboards
 import buttress.events
 import buttress.integrations
 import buttress.testing
@@ -10,31 +11,40 @@ import buttress.testing
 
 def test_top_level_names() -> None:
     assert sorted(buttress.__all__) == [
+        "Bulkhead",
         "BulkheadFull",
         "ButtressError",
         "ButtressWarning",
+        "CircuitBreaker",
         "CircuitOpen",
         "ConfigurationError",
         "CorrelationFilter",
         "Policy",
         "RateLimited",
+        "RateLimiter",
+        "RedisStore",
         "Rejected",
+        "SLO",
         "Telemetry",
         "TimedOut",
         "__version__",
         "add_correlation_ids",
         "bound_correlation_id",
+        "buckets_with_thresholds",
         "configure",
         "fallback",
         "get_correlation_id",
+        "load_slos",
         "new_correlation_id",
         "retry",
+        "slo_rules",
         "timeout",
     ]
 
 
 def test_every_exported_name_exists() -> None:
-    for module in (buttress, buttress.events, buttress.testing, buttress.integrations):
+    modules = (buttress, buttress.dashboards, buttress.events, buttress.integrations)
+    for module in (*modules, buttress.testing):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
@@ -79,6 +89,10 @@ def test_testing_names() -> None:
         "is_testing",
         "set_testing",
     ]
+
+
+def test_dashboards_names() -> None:
+    assert sorted(buttress.dashboards.__all__) == ["export", "load", "names"]
 
 
 def test_version_is_a_string() -> None:

@@ -17,29 +17,43 @@ from ._errors import (
 )
 from ._version import __version__
 from .resilience import Policy, fallback, retry, timeout
+from .resilience._breaker import CircuitBreaker
+from .resilience._bulkhead import Bulkhead
+from .resilience._ratelimit import RateLimiter
+from .resilience._redis import RedisStore
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
+from .telemetry._rules import slo_rules
+from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
 __all__ = [
+    "Bulkhead",
     "BulkheadFull",
     "ButtressError",
     "ButtressWarning",
+    "CircuitBreaker",
     "CircuitOpen",
     "ConfigurationError",
     "CorrelationFilter",
     "Policy",
     "RateLimited",
+    "RateLimiter",
+    "RedisStore",
     "Rejected",
+    "SLO",
     "Telemetry",
     "TimedOut",
     "__version__",
     "add_correlation_ids",
     "bound_correlation_id",
+    "buckets_with_thresholds",
     "configure",
     "fallback",
     "get_correlation_id",
+    "load_slos",
     "new_correlation_id",
     "retry",
+    "slo_rules",
     "timeout",
 ]

@@ -33,8 +33,12 @@ _Runner: TypeAlias = "Callable[[argparse.Namespace], int]"
 
 _COMMANDS = (
     _Command("demo", "run a live demo: a service, a flaky upstream, traffic and an outage", None),
-    _Command("rules", "write Prometheus SLO recording rules and burn-rate alerts", None),
-    _Command("dashboards", "export the bundled Grafana dashboards", None),
+    _Command(
+        "rules",
+        "write Prometheus SLO recording rules and burn-rate alerts",
+        "._cli_rules:add_command",
+    ),
+    _Command("dashboards", "export the bundled Grafana dashboards", "._cli_dashboards:add_command"),
 )
 
 

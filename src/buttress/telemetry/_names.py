@@ -132,3 +132,34 @@ EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
+
+# --- SLO rules ---------------------------------------------------------------------------------
+# Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
+
+SLO_SLI_ERROR_RATIO: Final = "slo:sli_error:ratio_rate"  # + window: slo:sli_error:ratio_rate5m
+SLO_OBJECTIVE: Final = "slo:objective:ratio"
+SLO_ERROR_BUDGET: Final = "slo:error_budget:ratio"
+SLO_TIME_PERIOD_DAYS: Final = "slo:time_period:days"
+SLO_CURRENT_BURN_RATE: Final = "slo:current_burn_rate:ratio"
+SLO_PERIOD_BURN_RATE: Final = "slo:period_burn_rate:ratio"
+SLO_PERIOD_BUDGET_REMAINING: Final = "slo:period_error_budget_remaining:ratio"
+SLO_INFO: Final = "sloth_slo_info"
+LABEL_SLO_ID: Final = "sloth_id"
+LABEL_SLO_SERVICE: Final = "sloth_service"
+LABEL_SLO_NAME: Final = "sloth_slo"
+LABEL_SLO_WINDOW: Final = "sloth_window"
+LABEL_SLO_SEVERITY: Final = "sloth_severity"
+LABEL_SLO_MODE: Final = "sloth_mode"  # on sloth_slo_info: who generated the rules
+LABEL_SLO_OBJECTIVE: Final = "sloth_objective"  # on sloth_slo_info
+LABEL_SLO_CATEGORY: Final = "category"  # on alerts: "availability" or "latency"
+LABEL_SEVERITY: Final = "severity"
+ALERT_SLO_BURN: Final = "ButtressSLOErrorBudgetBurn"
+
+# --- Prometheus's own names that dashboards and rules read --------------------------------------
+
+PROMETHEUS_ALERTS: Final = "ALERTS"  # pending and firing alerts, kept by Prometheus itself
+LABEL_ALERT_NAME: Final = "alertname"
+LABEL_ALERT_STATE: Final = "alertstate"
+LABEL_JOB: Final = "job"
+LABEL_INSTANCE: Final = "instance"
+LABEL_LE: Final = "le"

@@ -1,0 +1,168 @@
+"""The service overview: RED by route, requests in flight, status classes."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ..telemetry import _names as n
+from ._grafana import RATE, Panel, dashboard, datasource_variable, query_variable, selector
+from ._grafana import variable_matcher as var
+
+UID: Final = "buttress-service"
+
+COUNT: Final = n.HTTP_SERVER_DURATION + "_count"
+BUCKET: Final = n.HTTP_SERVER_DURATION + "_bucket"
+SERVER_ERRORS: Final = (n.LABEL_STATUS, "=~", "5..")
+
+
+def _requests(*extra: tuple[str, str, str]) -> str:
+    return COUNT + selector(
+        var(n.LABEL_JOB, "job"),
+        var(n.LABEL_INSTANCE, "instance"),
+        var(n.LABEL_ROUTE, "route"),
+        *extra,
+    )
+
+
+def _rate(series: str, by: str = "") -> str:
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (rate({series}[{RATE}]))"
+
+
+def _quantile(q: float, by: str) -> str:
+    series = BUCKET + selector(
+        var(n.LABEL_JOB, "job"), var(n.LABEL_INSTANCE, "instance"), var(n.LABEL_ROUTE, "route")
+    )
+    return f"histogram_quantile({q}, sum by ({by}) (rate({series}[{RATE}])))"
+
+
+def build() -> dict[str, Any]:
+    route, le = n.LABEL_ROUTE, n.LABEL_LE
+    active = n.HTTP_SERVER_ACTIVE + selector(
+        var(n.LABEL_JOB, "job"), var(n.LABEL_INSTANCE, "instance")
+    )
+    error_ratio = f"({_rate(_requests(SERVER_ERRORS))} or vector(0))\n/\n{_rate(_requests())}"
+    latency_thresholds = [("green", None), ("orange", 0.5), ("red", 1.0)]
+    error_thresholds = [("green", None), ("orange", 0.001), ("red", 0.01)]
+    overview = [
+        Panel(
+            "stat",
+            "Requests",
+            "Requests per second, all selected routes.",
+            [(_rate(_requests()), "requests")],
+            "reqps",
+            width=6,
+            height=5,
+        ),
+        Panel(
+            "stat",
+            "Server errors",
+            "Share of responses with a 5xx status.",
+            [(error_ratio, "5xx")],
+            "percentunit",
+            width=6,
+            height=5,
+            thresholds=error_thresholds,
+        ),
+        Panel(
+            "stat",
+            "p95 latency",
+            "95th percentile of request duration.",
+            [(_quantile(0.95, le), "p95")],
+            "s",
+            width=6,
+            height=5,
+            thresholds=latency_thresholds,
+        ),
+        Panel(
+            "stat",
+            "In flight",
+            "Requests being served now.",
+            [(f"sum ({active})", "in flight")],
+            "short",
+            width=6,
+            height=5,
+        ),
+    ]
+    red = [
+        Panel(
+            "timeseries",
+            "Request rate by route",
+            "Requests per second by route template.",
+            [(_rate(_requests(), route), f"{{{{{route}}}}}")],
+            "reqps",
+        ),
+        Panel(
+            "timeseries",
+            "Server error ratio by route",
+            "Share of responses with a 5xx status, by route template.",
+            [
+                (
+                    f"{_rate(_requests(SERVER_ERRORS), route)}\n/\n{_rate(_requests(), route)}",
+                    f"{{{{{route}}}}}",
+                )
+            ],
+            "percentunit",
+            thresholds=error_thresholds,
+        ),
+        Panel(
+            "timeseries",
+            "Latency p50 / p95 / p99",
+            "Request duration quantiles, all routes.",
+            [(_quantile(q, le), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)],
+            "s",
+            thresholds=latency_thresholds,
+        ),
+        Panel(
+            "timeseries",
+            "Latency p95 by route",
+            "95th percentile duration by route.",
+            [(_quantile(0.95, f"{le}, {route}"), f"{{{{{route}}}}}")],
+            "s",
+            thresholds=latency_thresholds,
+        ),
+    ]
+    status_class = (
+        f'sum by (status_class) (label_replace(rate({_requests()}[{RATE}]), "status_class", '
+        f'"${{1}}xx", "{n.LABEL_STATUS}", "([0-9])..")) '
+    ).rstrip()
+    traffic = [
+        Panel(
+            "timeseries",
+            "Responses by status class",
+            "Responses per second: 2xx, 3xx, 4xx, 5xx.",
+            [(status_class, "{{status_class}}")],
+            "reqps",
+            stack=True,
+        ),
+        Panel(
+            "timeseries",
+            "In flight by instance",
+            "Requests being served, by instance.",
+            [(f"sum by ({n.LABEL_INSTANCE}) ({active})", f"{{{{{n.LABEL_INSTANCE}}}}}")],
+            "short",
+        ),
+        Panel(
+            "timeseries",
+            "Requests by method",
+            "Requests per second by HTTP method.",
+            [(_rate(_requests(), n.LABEL_METHOD), f"{{{{{n.LABEL_METHOD}}}}}")],
+            "reqps",
+            stack=True,
+        ),
+    ]
+    job_series = COUNT
+    instance_series = COUNT + selector(var(n.LABEL_JOB, "job"))
+    route_series = COUNT + selector(var(n.LABEL_JOB, "job"), var(n.LABEL_INSTANCE, "instance"))
+    return dashboard(
+        uid=UID,
+        title="buttress / Service",
+        description="RED metrics of an HTTP service behind the buttress middleware, by route.",
+        variables=[
+            datasource_variable(),
+            query_variable("job", n.LABEL_JOB, job_series, title="Job"),
+            query_variable("instance", n.LABEL_INSTANCE, instance_series, title="Instance"),
+            query_variable("route", n.LABEL_ROUTE, route_series, title="Route"),
+        ],
+        rows=[("Overview", overview), ("Requests, errors, duration", red), ("Traffic", traffic)],
+    )

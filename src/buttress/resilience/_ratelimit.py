@@ -1,0 +1,219 @@
+"""``RateLimiter``: a token bucket, in this process or shared through Redis.
+
+The bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per ``per``
+seconds. A call takes one token. When none is left, the caller either gets
+:class:`RateLimited` (with the time until the next token) or, if that time is within
+``max_wait``, reserves the next token (the bucket goes below zero) and sleeps until it
+is due: reservations queue in order, so waiting callers can never exceed the rate either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .._errors import ConfigurationError, RateLimited
+from .._events import RateLimitRejected, RateLimitWaited, Registry, default_registry
+from ._arguments import check_name, check_seconds
+from ._shell import Strategy
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+    from types import TracebackType
+
+    from ._redis import RedisStore
+
+__all__ = ["RateLimiter", "TokenBucket"]
+
+R = TypeVar("R")
+
+
+class TokenBucket:
+    """The bucket's arithmetic: pure, with the time passed in. Callers serialise access."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate  # tokens per second
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float, max_wait: float) -> float:
+        """Take one token: 0 when one was there, the wait (> 0) for a reserved one, or
+        minus the time until the next token when even waiting ``max_wait`` would not do."""
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        wait = (1 - self.tokens) / self.rate
+        if wait <= max_wait:
+            self.tokens -= 1
+            return wait
+        # Without waiting, the next token is due when the bucket is back to one.
+        return -wait
+
+
+class LimiterBackend(Protocol):
+    local: bool
+
+    def take(self, max_wait: float) -> float: ...
+    async def take_async(self, max_wait: float) -> float: ...
+
+
+class LocalLimiter:
+    """A token bucket in this process, behind a lock held for microseconds."""
+
+    __slots__ = ("_clock", "_lock", "bucket", "local")
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.bucket = TokenBucket(rate, burst, clock())
+        self.local = True
+
+    def take(self, max_wait: float) -> float:
+        with self._lock:
+            return self.bucket.take(self._clock(), max_wait)
+
+    async def take_async(self, max_wait: float) -> float:
+        return self.take(max_wait)
+
+
+class RateLimiter(Strategy):
+    """Let at most ``rate`` calls per ``per`` seconds through, with bursts up to ``burst``.
+
+    ``max_wait`` (seconds, 0 by default) is how long a caller may wait for a token
+    instead of getting :class:`RateLimited`. ``store=RedisStore(...)`` shares one
+    bucket between processes.
+    """
+
+    __slots__ = ("_backend", "_registry", "burst", "max_wait", "name", "rate")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rate: float,
+        per: float | timedelta = 1.0,
+        burst: int | None = None,
+        max_wait: float | timedelta = 0.0,
+        store: RedisStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        registry: Registry | None = None,
+    ) -> None:
+        self.name = check_name(name)
+        if (
+            not isinstance(rate, int | float)
+            or isinstance(rate, bool)
+            or not math.isfinite(rate)
+            or rate <= 0
+        ):
+            raise ConfigurationError(f"rate must be a finite number > 0, got {rate!r}")
+        self.rate = rate / check_seconds("per", per)  # tokens per second
+        if burst is None:
+            burst = max(1, math.ceil(rate))  # one period's worth
+        elif not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+            raise ConfigurationError(f"burst must be an int >= 1, got {burst!r}")
+        self.burst = burst
+        self.max_wait = check_seconds("max_wait", max_wait, allow_zero=True)
+        self._registry = registry if registry is not None else default_registry
+        self._backend: LimiterBackend
+        if store is None:
+            self._backend = LocalLimiter(self.rate, float(burst), clock)
+        else:
+            self._backend = store.limiter_backend(
+                self.name, self.rate, float(burst), clock, self._registry
+            )
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.name!r}, rate={self.rate:g}/s, burst={self.burst})"
+
+    def _refused(self, retry_after: float) -> RateLimited:
+        if self._registry.active:
+            self._registry.emit(RateLimitRejected(self.name, retry_after))
+        return RateLimited(
+            f"rate limiter {self.name!r} has no token; the next one comes in {retry_after:.3f}s",
+            name=self.name,
+            retry_after=retry_after,
+        )
+
+    def acquire(self) -> None:
+        """Take a token for this thread, sleeping for it if ``max_wait`` allows."""
+        wait = self._backend.take(self.max_wait)
+        if wait < 0:
+            raise self._refused(-wait)
+        if wait > 0:
+            if self._registry.active:
+                self._registry.emit(RateLimitWaited(self.name, wait))
+            time.sleep(wait)
+
+    async def acquire_async(self) -> None:
+        """Take a token for this task, sleeping for it if ``max_wait`` allows."""
+        backend = self._backend
+        wait = (
+            backend.take(self.max_wait)
+            if backend.local
+            else await backend.take_async(self.max_wait)
+        )
+        if wait != 0.0:
+            await self._refuse_or_wait(wait)
+
+    async def _refuse_or_wait(self, wait: float) -> None:
+        if wait < 0:
+            raise self._refused(-wait)
+        if self._registry.active:
+            self._registry.emit(RateLimitWaited(self.name, wait))
+        await asyncio.sleep(wait)
+
+    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        self.acquire()
+        return fn(*args, **kwargs)
+
+    async def _call_async(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> R:
+        backend = self._backend
+        # Inline rather than ``await self.acquire_async()``: one coroutine less per call.
+        wait = (
+            backend.take(self.max_wait)
+            if backend.local
+            else await backend.take_async(self.max_wait)
+        )
+        if wait != 0.0:
+            await self._refuse_or_wait(wait)
+        return await fn(*args, **kwargs)
+
+    # A token is spent on entry and never given back: nothing to keep per use.
+    def __enter__(self) -> RateLimiter:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def __aenter__(self) -> RateLimiter:
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None

@@ -1,0 +1,458 @@
+"""``RedisStore``: breaker and rate-limiter state shared by every replica through Redis.
+
+Each admission and each recorded outcome is one atomic script call (``EVALSHA``, loaded
+on first use or after a server restart), timed by the server's clock. The ``redis``
+package is imported only when a store first talks to Redis, so ``import buttress``
+never imports it.
+
+When Redis fails (refused, timed out, anything), the strategy decides on local state
+instead, emits :class:`~buttress.events.StoreUnavailable` once, and leaves Redis alone
+for ``retry_interval`` seconds; the first call after that tries Redis again and, if it
+answers, emits :class:`~buttress.events.StoreRecovered`. The protected call never sees a
+Redis error. An outcome admitted by Redis but recorded while it is away is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._errors import ConfigurationError
+from .._events import BreakerState, Registry, StoreRecovered, StoreUnavailable
+from ._arguments import check_int, check_name, check_seconds
+from ._breaker import LocalBreaker
+from ._breaker_core import FAILURE, REJECTED, BreakerConfig, Transition
+from ._ratelimit import LocalLimiter
+from ._redis_scripts import (
+    BREAKER_ADMIT,
+    BREAKER_CONTROL,
+    BREAKER_PEEK,
+    BREAKER_RECORD,
+    BUCKET_TAKE,
+    REASON_CODES,
+    STATE_CODES,
+)
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+__all__ = ["RedisStore"]
+
+_log = logging.getLogger("buttress")
+
+# Tickets handed out by the local fallback carry this bit, so their outcomes go back to
+# the local state even if Redis has returned in between.
+_LOCAL = 1 << 60
+_SCRIPTS = {
+    "admit": BREAKER_ADMIT,
+    "record": BREAKER_RECORD,
+    "control": BREAKER_CONTROL,
+    "peek": BREAKER_PEEK,
+    "take": BUCKET_TAKE,
+}
+
+
+class RedisStore:
+    """Where breakers and rate limiters built with ``store=`` keep their state.
+
+    ``url`` is a ``redis://`` URL; ``service`` namespaces the keys
+    (``buttress:{service}:breaker:{name}``), so services sharing a Redis never share a
+    breaker by accident. ``socket_timeout`` is short so a dead Redis fails fast;
+    ``retry_interval`` is how long a strategy decides locally before it tries Redis again.
+    ``max_connections`` bounds each event loop's pool (tasks queue for a connection).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        service: str = "default",
+        socket_timeout: float | timedelta = 0.25,
+        retry_interval: float | timedelta = 5.0,
+        max_connections: int = 50,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
+            )
+        # Found, not imported: a missing extra is a set-up mistake to report now, not an
+        # outage to fall back from on every call.
+        if importlib.util.find_spec("redis") is None:
+            raise ConfigurationError(
+                "RedisStore needs the redis package: pip install 'buttress[redis]'"
+            )
+        self.url = url
+        self.service = check_name(service, "service")
+        self.socket_timeout = check_seconds("socket_timeout", socket_timeout)
+        self.retry_interval = check_seconds("retry_interval", retry_interval)
+        self.max_connections = check_int("max_connections", max_connections, minimum=1)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sync: Any = None
+        self._sync_scripts: dict[str, Any] = {}
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, service={self.service!r})"
+
+    def key(self, kind: str, name: str) -> str:
+        """The Redis key of strategy ``name`` of ``kind`` (``"breaker"`` or ``"ratelimit"``).
+
+        The name is a hash tag (``{name}``), so a breaker's keys share one cluster slot.
+        """
+        return f"buttress:{self.service}:{kind}:{{{name}}}"
+
+    # -- clients (built on first use: the import of redis happens here) -----------------
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_timeout,
+            "retry_on_timeout": False,
+        }
+
+    def run(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        """Run one of our scripts with the sync client (EVALSHA, loading it if needed)."""
+        scripts = self._sync_scripts
+        if not scripts:
+            import redis
+
+            with self._lock:
+                if not self._sync_scripts:
+                    self._sync = redis.Redis.from_url(self.url, **self._options())
+                    self._sync_scripts = {
+                        name: self._sync.register_script(text) for name, text in _SCRIPTS.items()
+                    }
+            scripts = self._sync_scripts
+        return scripts[script](keys=list(keys), args=list(args))
+
+    async def run_async(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        """The asyncio twin of :meth:`run`; each event loop gets its own client."""
+        loop = asyncio.get_running_loop()
+        scripts = self._async.get(loop)
+        if scripts is None:
+            import redis.asyncio
+
+            # Tasks queue for a connection (up to a second) instead of failing: an
+            # exhausted pool is not a Redis outage.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=1.0, **self._options()
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
+            scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+            self._async[loop] = scripts
+        return await scripts[script](keys=list(keys), args=list(args))
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients close with their loop)."""
+        with self._lock:
+            if self._sync is not None:
+                self._sync.close()
+            self._sync, self._sync_scripts = None, {}
+
+    # -- factories used by the strategies ---------------------------------------------
+
+    def breaker_backend(
+        self,
+        name: str,
+        config: BreakerConfig,
+        clock: Callable[[], float],
+        announce: Callable[[list[Transition]], None],
+        registry: Registry,
+    ) -> RedisBreaker:
+        return RedisBreaker(self, name, config, clock, announce, registry)
+
+    def limiter_backend(
+        self,
+        name: str,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float],
+        registry: Registry,
+    ) -> RedisLimiter:
+        return RedisLimiter(self, name, rate, burst, clock, registry)
+
+
+class _Health:
+    """Whether a strategy talks to Redis now or decides locally until ``down_until``."""
+
+    __slots__ = ("_clock", "_interval", "_lock", "_name", "_registry", "down_until")
+
+    def __init__(self, name: str, store: RedisStore, registry: Registry) -> None:
+        self._name = name
+        self._clock = store._clock
+        self._interval = store.retry_interval
+        self._registry = registry
+        self._lock = threading.Lock()
+        self.down_until: float | None = None
+
+    def use_local(self) -> bool:
+        down_until = self.down_until
+        return down_until is not None and self._clock() < down_until
+
+    def failed(self, exc: BaseException) -> bool:
+        """Note a failure; ``True`` if Redis was thought healthy until now."""
+        with self._lock:
+            first = self.down_until is None
+            self.down_until = self._clock() + self._interval
+        if first:
+            _log.warning("buttress: Redis failed for %r, deciding locally: %r", self._name, exc)
+            if self._registry.active:
+                self._registry.emit(StoreUnavailable(self._name, "redis", type(exc).__name__))
+        return first
+
+    def answered(self) -> None:
+        if self.down_until is None:
+            return
+        with self._lock:
+            recovered = self.down_until is not None
+            self.down_until = None
+        if recovered and self._registry.active:
+            self._registry.emit(StoreRecovered(self._name, "redis"))
+
+
+class RedisBreaker:
+    """A breaker whose state is a Redis hash, with a local breaker for when Redis is away."""
+
+    __slots__ = (
+        "_admit_args",
+        "_announce",
+        "_health",
+        "_keys",
+        "_last",
+        "_record_args",
+        "_store",
+        "_ttl",
+        "config",
+        "fallback",
+        "local",
+    )
+
+    def __init__(
+        self,
+        store: RedisStore,
+        name: str,
+        config: BreakerConfig,
+        clock: Callable[[], float],
+        announce: Callable[[list[Transition]], None],
+        registry: Registry,
+    ) -> None:
+        self._store = store
+        self.config = config
+        key = store.key("breaker", name)
+        self._keys = (key, f"{key}:window", f"{key}:buckets")
+        self._announce = announce
+        self._health = _Health(name, store, registry)
+        self.fallback = LocalBreaker(config, clock, announce)
+        self.local = False
+        longest = max(
+            config.max_reset_timeout, config.window if config.window_type == "time" else 0
+        )
+        self._ttl = int(max(2 * longest, 3600) * 1000)
+        self._record_args = (
+            config.consecutive_failures or 0,
+            -1 if config.failure_rate is None else config.failure_rate,
+            -1 if config.slow_call_rate is None else config.slow_call_rate,
+            config.window * (1000 if config.window_type == "time" else 1),
+            0 if config.window_type == "count" else 1,
+            config.minimum_calls,
+            int(config.reset_timeout * 1000),
+            config.reset_backoff,
+            int(config.max_reset_timeout * 1000),
+            config.half_open_permits,
+            self._ttl,
+        )
+        self._admit_args = (config.half_open_permits, self._ttl, int(config.reset_timeout * 1000))
+        # The last state Redis reported: why an admission was refused, and whether the
+        # local fallback must start open should Redis go away.
+        self._last: tuple[BreakerState, float | None] = ("closed", 0.0)
+
+    # -- replies ------------------------------------------------------------------------
+
+    def _admitted(self, reply: Sequence[int]) -> int:
+        ticket, state, retry_ms, old = (int(x) for x in reply)
+        new = STATE_CODES[state]
+        self._last = (new, None if retry_ms < 0 else retry_ms / 1000)
+        if old >= 0:
+            self._announce([Transition(STATE_CODES[old], new, "reset_timeout")])
+        return ticket if ticket >= 0 else REJECTED
+
+    def _recorded(self, reply: Sequence[int]) -> bool:
+        counted, old, new, reason = (int(x) for x in reply)
+        if new >= 0:
+            retry = self.config.reset_timeout if new == 1 else 0.0
+            self._last = (STATE_CODES[new], retry)
+            self._announce([Transition(STATE_CODES[old], STATE_CODES[new], REASON_CODES[reason])])
+        return bool(counted)
+
+    def _args(self, ticket: int, outcome: int, duration: float) -> tuple[object, ...]:
+        limit = self.config.slow_call_duration
+        slow = int(limit is not None and duration >= limit and outcome <= FAILURE)
+        return (ticket, outcome, slow, *self._record_args)
+
+    def _down(self, exc: BaseException) -> None:
+        # A breaker Redis last saw open must not start closed locally: that would let a
+        # burst through to a dependency every replica agreed was down.
+        if self._health.failed(exc) and self._last[0] in ("open", "half_open"):
+            self.fallback.trip("store_unavailable")
+
+    def _local_admit(self) -> int:
+        ticket = self.fallback.admit()
+        return ticket if ticket == REJECTED else ticket | _LOCAL
+
+    # -- the backend protocol --------------------------------------------------------------
+
+    def admit(self) -> int:
+        if self._health.use_local():
+            return self._local_admit()
+        try:
+            reply = self._store.run("admit", self._keys, self._admit_args)
+        except Exception as exc:
+            self._down(exc)
+            return self._local_admit()
+        self._health.answered()
+        return self._admitted(reply)
+
+    async def admit_async(self) -> int:
+        if self._health.use_local():
+            return self._local_admit()
+        try:
+            reply = await self._store.run_async("admit", self._keys, self._admit_args)
+        except Exception as exc:
+            self._down(exc)
+            return self._local_admit()
+        self._health.answered()
+        return self._admitted(reply)
+
+    def record(self, ticket: int, outcome: int, duration: float) -> bool:
+        if ticket & _LOCAL:
+            return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
+        if self._health.use_local():
+            return False
+        try:
+            reply = self._store.run("record", self._keys, self._args(ticket, outcome, duration))
+        except Exception as exc:
+            self._down(exc)
+            return False
+        return self._recorded(reply)
+
+    async def record_async(self, ticket: int, outcome: int, duration: float) -> bool:
+        if ticket & _LOCAL:
+            return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
+        if self._health.use_local():
+            return False
+        try:
+            reply = await self._store.run_async(
+                "record", self._keys, self._args(ticket, outcome, duration)
+            )
+        except Exception as exc:
+            self._down(exc)
+            return False
+        return self._recorded(reply)
+
+    def _peek(self) -> tuple[BreakerState, float | None]:
+        if self._health.use_local():
+            return self.fallback.rejection()
+        try:
+            state, retry_ms = (int(x) for x in self._store.run("peek", self._keys, ()))
+        except Exception as exc:
+            self._down(exc)
+            return self.fallback.rejection()
+        self._last = (STATE_CODES[state], None if retry_ms < 0 else retry_ms / 1000)
+        return self._last
+
+    def rejection(self) -> tuple[BreakerState, float | None]:
+        # The admission reply said why; a concurrent rejection may have overwritten it
+        # with its own, which is as recent and as true.
+        return self.fallback.rejection() if self._health.use_local() else self._last
+
+    def current_state(self) -> BreakerState:
+        return self._peek()[0]
+
+    def retry_after(self) -> float | None:
+        return self._peek()[1]
+
+    def _control(self, action: int) -> None:
+        try:
+            old, new = (
+                int(x)
+                for x in self._store.run(
+                    "control",
+                    self._keys,
+                    (action, int(self.config.reset_timeout * 1000), self._ttl),
+                )
+            )
+        except Exception as exc:
+            self._down(exc)
+            return
+        self._health.answered()
+        if new >= 0:
+            self._last = (STATE_CODES[new], None if new == 3 else 0.0)
+            self._announce([Transition(STATE_CODES[old], STATE_CODES[new], "manual")])
+
+    def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
+        # Steer both: the local state takes over whenever Redis is away.
+        self.fallback.force(state)
+        self._control(STATE_CODES.index(state))
+
+    def reset(self) -> None:
+        self.fallback.reset()
+        self._control(0)
+
+
+class RedisLimiter:
+    """A token bucket kept in Redis, with a local bucket for when Redis is away."""
+
+    __slots__ = ("_args", "_health", "_key", "_store", "fallback", "local")
+
+    def __init__(
+        self,
+        store: RedisStore,
+        name: str,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float],
+        registry: Registry,
+    ) -> None:
+        self._store = store
+        self._key = (store.key("ratelimit", name),)
+        self._health = _Health(name, store, registry)
+        self.fallback = LocalLimiter(rate, burst, clock)
+        self.local = False
+        ttl = int(max(2 * burst / rate, 60) * 1000)
+        self._args = (repr(rate / 1000), repr(burst), ttl)
+
+    def _argv(self, max_wait: float) -> tuple[object, ...]:
+        rate, burst, ttl = self._args
+        return (rate, burst, repr(max_wait * 1000), ttl)
+
+    def take(self, max_wait: float) -> float:
+        if self._health.use_local():
+            return self.fallback.take(max_wait)
+        try:
+            reply = self._store.run("take", self._key, self._argv(max_wait))
+        except Exception as exc:
+            self._health.failed(exc)
+            return self.fallback.take(max_wait)
+        self._health.answered()
+        return float(reply) / 1000
+
+    async def take_async(self, max_wait: float) -> float:
+        if self._health.use_local():
+            return self.fallback.take(max_wait)
+        try:
+            reply = await self._store.run_async("take", self._key, self._argv(max_wait))
+        except Exception as exc:
+            self._health.failed(exc)
+            return self.fallback.take(max_wait)
+        self._health.answered()
+        return float(reply) / 1000

@@ -1,0 +1,336 @@
+"""Service level objectives as code: the model, the YAML file format, the bucket merge.
+
+An SLO is availability (the share of responses that are not 5xx) or latency (the share
+of responses faster than ``threshold`` seconds) over a selection of routes. Latency
+thresholds must be histogram bucket boundaries so the SLI reads exact bucket counts:
+:func:`buckets_with_thresholds` gives the middleware the boundaries to use.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .._errors import ConfigurationError
+from ._names import (
+    DURATION_BUCKETS,
+    LABEL_JOB,
+    LABEL_SLO_ID,
+    LABEL_SLO_NAME,
+    LABEL_SLO_SERVICE,
+    LABEL_SLO_WINDOW,
+)
+
+__all__ = ["SLO", "buckets_with_thresholds", "load_slos", "parse_duration"]
+
+DEFAULT_WINDOW: Final = timedelta(days=30)
+DEFAULT_MIN_RATE: Final = 0.1
+"""Requests per second an alert's long window must see before it may fire.
+
+At 0.1/s an hour holds 360 requests, so one failed request is 0.28% of the hour: far
+under the 1.44% a 99.9% SLO pages at. Below it a single error would page.
+"""
+
+# Names end up in label values, rule group names and dashboard URLs: keep them plain.
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_LABEL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_MAX_WINDOW_DAYS: Final = 366
+
+
+def _fail(slo: str, field_name: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"SLO {slo!r}, field {field_name!r}: {problem}")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number, a ``timedelta`` or a string like ``250ms``, ``30d``, ``1h30m``."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"not a duration: {value!r}")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    raise ConfigurationError(f"not a duration: {value!r} (use seconds or e.g. '250ms', '30d')")
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class SLO:
+    """One service level objective.
+
+    ``threshold`` (seconds or a ``timedelta``) makes it a latency SLO: the share of
+    responses faster than the threshold. Without it, it is an availability SLO: the share
+    of responses that are not 5xx. ``routes`` are route templates (``http_route`` values)
+    matched exactly; ``None`` means every route. ``window`` is the SLO period, a whole
+    number of days. ``selector`` holds exact label matchers for the request metric and
+    defaults to ``{"job": service}``. ``min_rate`` (requests per second) is the traffic an
+    alert's long window needs before it may fire. ``labels`` are added to every rule
+    generated for this SLO.
+    """
+
+    name: str
+    service: str
+    objective: float
+    threshold: float | None
+    routes: tuple[str, ...] | None
+    window: timedelta
+    min_rate: float
+    selector: Mapping[str, str] = field(hash=False)
+    labels: Mapping[str, str] = field(hash=False)
+    description: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        service: str,
+        objective: float,
+        threshold: float | timedelta | None = None,
+        routes: Iterable[str] | None = None,
+        window: float | timedelta = DEFAULT_WINDOW,
+        min_rate: float = DEFAULT_MIN_RATE,
+        selector: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise _fail(str(name), "name", "use 1-63 letters, digits, '_', '.', '-'")
+        if not isinstance(service, str) or not _NAME.fullmatch(service):
+            raise _fail(name, "service", f"{service!r}: use letters, digits, '_', '.', '-'")
+        if isinstance(min_rate, bool) or not isinstance(min_rate, int | float):
+            raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
+        if not 0 <= min_rate < math.inf:
+            raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
+        selector = {LABEL_JOB: service} if selector is None else selector
+        checked_labels = _check_labels(name, "labels", {} if labels is None else labels)
+        for reserved in (LABEL_SLO_ID, LABEL_SLO_SERVICE, LABEL_SLO_NAME, LABEL_SLO_WINDOW):
+            if reserved in checked_labels:
+                raise _fail(name, "labels", f"{reserved!r} is set by buttress")
+        if not isinstance(description, str):
+            raise _fail(name, "description", f"{description!r} is not a string")
+        values = {
+            "name": name,
+            "service": service,
+            "objective": _objective(name, objective),
+            "threshold": _threshold(name, threshold),
+            "routes": _routes(name, routes),
+            "window": _window(name, window),
+            "min_rate": float(min_rate),
+            "selector": _check_labels(name, "selector", selector),
+            "labels": checked_labels,
+            "description": description,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    @property
+    def kind(self) -> Literal["availability", "latency"]:
+        """``"latency"`` when a threshold is set, else ``"availability"``."""
+        return "availability" if self.threshold is None else "latency"
+
+    @property
+    def id(self) -> str:
+        """``service-name``: the ``sloth_id`` label of every rule for this SLO."""
+        return f"{self.service}-{self.name}"
+
+    @property
+    def error_budget(self) -> float:
+        """The share of requests allowed to fail: ``1 - objective``."""
+        # Rounded so 1 - 0.999 reads 0.001 in rules, not 0.0010000000000000009.
+        return float(f"{1 - self.objective:.12g}")
+
+    @property
+    def window_days(self) -> int:
+        return self.window.days
+
+
+def _objective(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(name, "objective", f"{value!r} is not a number")
+    if 1 < value < 100:
+        raise _fail(name, "objective", f"{value!r} looks like a percentage: write 0.999")
+    if not 0 < value < 1:
+        raise _fail(name, "objective", f"{value!r}: must be between 0 and 1, exclusive")
+    return float(value)
+
+
+def _threshold(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(name, "threshold", f"{value!r}: seconds, as a number")
+    if not 0 < value < math.inf:
+        raise _fail(name, "threshold", f"{value!r}: must be positive seconds")
+    return float(value)
+
+
+def _routes(name: str, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Iterable):
+        raise _fail(name, "routes", f"{value!r} is not a list of route templates")
+    routes = tuple(value)
+    if not routes:
+        raise _fail(name, "routes", "empty: omit it (None) to select every route")
+    for route in routes:
+        if not isinstance(route, str) or not route:
+            raise _fail(name, "routes", f"{route!r} is not a route template")
+    return tuple(dict.fromkeys(routes))
+
+
+def _window(name: str, value: object) -> timedelta:
+    try:
+        seconds = parse_duration(value)
+    except ConfigurationError:
+        raise _fail(name, "window", f"{value!r} is not a duration") from None
+    days = seconds / 86400
+    if days != int(days) or not 1 <= days <= _MAX_WINDOW_DAYS:
+        raise _fail(name, "window", f"{value!r}: a whole number of days, 1 to 366")
+    return timedelta(days=int(days))
+
+
+def _check_labels(slo: str, field_name: str, value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise _fail(slo, field_name, f"{value!r} is not a mapping of label names to values")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _LABEL_NAME.fullmatch(key) or key.startswith("__"):
+            raise _fail(slo, field_name, f"{key!r} is not a label name")
+        if not isinstance(item, str | int | float) or isinstance(item, bool):
+            raise _fail(slo, field_name, f"{key}={item!r}: values are strings")
+        result[key] = str(item)
+    return result
+
+
+def buckets_with_thresholds(
+    slos: Iterable[SLO], base: Iterable[float] = DURATION_BUCKETS
+) -> tuple[float, ...]:
+    """The histogram boundaries ``base`` plus every latency SLO threshold, sorted.
+
+    The middleware uses these buckets so that each latency SLI reads an exact bucket.
+    """
+    bounds = {float(b) for b in base}
+    bounds.update(s.threshold for s in slos if s.threshold is not None)
+    return tuple(sorted(bounds))
+
+
+# --- the YAML file ----------------------------------------------------------------------
+
+_TOP_FIELDS: Final = frozenset({"version", "service", "labels", "selector", "min_rate", "slos"})
+_SLO_FIELDS: Final = frozenset(
+    {
+        "name",
+        "service",
+        "objective",
+        "threshold",
+        "routes",
+        "window",
+        "min_rate",
+        "selector",
+        "labels",
+        "description",
+    }
+)
+
+
+def load_slos(path: str | Path) -> list[SLO]:
+    """The SLOs declared in the YAML file ``path`` (schema in docs/slo.md).
+
+    Every problem raises :class:`ConfigurationError` naming the file, the SLO and the field.
+    """
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - the yaml extra is part of every test install
+        raise ConfigurationError(
+            "reading SLO files needs PyYAML: pip install 'buttress[yaml]'"
+        ) from None
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read the SLO file: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return slos_from_document(document)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
+
+
+def slos_from_document(document: object) -> list[SLO]:
+    """The SLOs of an already parsed SLO file (a mapping with a ``slos`` list)."""
+    if not isinstance(document, dict):
+        raise ConfigurationError("the file must be a mapping with a 'slos' list")
+    unknown = sorted(set(map(str, document)) - _TOP_FIELDS)
+    if unknown:
+        raise ConfigurationError(f"unknown top-level field {unknown[0]!r}")
+    if document.get("version", 1) != 1:
+        raise ConfigurationError(f"field 'version': {document['version']!r}, only 1 is known")
+    entries = document.get("slos")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigurationError("field 'slos': a non-empty list of SLOs is required")
+    defaults: dict[str, Any] = {
+        key: document[key] for key in ("service", "min_rate", "selector") if key in document
+    }
+    shared_labels = document.get("labels") or {}
+    if not isinstance(shared_labels, dict):
+        raise ConfigurationError(f"field 'labels': {shared_labels!r} is not a mapping")
+    slos: list[SLO] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        slo = _slo_from_entry(index, entry, defaults, shared_labels)
+        if slo.id in seen:
+            raise _fail(slo.name, "name", f"declared twice for service {slo.service!r}")
+        seen.add(slo.id)
+        slos.append(slo)
+    return slos
+
+
+def _slo_from_entry(
+    index: int, entry: object, defaults: dict[str, Any], shared_labels: dict[str, Any]
+) -> SLO:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"SLO #{index + 1}: {entry!r} is not a mapping")
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise _fail(f"#{index + 1}", "name", "required, a string")
+    unknown = sorted(set(map(str, entry)) - _SLO_FIELDS)
+    if unknown:
+        raise _fail(name, unknown[0], "unknown field")
+    fields = {**defaults, **entry}
+    for required in ("service", "objective"):
+        if required not in fields:
+            raise _fail(name, required, "required")
+    labels = entry.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise _fail(name, "labels", f"{labels!r} is not a mapping")
+    fields["labels"] = {**shared_labels, **labels}
+    for key in ("threshold", "window"):
+        if fields.get(key) is not None:
+            try:
+                fields[key] = parse_duration(fields[key])
+            except ConfigurationError as exc:
+                raise _fail(name, key, str(exc)) from None
+    if "window" in fields:
+        fields["window"] = timedelta(seconds=fields["window"])
+    return SLO(**fields)
