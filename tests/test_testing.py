@@ -16,6 +16,7 @@ import pytest
 import buttress
 from buttress import ConfigurationError
 from buttress.events import (
+    BreakerTransition,
     FallbackUsed,
     Registry,
     RetryFinished,
@@ -205,6 +206,34 @@ def test_inject_faults_puts_the_script_innermost_and_keeps_the_name() -> None:
     assert events.count(RetryScheduled, name="payments") == 3
     assert events.count(RetryFinished, outcome="exhausted") == 1
     assert script.calls == 5
+
+
+def test_inject_faults_shares_the_breaker_with_the_original_policy() -> None:
+    clock = FakeClock()
+    breaker = buttress.CircuitBreaker("inventory", consecutive_failures=2, clock=clock)
+    inventory = buttress.Policy(breaker, name="inventory")
+    faulty = inject_faults(inventory, FaultScript([OSError, OSError]))
+    with capture_events() as events:
+        for _ in range(2):
+            with pytest.raises(OSError):
+                faulty.call(lambda: "real")
+        with pytest.raises(buttress.CircuitOpen):  # the original policy sees it open
+            inventory.call(lambda: "real")
+        clock.advance(timedelta(seconds=30))
+        assert inventory.call(lambda: "real") == "real"
+    moves = [(e.old, e.new) for e in events.of_type(BreakerTransition, name="inventory")]
+    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_fake_clock_drives_a_rate_limiter() -> None:
+    clock = FakeClock()
+    limiter = buttress.RateLimiter("search", rate=2, burst=2, clock=clock)
+    assert [limiter.call(int, i) for i in range(2)] == [0, 1]
+    with pytest.raises(buttress.RateLimited) as info:
+        limiter.call(lambda: 2)
+    assert info.value.retry_after == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert limiter.call(lambda: 3) == 3
 
 
 def test_inject_faults_into_a_single_strategy() -> None:
