@@ -294,8 +294,12 @@ def test_capture_metrics_records_into_a_fresh_registry_and_restores() -> None:
         assert metrics.value("buttress_retry_attempts_total", policy="other") == 0
         assert metrics.value("buttress_retry_calls_total", outcome="success") == 1
         assert metrics.value("buttress_timeouts_total") == 0  # known, never incremented
-        with pytest.raises(LookupError, match="buttress_no_such_total"):
-            metrics.value("buttress_no_such_total")
+        assert metrics.value("buttress_bulkhead_in_use") == 0  # a gauge with no child yet
+        for typo in ("buttress_no_such_total", "buttress_timeouts_totl", "buttress_timeouts"):
+            with pytest.raises(LookupError, match=typo):
+                metrics.value(typo)
+        with pytest.raises(LookupError, match="did you mean 'buttress_timeouts_total'"):
+            metrics.value("buttress_timeouts")
     assert _metrics.target_registry() is before
     # The conftest cleared the default listeners: the capture added one, then removed it.
     assert default_registry.listeners == ()

@@ -103,6 +103,14 @@ def capture_events() -> Iterator[CapturedEvents]:
 # --- metrics ----------------------------------------------------------------------------
 
 
+_SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
 class CapturedMetrics:
     """A fresh Prometheus registry that buttress records into during the capture."""
 
@@ -128,13 +136,17 @@ class CapturedMetrics:
                 if all(sample.labels.get(k) == v for k, v in labels.items()):
                     total += sample.value
         if not known and not self._declared(name):
-            raise LookupError(f"no metric sample called {name!r} in the captured registry")
+            total_name = name + "_total"
+            hint = f" (did you mean {total_name!r}?)" if self._declared(total_name) else ""
+            raise LookupError(f"no metric sample called {name!r} in the captured registry{hint}")
         return total
 
     def _declared(self, name: str) -> bool:
-        # A labelled family with no child yet exposes no sample; it is known all the same.
+        # A labelled family with no child yet exposes no sample; it is known all the same,
+        # under the sample names its type would expose.
         for family in self.registry.collect():
-            if name == family.name or name.startswith(family.name + "_"):
+            suffixes = _SAMPLE_SUFFIXES.get(family.type, ("",))
+            if any(name == family.name + suffix for suffix in suffixes):
                 return True
         return False
 
