@@ -1,4 +1,4 @@
-"""Argument checks and naming shared by retry, timeout and fallback.
+"""Argument checks and naming shared by every strategy.
 
 Bad values raise :class:`ConfigurationError` naming the value; legal but surprising ones
 warn at the caller's line. Strategies left unnamed take a bounded default name: the
@@ -22,7 +22,13 @@ __all__ = [
     "ExceptionFilter",
     "Named",
     "callable_name",
+    "check_fraction",
+    "check_int",
+    "check_name",
+    "check_optional_name",
+    "check_seconds",
     "exception_matcher",
+    "seconds",
     "to_seconds",
     "warn",
 ]
@@ -101,12 +107,42 @@ def callable_name(fn: object) -> str:
     return f"{module}.{qualname}"
 
 
-def check_name(name: object, what: str = "name") -> str | None:
-    if name is None:
-        return None
+def check_name(name: object, what: str = "name") -> str:
+    """A required name: a non-empty string."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{what} must be a non-empty string, got {name!r}")
     return name
+
+
+def check_optional_name(name: object, what: str = "name") -> str | None:
+    """A name that may be left out (``None``)."""
+    return None if name is None else check_name(name, what)
+
+
+def check_seconds(what: str, value: object, *, allow_zero: bool = False) -> float:
+    """A required duration in seconds; zero only when ``allow_zero``."""
+    result = seconds(value, what)
+    if result == 0 and not allow_zero:
+        raise ConfigurationError(f"{what} must be finite and > 0, got {value!r}")
+    return result
+
+
+def check_int(what: str, value: object, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_fraction(what: str, value: object) -> float:
+    """A rate threshold in (0, 1]."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 < value <= 1
+    ):
+        raise ConfigurationError(f"{what} must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 class Named:

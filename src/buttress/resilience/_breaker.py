@@ -30,7 +30,7 @@ from .._events import (
     Registry,
     default_registry,
 )
-from ._arguments import check_fraction, check_int, check_name, check_seconds
+from ._args import check_fraction, check_int, check_name, check_seconds
 from ._breaker_core import (
     FAILURE,
     IGNORED,

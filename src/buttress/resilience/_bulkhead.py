@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import BulkheadFull
 from .._events import BulkheadRejected, BulkheadUsage, Registry, default_registry
-from ._arguments import check_int, check_name, check_seconds
+from ._args import check_int, check_name, check_seconds
 from ._shell import Strategy
 
 if TYPE_CHECKING:

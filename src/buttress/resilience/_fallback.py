@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._events import FallbackUsed, Registry, default_registry
-from ._args import ExceptionFilter, Named, check_name, exception_matcher
+from ._args import ExceptionFilter, Named, check_optional_name, exception_matcher
 from ._shell import Strategy
 
 __all__ = ["Fallback", "fallback"]
@@ -92,6 +92,6 @@ def fallback(
     return Fallback(
         value_or_callable,
         on=exception_matcher(on, "on"),
-        name=check_name(name),
+        name=check_optional_name(name),
         registry=registry if registry is not None else default_registry,
     )

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from .._errors import ConfigurationError
-from ._args import check_name
+from ._args import check_optional_name
 from ._shell import Strategy
 
 __all__ = ["Policy"]
@@ -39,7 +39,7 @@ class Policy(Strategy):
         for strategy in strategies:
             if not isinstance(strategy, Strategy):
                 raise ConfigurationError(f"Policy composes strategies, got {strategy!r}")
-        self._name = check_name(name)
+        self._name = check_optional_name(name)
         self._explicit = name is not None
         self._set(strategies)
 

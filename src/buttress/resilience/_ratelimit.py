@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._errors import ConfigurationError, RateLimited
 from .._events import RateLimitRejected, RateLimitWaited, Registry, default_registry
-from ._arguments import check_name, check_seconds
+from ._args import check_name, check_seconds
 from ._shell import Strategy
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ConfigurationError
 from .._events import BreakerState, Registry, StoreRecovered, StoreUnavailable
-from ._arguments import check_int, check_name, check_seconds
+from ._args import check_int, check_name, check_seconds
 from ._breaker import LocalBreaker
 from ._breaker_core import FAILURE, REJECTED, BreakerConfig, Transition
 from ._ratelimit import LocalLimiter

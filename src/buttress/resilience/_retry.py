@@ -20,7 +20,7 @@ from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, def
 from ._args import (
     ExceptionFilter,
     Named,
-    check_name,
+    check_optional_name,
     exception_matcher,
     seconds,
     warn,
@@ -368,7 +368,7 @@ def retry(
         raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
     share = None if budget is None else _number(budget, "budget (a share)", low=0.0, high=1.0)
     floor = _number(budget_floor, "budget_floor", low=0.0)
-    checked_name = check_name(name)
+    checked_name = check_optional_name(name)
     if attempts == 1:
         warn("retry(attempts=1) never retries", stacklevel=2)
     if total == 0:

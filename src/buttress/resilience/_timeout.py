@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._errors import TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
-from ._args import Named, check_name, seconds, warn
+from ._args import Named, check_optional_name, seconds, warn
 from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
@@ -122,7 +122,7 @@ def timeout(
         warn("timeout(0) refuses (sync) or cancels (async) every call", stacklevel=2)
     return Timeout(
         value,
-        name=check_name(name),
+        name=check_optional_name(name),
         registry=registry if registry is not None else default_registry,
         clock=clock,
     )
