@@ -191,6 +191,17 @@ def test_the_fixtures_are_listed_with_their_help(pytester: pytest.Pytester) -> N
         result.stdout.fnmatch_lines([f"{name}*"])
 
 
+def test_with_autoload_disabled_the_plugin_loads_by_name(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_user="def test_clock(fake_clock):\n    assert fake_clock() > 0\n")
+    without = pytester.runpytest("-p", "no:cacheprovider")
+    without.assert_outcomes(errors=1)  # fixture 'fake_clock' not found
+    named = pytester.runpytest("-p", "no:cacheprovider", "-p", "buttress._pytest_plugin")
+    named.assert_outcomes(passed=1)
+
+
 def test_a_run_without_buttress_fixtures_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user="def test_nothing():\n    pass\n")
     code = textwrap.dedent(

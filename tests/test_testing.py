@@ -183,6 +183,26 @@ def run_with_rate(rate: float) -> list[bool]:
     return [script.call(lambda: "real") == "fault" for _ in range(50)]
 
 
+def test_fault_script_results_meet_a_result_predicate() -> None:
+    # A scripted result is a fault too, for code that retries on answers like 503.
+    clock = FakeClock()
+    status = FaultScript.at_rate(0.5, 503, seed=4)
+    policy = buttress.retry(
+        on=OSError,
+        on_result=lambda r: r == 503,
+        attempts=10,
+        budget=None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    with capture_events() as events:
+        for _ in range(20):
+            assert policy.call(status(lambda: 200)) == 200
+    retried = events.count(RetryScheduled, error_type="result")
+    assert retried == status.calls - 20 > 0
+    assert status.faults == 0  # results are not raised
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.5, "half", True])
 def test_fault_script_refuses_a_rate_outside_0_to_1(rate: object) -> None:
     with pytest.raises(ConfigurationError, match="rate"):
