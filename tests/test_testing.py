@@ -18,6 +18,7 @@ from buttress import ConfigurationError
 from buttress.events import (
     BreakerTransition,
     FallbackUsed,
+    FaultInjected,
     Registry,
     RetryFinished,
     RetryScheduled,
@@ -287,6 +288,9 @@ def test_captured_events_answer_by_type_and_fields() -> None:
     assert events.count(RetryScheduled, name="a", attempt=1) == 1
     assert events.count(RetryFinished, outcome="exhausted") == 0
     assert events.count(RetryScheduled, no_such_field=1) == 0
+    # Any field name works as a keyword, even one named like a parameter.
+    faults = CapturedEvents([FaultInjected("chaos", "latency")])
+    assert faults.of_type(FaultInjected, kind="latency", name="chaos") == faults
 
 
 def test_capture_events_stops_listening_after_the_block() -> None:

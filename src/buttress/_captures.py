@@ -39,11 +39,11 @@ __all__ = [
 E = TypeVar("E")
 
 
+_MISSING = object()
+
+
 def _matches(item: object, fields: dict[str, object]) -> bool:
     return all(getattr(item, key, _MISSING) == value for key, value in fields.items())
-
-
-_MISSING = object()
 
 
 class CapturedEvents(list["Event"]):
@@ -55,7 +55,7 @@ class CapturedEvents(list["Event"]):
     (1, ['RetryScheduled'])
     """
 
-    def of_type(self, kind: type[E], **fields: object) -> list[E]:
+    def of_type(self, kind: type[E], /, **fields: object) -> list[E]:
         """The events of type ``kind`` whose fields equal ``fields``."""
         return [e for e in self if isinstance(e, kind) and _matches(e, fields)]
 
