@@ -112,3 +112,10 @@ EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
+
+# --- middleware outcomes -------------------------------------------------------------------
+
+# Status label of a request whose client went away before any response started (the code
+# nginx logs for it); the span's error.type says the same in words.
+STATUS_CLIENT_CLOSED: Final = "499"
+ERROR_CLIENT_DISCONNECT: Final = "client_disconnect"
