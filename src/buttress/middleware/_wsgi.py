@@ -1,8 +1,10 @@
 """The WSGI shell: any WSGI app, with Flask/Werkzeug routes read after routing.
 
 The request ends when the server closes the response iterable (the body has been sent),
-so streamed bodies are timed to their last chunk. Per-request state lives in locals, the
-wrapped ``start_response`` and the body wrapper, never on the middleware instance.
+so streamed bodies are timed to their last chunk. The correlation id and trace context are
+bound while the app's callable runs (not while the server iterates a streamed body).
+Per-request state lives in locals, the wrapped ``start_response`` and the body wrapper,
+never on the middleware instance.
 """
 
 from __future__ import annotations
@@ -93,10 +95,15 @@ class WSGIMiddleware:
             else None
         )
 
+        route: list[str | None] = [None]
+
         def observed_start_response(
             status: str, headers: Headers, exc_info: Any = None
         ) -> Callable[[bytes], object]:
             exchange.status = int(status[:3]) if status[:3].isdigit() else 0
+            # Read the route now: Flask drops its request from the environ when it pops
+            # the request context, before the server iterates the body.
+            route[0] = _route(environ)
             if id_header is not None and not any(k.lower() == id_name for k, _ in headers):
                 headers = [*headers, id_header]
             write = start_response(status, headers, exc_info)
@@ -111,29 +118,30 @@ class WSGIMiddleware:
             iterable = self.app(environ, observed_start_response)
         except Exception as error:
             exchange.error = error
-            try:
-                if exchange.status or not observer.error_response:
-                    raise
-                # A WSGI server answers an escaped exception with its own 500, which
-                # cannot carry our id header: answer it here and log the exception as
-                # the server would have.
-                error_logger.error(
-                    "unhandled exception in %s %s", method, path[:200], exc_info=error
-                )
-                observed_start_response(
-                    "500 Internal Server Error",
-                    [
-                        ("Content-Type", "text/plain; charset=utf-8"),
-                        ("Content-Length", str(len(_ERROR_BODY))),
-                    ],
-                    sys.exc_info(),
-                )
-                exchange.size = len(_ERROR_BODY)
-                return [_ERROR_BODY]
-            finally:
-                observer.finish(exchange, _route(environ))
-                observer.release(exchange)
-        return _ObservedBody(iterable, observer, exchange, environ)
+            if exchange.status or not observer.error_response:
+                observer.finish(exchange, route[0] or _route(environ))
+                raise
+            # A WSGI server answers an escaped exception with its own 500, which cannot
+            # carry our id header: answer it here and log the exception as the server
+            # would have.
+            error_logger.error("unhandled exception in %s %s", method, path[:200], exc_info=error)
+            observed_start_response(
+                "500 Internal Server Error",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(_ERROR_BODY))),
+                ],
+                sys.exc_info(),
+            )
+            exchange.size = len(_ERROR_BODY)
+            observer.finish(exchange, route[0] or _route(environ))
+            return [_ERROR_BODY]
+        finally:
+            # Context set here is undone here, strictly nested: the server may run other
+            # requests on this thread before it closes our body. The span and metrics
+            # still end when the body is closed.
+            observer.release(exchange)
+        return _ObservedBody(iterable, observer, exchange, environ, route)
 
     def _serve_metrics(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         body, content_type = render(self.observer.registry, environ.get("HTTP_ACCEPT"))
@@ -146,11 +154,17 @@ class WSGIMiddleware:
 class _ObservedBody:
     """The app's response iterable, counted; the request ends when the server closes it."""
 
-    __slots__ = ("_environ", "_exchange", "_exhausted", "_iterable", "_observer")
+    __slots__ = ("_environ", "_exchange", "_exhausted", "_iterable", "_observer", "_route")
 
     def __init__(
-        self, iterable: Iterable[bytes], observer: Observer, exchange: Exchange, environ: Environ
+        self,
+        iterable: Iterable[bytes],
+        observer: Observer,
+        exchange: Exchange,
+        environ: Environ,
+        route: list[str | None],
     ) -> None:
+        self._route = route
         self._iterable = iterable
         self._observer = observer
         self._exchange = exchange
@@ -178,8 +192,7 @@ class _ObservedBody:
             if not self._exhausted and exchange.error is None:
                 # Closed before the last chunk: the server gave up writing to the client.
                 exchange.disconnected = True
-            self._observer.finish(exchange, _route(self._environ))
-            self._observer.release(exchange)
+            self._observer.finish(exchange, self._route[0] or _route(self._environ))
 
 
 def _route(environ: Environ) -> str | None:
