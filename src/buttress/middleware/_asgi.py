@@ -75,6 +75,8 @@ class ASGIMiddleware:
         headers: RawHeaders = scope["headers"]
         incoming = host = agent = None
         id_key = self._id_key
+        fields, _ = observer.propagation_fields()
+        traced = fields is None
         for name, value in headers:
             if name == id_key:
                 incoming = value
@@ -82,6 +84,8 @@ class ASGIMiddleware:
                 host = value
             elif name == b"user-agent":
                 agent = value
+            elif not traced and name in fields:  # type: ignore[operator]
+                traced = True
         method, original = normalise_method(scope["method"])
         client = scope.get("client")
         exchange = Exchange(
@@ -100,7 +104,7 @@ class ASGIMiddleware:
             if observer.capture_headers
             else None,
         )
-        observer.begin(exchange, incoming, headers, _getter)
+        observer.begin(exchange, incoming, headers, _getter, traced=traced)
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
             if exchange.request_id is not None

@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 
 from ..telemetry._exposition import render
 from ._observer import Exchange, Observer, normalise_method
-from ._wsgi import _getter, environ_key
+from ._observer import cgi_key as environ_key
+from ._wsgi import _getter
 
 __all__ = ["DjangoMiddleware"]
 
@@ -103,7 +104,9 @@ class DjangoMiddleware:
             else None,
         )
         incoming = meta.get(self._id_meta) if self._id_meta is not None else None
-        observer.begin(exchange, incoming, meta, _getter)
+        _, keys = observer.propagation_fields()
+        traced = keys is None or any(key in meta for key in keys)
+        observer.begin(exchange, incoming, meta, _getter, traced=traced)
         return exchange
 
     def _end_or_defer(

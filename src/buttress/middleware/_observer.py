@@ -69,6 +69,7 @@ DEFAULT_REDACT_HEADERS: Final = frozenset(
 )
 REDACTED: Final = "REDACTED"
 _EMPTY: Final[Mapping[str, str]] = {}
+_ROOT: Final = otel_context.Context()
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
 
 access_logger = logging.getLogger("buttress.access")
@@ -275,6 +276,11 @@ class Observer:
         self.metrics_path = None if metrics_path is None else _path_option(metrics_path, "path")
         self.error_response = error_response
         self.clock = clock
+        self._fields: tuple[object, frozenset[bytes] | None, tuple[str, ...] | None] = (
+            None,
+            None,
+            None,
+        )
 
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
@@ -288,17 +294,23 @@ class Observer:
         incoming_id: bytes | str | None,
         carrier: CarrierT,
         getter: Getter[CarrierT],
+        *,
+        traced: bool = True,
     ) -> None:
         """Start observing: correlation id bound, trace context attached, span started.
 
-        The shell has filled ``method``, ``path`` and the other request fields first.
+        The shell has filled ``method``, ``path`` and the other request fields first;
+        ``traced`` says whether the request carries any header the propagator reads
+        (see :meth:`propagation_fields`).
         """
         exchange.start = self.clock()
         span: trace.Span | None = None
         otel_token: object | None = None
         tracer = self.tracer
         if tracer is not None and exchange.observed:
-            parent = propagate.extract(carrier, getter=getter)
+            # Without any of the propagator's headers there is nothing to extract: start
+            # a root span from an empty context (never from whatever context is current).
+            parent = propagate.extract(carrier, getter=getter) if traced else _ROOT
             span = tracer.start_span(exchange.method, context=parent, kind=SpanKind.SERVER)
             otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
             exchange.span = span
@@ -319,6 +331,27 @@ class Observer:
         if self.metrics is not None and exchange.observed:
             self.metrics.active(exchange.method).inc()
 
+    def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
+        """The headers the global propagator reads, as ASGI names and as CGI keys.
+
+        ``(None, None)`` when the propagator declares no fields: then always extract.
+        Cached per propagator object, so a propagator set after start-up is honoured.
+        """
+        textmap = propagate.get_global_textmap()
+        cached = self._fields
+        if cached[0] is not textmap:
+            fields = sorted({field.lower() for field in textmap.fields})
+            if fields:
+                cached = (
+                    textmap,
+                    frozenset(f.encode("latin-1") for f in fields),
+                    tuple(cgi_key(f) for f in fields),
+                )
+            else:
+                cached = (textmap, None, None)
+            self._fields = cached  # one tuple, swapped whole: safe across threads
+        return cached[1], cached[2]
+
     def finish(self, exchange: Exchange, route: str | None) -> None:
         """Record the finished request: metrics, span attributes and end, access log.
 
@@ -338,14 +371,11 @@ class Observer:
         else:
             status_label = str(status) if status else "500"
         span = exchange.span
-        trace_id = span_id = exemplar = None
+        exemplar = None
         if span is not None:
             ctx = span.get_span_context()
-            if ctx.is_valid:
-                trace_id = format(ctx.trace_id, "032x")
-                span_id = format(ctx.span_id, "016x")
-                if ctx.trace_flags.sampled:
-                    exemplar = trace_id  # only a sampled trace can be looked up
+            if ctx.trace_flags.sampled and ctx.is_valid:
+                exemplar = format(ctx.trace_id, "032x")  # only a sampled trace is found
             if span.is_recording():
                 self._close_span(span, exchange, route, status)
             span.end()
@@ -355,7 +385,7 @@ class Observer:
                 exchange.method, label, status_label, duration, exchange.size, exemplar
             )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
-            self._log(exchange, label, status_label, duration, trace_id, span_id)
+            self._log(exchange, label, status_label, duration)
 
     def release(self, exchange: Exchange) -> None:
         """Undo ``begin``'s context changes; call in the shell's ``finally``."""
@@ -424,9 +454,13 @@ class Observer:
         route: str,
         status: str,
         duration: float,
-        trace_id: str | None,
-        span_id: str | None,
     ) -> None:
+        trace_id = span_id = None
+        if exchange.span is not None:
+            ctx = exchange.span.get_span_context()
+            if ctx.is_valid:
+                trace_id = format(ctx.trace_id, "032x")
+                span_id = format(ctx.span_id, "016x")
         extra: dict[str, object] = {
             "method": exchange.method,
             "route": route,
@@ -458,6 +492,11 @@ class Observer:
             if value is not None:
                 found[header] = value
         return found
+
+
+def cgi_key(header: str) -> str:
+    """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def _qualname(error: BaseException) -> str:

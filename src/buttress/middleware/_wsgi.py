@@ -18,6 +18,7 @@ from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
 from ._observer import Exchange, Observer, normalise_method
+from ._observer import cgi_key as environ_key
 
 __all__ = ["WSGIMiddleware"]
 
@@ -30,11 +31,6 @@ _ERROR_BODY: Final = b"Internal Server Error"
 # Frameworks without a Werkzeug request may put their route template under this key.
 ROUTE_KEY: Final = "buttress.route"
 error_logger = logging.getLogger("buttress.middleware")
-
-
-def environ_key(header: str) -> str:
-    """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
-    return "HTTP_" + header.upper().replace("-", "_")
 
 
 class _EnvironGetter(Getter[Mapping[str, Any]]):
@@ -87,7 +83,9 @@ class WSGIMiddleware:
             else None,
         )
         incoming = environ.get(self._id_env) if self._id_env is not None else None
-        observer.begin(exchange, incoming, environ, _getter)
+        _, keys = observer.propagation_fields()
+        traced = keys is None or any(key in environ for key in keys)
+        observer.begin(exchange, incoming, environ, _getter, traced=traced)
         id_name = self._id_name
         id_header = (
             (observer.request_id_header or "", exchange.request_id)
