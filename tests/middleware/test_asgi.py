@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -355,3 +358,41 @@ async def _no_body() -> Message:
 
 def get_header(sent: list[Message], name: bytes) -> bytes:
     return response_header(sent, name) or b""
+
+
+async def test_a_request_without_trace_headers_starts_a_root_span(telemetry: Telemetry) -> None:
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    outer = telemetry.provider.get_tracer("test").start_span("unrelated")
+    with trace.use_span(outer, end_on_exit=True):
+        await call_asgi(middleware, "/")
+    (span,) = [s for s in telemetry.spans() if s.name == "GET"]
+    assert span.parent is None  # never a child of whatever happened to be current
+
+
+async def test_a_propagator_without_declared_fields_is_always_asked(telemetry: Telemetry) -> None:
+    class Custom(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            values = getter.get(carrier, "x-custom-trace") if getter else None
+            if not values:
+                return Context()
+            parent = SpanContext(
+                int(values[0], 16), 0x1234, is_remote=True, trace_flags=TraceFlags(1)
+            )
+            return trace.set_span_in_context(NonRecordingSpan(parent))
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            return None
+
+        @property
+        def fields(self) -> set[str]:
+            return set()
+
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(Custom())
+    try:
+        await call_asgi(middleware, "/", headers=[(b"x-custom-trace", b"abc123")])
+    finally:
+        propagate.set_global_textmap(previous)
+    (span,) = telemetry.spans()
+    assert span.context.trace_id == 0xABC123
