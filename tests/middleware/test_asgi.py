@@ -396,3 +396,19 @@ async def test_a_propagator_without_declared_fields_is_always_asked(telemetry: T
         propagate.set_global_textmap(previous)
     (span,) = telemetry.spans()
     assert span.context.trace_id == 0xABC123
+
+
+async def test_captured_headers_are_recorded_and_sensitive_ones_redacted(
+    telemetry: Telemetry,
+) -> None:
+    middleware = ASGIMiddleware(
+        ok_app, capture_headers=("Authorization", "X-Tenant", "X-Absent"), **telemetry.options()
+    )
+    headers = [(b"authorization", b"Bearer s3cret"), (b"x-tenant", b"acme")]
+    await call_asgi(middleware, "/", headers=headers)
+    (span,) = telemetry.spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["http.request.header.authorization"] == ("REDACTED",)
+    assert attributes["http.request.header.x-tenant"] == ("acme",)
+    assert "http.request.header.x-absent" not in attributes
+    assert "s3cret" not in repr(attributes)

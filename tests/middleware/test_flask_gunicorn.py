@@ -119,3 +119,31 @@ def test_flask_error_streaming_and_unmatched(flask_server: Server) -> None:
     (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /boom"]
     assert span["status"] == "ERROR"
     assert span["attributes"]["error.type"] == "500"
+
+
+def test_metrics_endpoint_merges_workers_in_multiprocess_mode(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp = tmp_path_factory.mktemp("multiproc")
+    metrics_dir = tmp / "prom"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        "TEST_SPANS": str(tmp / "spans.jsonl"),
+        "TEST_ACCESS_LOG": str(tmp / "access.jsonl"),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    with gunicorn("flask_app:app", env, workers=2) as url, httpx.Client(base_url=url) as client:
+        for i in range(20):
+            # A fresh connection each time, so both workers get some of the requests.
+            assert httpx.get(f"{url}/users/{i}").status_code == 200
+        text = client.get("/metrics").text
+    counts = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == f"{names.HTTP_SERVER_DURATION}_count"
+    }
+    assert counts[_labels("/users/<int:user_id>", "200")] == 20
+    pids = {p.name for p in metrics_dir.iterdir() if p.name.startswith("histogram_")}
+    assert len(pids) >= 1
