@@ -225,40 +225,58 @@ def overhead_ratio(results: list[Result], ours: str, theirs: str, baseline: str 
     return (by_name[ours] - by_name[baseline]) / (by_name[theirs] - by_name[baseline])
 
 
+def _overhead(results: list[Result], name: str) -> float:
+    by_name = {r.name: r.best for r in results}
+    return by_name[name] - by_name["bare"]
+
+
 def main(quick: bool = False) -> str:
     # Access lines are on but not emitted (the logger is not enabled for INFO), like the
     # peers, which have none.
     logging.getLogger("buttress.access").setLevel(logging.WARNING)
-    number, rounds = (300, 3) if quick else (3_000, 7)
+    # Many short rounds, best kept: on a shared machine the minimum is the stable figure.
+    number, rounds = (200, 3) if quick else (1_000, 15)
     samplers = {"sampled": ALWAYS_ON, "not sampled": ParentBased(ALWAYS_OFF)}
     peer = "peers (asgi-correlation-id + otel-asgi + starlette-exporter)"
+    pfi = "peers (asgi-correlation-id + otel-asgi + instrumentator)"
+    otel = "peer (otel-wsgi, spans only)"
     sections: list[str] = []
-    summary = ["## middleware: overhead ratios (buttress / peers)", ""]
-    summary += ["| case | routes | vs starlette-exporter stack | vs instrumentator stack |"]
-    summary += ["|---|---|---|---|"]
+    ratios = ["## middleware: overhead ratios (buttress / peers)", ""]
+    ratios += ["| case | routes | vs starlette-exporter stack | vs instrumentator stack |"]
+    ratios += ["|---|---|---|---|"]
+    growth = ["## middleware: overhead with 100 routes / with 1 route", ""]
+    growth += ["| case | contender | 100 routes / 1 route |", "|---|---|---|"]
     for label, sampler in samplers.items():
         provider = _provider(sampler)
+        asgi: dict[int, list[Result]] = {}
         for routes in (1, 100):
             results = compare_async(
                 _asgi_contenders(routes, provider), number=number, rounds=rounds
             )
+            asgi[routes] = results
             title = f"middleware ASGI, {label}, {routes} route(s)"
             sections.append(report(title, results, baseline="bare", against=peer))
-            names = {r.name for r in results}
-            pfi = next((n for n in names if "instrumentator" in n), None)
-            alt = f"{overhead_ratio(results, 'buttress', pfi):.3f}" if pfi else "-"
-            summary.append(
+            has_pfi = any(r.name == pfi for r in results)
+            alt = f"{overhead_ratio(results, 'buttress', pfi):.3f}" if has_pfi else "-"
+            ratios.append(
                 f"| ASGI {label} | {routes} | {overhead_ratio(results, 'buttress', peer):.3f} "
                 f"| {alt} |"
             )
+        for name in (r.name for r in asgi[1] if r.name != "bare"):
+            factor = _overhead(asgi[100], name) / _overhead(asgi[1], name)
+            growth.append(f"| ASGI {label} | {name} | {factor:.2f} |")
+        wsgi: dict[int, list[Result]] = {}
         for routes in (1, 100):
-            wsgi = compare_sync(_wsgi_contenders(routes, provider), number=number, rounds=rounds)
+            results = compare_sync(_wsgi_contenders(routes, provider), number=number, rounds=rounds)
+            wsgi[routes] = results
             title = f"middleware WSGI, {label}, {routes} route(s)"
-            otel = "peer (otel-wsgi, spans only)"
-            sections.append(report(title, wsgi, baseline="bare", against=otel))
-            summary.append(
+            sections.append(report(title, results, baseline="bare", against=otel))
+            ratios.append(
                 f"| WSGI {label} (vs otel-wsgi) | {routes} "
-                f"| {overhead_ratio(wsgi, 'buttress', otel):.3f} | - |"
+                f"| {overhead_ratio(results, 'buttress', otel):.3f} | - |"
             )
+        for name in ("buttress", otel):
+            factor = _overhead(wsgi[100], name) / _overhead(wsgi[1], name)
+            growth.append(f"| WSGI {label} | {name} | {factor:.2f} |")
         provider.shutdown()
-    return "\n".join(sections) + "\n" + "\n".join(summary) + "\n"
+    return "\n".join(sections) + "\n" + "\n".join(ratios) + "\n\n" + "\n".join(growth) + "\n"

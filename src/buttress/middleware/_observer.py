@@ -329,7 +329,7 @@ class Observer:
             cid_token = correlation_id.set(rid)
         exchange.tokens = (cid_token, otel_token)
         if self.metrics is not None and exchange.observed:
-            self.metrics.active(exchange.method).inc()
+            self.metrics.active_inc(exchange.method)
 
     def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
         """The headers the global propagator reads, as ASGI names and as CGI keys.
@@ -380,7 +380,7 @@ class Observer:
                 self._close_span(span, exchange, route, status)
             span.end()
         if self.metrics is not None:
-            self.metrics.active(exchange.method).dec()
+            self.metrics.active_dec(exchange.method)
             self.metrics.record(
                 exchange.method, label, status_label, duration, exchange.size, exemplar
             )
