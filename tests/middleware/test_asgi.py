@@ -227,6 +227,7 @@ async def test_unknown_methods_become_other(telemetry: Telemetry) -> None:
         if s.attributes
     )
     assert originals == ["BREW", "PROPFIND", "get"]
+    assert sorted(s.name for s in telemetry.spans()) == ["GET", "HTTP", "HTTP"]
 
 
 async def test_exclusion_is_exact_or_prefix_never_substring(telemetry: Telemetry) -> None:

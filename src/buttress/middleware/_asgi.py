@@ -156,7 +156,8 @@ class ASGIMiddleware:
                     await self._answer_500(observed_send)
             raise
         finally:
-            finish()
+            if not exchange.finished:
+                finish()
             observer.release(exchange)
 
     async def _answer_500(self, send: Send) -> None:

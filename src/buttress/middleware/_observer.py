@@ -399,13 +399,15 @@ class Observer:
         self, span: trace.Span, exchange: Exchange, route: str | None, status: int
     ) -> None:
         method = exchange.method
+        # The conventions name spans of unknown methods "HTTP", never the client's token.
+        shown = "HTTP" if method == names.METHOD_OTHER else method
         if route is not None:
-            span.update_name(f"{method} {route}" if method != names.METHOD_OTHER else route)
-        elif method == names.METHOD_OTHER:
-            span.update_name("HTTP")
+            span.update_name(f"{shown} {route}")
+        elif shown != method:
+            span.update_name(shown)
         attributes: dict[str, Any] = {
             names.ATTR_HTTP_REQUEST_METHOD: method,
-            names.ATTR_URL_PATH: exchange.path,
+            names.ATTR_URL_PATH: exchange.path[:_MAX_RECORDED],
             names.ATTR_URL_SCHEME: exchange.scheme,
             names.ATTR_NETWORK_PROTOCOL_VERSION: exchange.protocol,
         }
