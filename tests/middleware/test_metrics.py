@@ -21,6 +21,7 @@ def test_buckets_are_cumulative_and_boundaries_inclusive() -> None:
     registry = CollectorRegistry()
     metrics = InProcessMetrics(registry, (0.1, 0.3, 1.0))
     for duration in (0.05, 0.1, 0.3, 0.30001, 5.0):
+        metrics.active_inc("GET")
         metrics.record("GET", "/r", "200", duration, 10, None)
     # A duration equal to an SLO threshold is inside it: the SLI reads an exact count.
     assert [bucket(registry, le) for le in ("0.1", "0.3", "1.0", "+Inf")] == [2, 3, 4, 5]
@@ -42,6 +43,7 @@ def test_exposition_matches_prometheus_client_spelling() -> None:
         registry=theirs,
     )
     for duration in (0.001, 0.02, 0.5, 12.0):
+        metrics.active_inc("GET")
         metrics.record("GET", "/r", "200", duration, 1, None)
         reference.labels(**LABELS).observe(duration)
 
@@ -59,12 +61,12 @@ def test_exposition_matches_prometheus_client_spelling() -> None:
 def test_exemplars_and_active_requests() -> None:
     registry = CollectorRegistry()
     metrics = InProcessMetrics(registry, (0.1, 1.0))
-    metrics.active_inc("GET")
-    metrics.active_inc("GET")
-    metrics.active_dec("GET")
+    for _ in range(3):
+        metrics.active_inc("GET")
     metrics.record("GET", "/r", "200", 0.05, 1, "0af7651916cd43dd8448eb211c80319c")
+    metrics.record("GET", "/r", "200", 5.0, 1, None)
     active = registry.get_sample_value(names.HTTP_SERVER_ACTIVE, {"http_request_method": "GET"})
-    assert active == 1
+    assert active == 1  # three started, two finished
     text = generate_openmetrics(registry).decode()  # type: ignore[no-untyped-call]
     assert '# {trace_id="0af7651916cd43dd8448eb211c80319c"} 0.05' in text
     assert "trace_id" not in generate_latest(registry).decode()  # classic text has none
@@ -78,7 +80,6 @@ def test_concurrent_recording_loses_nothing() -> None:
         for _ in range(2000):
             metrics.active_inc("GET")
             metrics.record("GET", "/r", "200", 0.01, 1, None)
-            metrics.active_dec("GET")
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for thread in threads:

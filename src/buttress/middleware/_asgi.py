@@ -114,9 +114,6 @@ class ASGIMiddleware:
         entry_app = scope.get("app")
         started = False
 
-        def finish() -> None:
-            observer.finish(exchange, self._route(scope, root_path, entry_app))
-
         async def observed_send(message: Message) -> None:
             nonlocal started
             kind = message["type"]
@@ -132,9 +129,9 @@ class ASGIMiddleware:
                     # chunk means a client that has the whole body also finds the request
                     # in metrics, spans and logs, and background tasks the app runs after
                     # the body are not counted as request latency.
-                    finish()
+                    observer.finish(exchange, self._route(scope, root_path, entry_app))
             elif kind == "http.response.pathsend":
-                finish()
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
             await send(message)
 
         async def observed_receive() -> Message:
@@ -157,7 +154,7 @@ class ASGIMiddleware:
             raise
         finally:
             if not exchange.finished:
-                finish()
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
             observer.release(exchange)
 
     async def _answer_500(self, send: Send) -> None:

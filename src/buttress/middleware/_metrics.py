@@ -45,8 +45,6 @@ class HTTPServerMetrics(Protocol):
 
     def active_inc(self, method: str) -> None: ...
 
-    def active_dec(self, method: str) -> None: ...
-
     def record(
         self,
         method: str,
@@ -55,7 +53,9 @@ class HTTPServerMetrics(Protocol):
         duration: float,
         size: int,
         trace_id: str | None,
-    ) -> None: ...
+    ) -> None:
+        """One finished request (no longer in flight); ``trace_id`` becomes the exemplar."""
+        ...
 
 
 class _Series:
@@ -87,10 +87,6 @@ class InProcessMetrics:
         with self._lock:
             self._active[method] = self._active.get(method, 0) + 1
 
-    def active_dec(self, method: str) -> None:
-        with self._lock:
-            self._active[method] -= 1
-
     def record(
         self,
         method: str,
@@ -105,6 +101,7 @@ class InProcessMetrics:
         index = bisect_left(self.buckets, duration)
         size_index = bisect_left(self._sizes, size)
         with self._lock:
+            self._active[method] -= 1
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = _Series(len(self.buckets), len(self._sizes))
@@ -199,9 +196,6 @@ class MultiprocessMetrics:
     def active_inc(self, method: str) -> None:
         self._active_child(method).inc()
 
-    def active_dec(self, method: str) -> None:
-        self._active_child(method).dec()
-
     def record(
         self,
         method: str,
@@ -212,6 +206,7 @@ class MultiprocessMetrics:
         trace_id: str | None,
     ) -> None:
         # prometheus_client keeps no exemplars in multiprocess mode: none are passed.
+        self._active_child(method).dec()
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:

@@ -380,7 +380,6 @@ class Observer:
                 self._close_span(span, exchange, route, status)
             span.end()
         if self.metrics is not None:
-            self.metrics.active_dec(exchange.method)
             self.metrics.record(
                 exchange.method, label, status_label, duration, exchange.size, exemplar
             )
