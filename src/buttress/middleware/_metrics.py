@@ -2,8 +2,8 @@
 
 In one process the instruments are a small collector of our own: recording a request
 takes one dictionary lookup, one lock and two bisections, where prometheus_client's
-labelled histograms and gauge take about thirty Python calls and six locks per request
-(measured: it was the larger half of the middleware's own cost). Under
+labelled histograms and gauge take about thirty Python calls and six locks per request,
+more than the rest of the middleware's own work. Under
 ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn, uvicorn workers) only prometheus_client's
 file-backed values can be merged across processes, so its instruments are used then.
 
