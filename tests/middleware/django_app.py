@@ -5,7 +5,7 @@ Django settings are process-wide, so the telemetry sinks live here and tests res
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import django
 from django.conf import settings
@@ -64,7 +64,16 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+async def astream(request: HttpRequest) -> StreamingHttpResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield f"async row {i}\n".encode()
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
 urlpatterns = [
+    path("astream", astream),
     path("users/<int:pk>/", user),
     path("api/", include([path("orders/<slug:ref>", order)])),
     path("boom", boom),

@@ -413,3 +413,21 @@ async def test_captured_headers_are_recorded_and_sensitive_ones_redacted(
     assert attributes["http.request.header.x-tenant"] == ("acme",)
     assert "http.request.header.x-absent" not in attributes
     assert "s3cret" not in repr(attributes)
+
+
+async def test_pathsend_ends_the_request(telemetry: Telemetry) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": "/srv/file.bin"})
+
+    sent = await call_asgi(ASGIMiddleware(app, **telemetry.options()), "/file")
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    assert (
+        telemetry.count(
+            http_request_method="GET",
+            http_route=names.ROUTE_UNMATCHED,
+            http_response_status_code="200",
+        )
+        == 1
+    )
+    assert [s.name for s in telemetry.spans()] == ["GET"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -117,8 +118,32 @@ def test_django_asgi_uses_the_async_twin() -> None:
     before = count("/users/<int:pk>/", "200")
     with serve_asgi(get_asgi_application(), lifespan="off") as url:
         response = httpx.get(f"{url}/users/3/", headers={"X-Request-ID": "dj-async"})
+        streamed = httpx.get(f"{url}/astream")
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "dj-async"
     assert count("/users/<int:pk>/", "200") == before + 1
-    (span,) = django_app.exporter.get_finished_spans()
-    assert span.name == "GET /users/<int:pk>/"
+    assert streamed.text == "async row 0\nasync row 1\nasync row 2\n"
+    assert "x-request-id" in streamed.headers
+    spans = [s.name for s in django_app.exporter.get_finished_spans()]
+    assert "GET /users/<int:pk>/" in spans
+    # Django closes a streamed response after sending it, on the server's thread: wait
+    # (bounded) for that close, which is what ends the request.
+    assert _eventually(lambda: count("/astream", "200") == 1)
+    size = django_app.registry.get_sample_value(
+        f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum",
+        {
+            "http_request_method": "GET",
+            "http_route": "/astream",
+            "http_response_status_code": "200",
+        },
+    )
+    assert size == len(streamed.content)
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

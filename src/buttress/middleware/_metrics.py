@@ -1,7 +1,8 @@
 """The HTTP server instruments, one set per Prometheus registry.
 
-In one process the instruments are a small collector of our own: recording a request
-takes one dictionary lookup, one lock and two bisections, where prometheus_client's
+In one process the instruments are a small collector of our own: a request takes a lock
+when it starts and one when it ends (with a dictionary lookup and two bisections), where
+prometheus_client's
 labelled histograms and gauge take about thirty Python calls and six locks per request,
 more than the rest of the middleware's own work. Under
 ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn, uvicorn workers) only prometheus_client's
