@@ -1,11 +1,11 @@
 """The sans-IO request observer under every middleware shell (ASGI, WSGI, Django).
 
-A shell reads the protocol (scope, environ, request) into plain values, calls
-:meth:`Observer.begin` when a request arrives, :meth:`Observer.finish` when its response
+A shell reads the protocol (scope, environ, request) into an :class:`Exchange`, then calls
+:meth:`Observer.begin` when the request arrives, :meth:`Observer.finish` when its response
 body ends (or the app failed) and :meth:`Observer.release` when control leaves the
-middleware. All per-request state lives in the :class:`Exchange` that ``begin`` returns,
-which the shell keeps in local variables: nothing request-scoped is ever stored on the
-observer, so one instance serves any number of concurrent requests.
+middleware. All per-request state lives in that exchange, which the shell keeps in local
+variables: nothing request-scoped is ever stored on the observer, so one instance serves
+any number of concurrent requests.
 
 The observer does no I/O of its own beyond what its collaborators do (the tracer, the
 Prometheus children, the access logger) and reads time from an injected clock.
