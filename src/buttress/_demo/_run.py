@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._events import default_registry
+from ..telemetry import _names as names
 from ._scenario import PHASES, phase_at
 from ._servers import LoopbackServer, free_port
 from ._service import OBJECTIVE, build_service, demo_slos
@@ -88,6 +89,8 @@ def _log_to(stream: Any) -> None:
     from ..telemetry._logging import configure_logging
 
     configure_logging(level=logging.INFO, log_format="json", stream=stream)
+    # httpx logs every request at INFO; the access log already has one line per request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _unlog(stream: Any) -> None:
@@ -111,8 +114,10 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     prometheus = _start_prometheus(out, service.port) if options.prometheus else None
-    print(f"buttress demo: service on {service.url} (metrics at {service.url}/metrics), "
-          f"upstream on {upstream.url}; {options.duration:.0f} s at {options.rate:.0f} req/s")
+    print(
+        f"buttress demo: service on {service.url} (metrics at {service.url}/metrics), "
+        f"upstream on {upstream.url}; {options.duration:.0f} s at {options.rate:.0f} req/s"
+    )
     if prometheus is not None:
         print(f"buttress demo: Prometheus on {prometheus.url}")
     view = make_view(options.plain)
@@ -156,6 +161,7 @@ class _Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         folder = out / "prometheus"
         folder.mkdir(exist_ok=True)
+        self._data = folder / "data"
         rules = folder / "slo-rules.yaml"
         rules.write_text(_rules_text(), encoding="utf-8")
         config = folder / "prometheus.yml"
@@ -170,7 +176,7 @@ class _Prometheus:
             [
                 binary,
                 f"--config.file={config}",
-                f"--storage.tsdb.path={folder / 'data'}",
+                f"--storage.tsdb.path={self._data}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             stdout=subprocess.DEVNULL,
@@ -179,9 +185,9 @@ class _Prometheus:
 
     async def snapshot(self) -> dict[str, Any]:
         queries = {
-            "request_rate": 'sum(rate(http_server_request_duration_seconds_count{job="checkout"}[1m]))',
-            "sli_error_ratio_5m": "slo:sli_error:ratio_rate5m",
-            "alerts": "ALERTS",
+            "request_rate": f'sum(rate({names.HTTP_SERVER_DURATION}_count{{job="checkout"}}[1m]))',
+            "sli_error_ratio_5m": f"{names.SLO_SLI_ERROR_RATIO}5m",
+            "alerts": names.PROMETHEUS_ALERTS,
         }
         results: dict[str, Any] = {}
         async with httpx.AsyncClient(base_url=self.url, timeout=5.0) as client:
@@ -200,13 +206,17 @@ class _Prometheus:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        # The database only served the live queries; the artifacts keep config and answers.
+        shutil.rmtree(self._data, ignore_errors=True)
 
 
 def _start_prometheus(out: Path, service_port: int) -> _Prometheus | None:
     binary = shutil.which("prometheus")
     if binary is None:
-        print("buttress demo: --prometheus asked, but no prometheus binary is installed; "
-              "going on without it")
+        print(
+            "buttress demo: --prometheus asked, but no prometheus binary is installed; "
+            "going on without it"
+        )
         return None
     return _Prometheus(binary, out, service_port)
 
@@ -235,7 +245,8 @@ def _write_artifacts(
         (out / "prometheus" / "queries.json").write_text(
             json.dumps(outcome.prometheus, indent=2), encoding="utf-8"
         )
-    print(f"buttress demo: artifacts in {out}")
+    stopped = " (stopped early by Ctrl-C)" if outcome.interrupted else ""
+    print(f"buttress demo: artifacts in {out}{stopped}")
 
 
 def _summary(stats: DemoStats, outcome: _Outcome) -> dict[str, Any]:

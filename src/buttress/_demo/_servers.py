@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING
+from typing import Any
 
 import uvicorn
-
-if TYPE_CHECKING:
-    from uvicorn._types import ASGIApplication
 
 
 def free_port() -> int:
@@ -22,7 +19,7 @@ def free_port() -> int:
 class LoopbackServer:
     """A uvicorn server on 127.0.0.1 run as a task of the current loop."""
 
-    def __init__(self, app: ASGIApplication, *, port: int = 0) -> None:
+    def __init__(self, app: Any, *, port: int = 0) -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
             app,

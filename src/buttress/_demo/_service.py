@@ -50,21 +50,26 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
         timeout=httpx.Timeout(2.0),
         limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
     )
+    # Outermost first: a refused call falls back to the last known price; the bulkhead
+    # bounds concurrency; only upstream errors are retried (retrying into a latency spike
+    # makes it worse); the breaker counts errors, timeouts and slow calls; the timeout
+    # bounds each attempt, inside the breaker so that a timeout counts as a failure.
     breaker = buttress.CircuitBreaker(
         "pricing",
-        failure_rate=0.5,
-        window=10.0,
-        window_type="time",
-        minimum_calls=10,
         consecutive_failures=None,
+        failure_rate=0.5,
+        slow_call_rate=0.5,
+        slow_call_duration=0.25,
+        window=20,
+        window_type="count",
+        minimum_calls=10,
         reset_timeout=2.0,
         half_open_permits=3,
-        failure_on=(UpstreamFailed, httpx.TransportError),
+        failure_on=(UpstreamFailed, httpx.TransportError, buttress.TimedOut),
     )
     policy = buttress.Policy(
         buttress.fallback(None, on=buttress.CircuitOpen),
         buttress.Bulkhead("pricing", max_concurrent=16, max_waiting=16, wait_timeout=0.2),
-        buttress.timeout(LATENCY_THRESHOLD * 0.9),
         buttress.retry(
             on=(UpstreamFailed, httpx.TransportError),
             attempts=3,
@@ -72,6 +77,7 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
             wait_max=0.2,
         ),
         breaker,
+        buttress.timeout(LATENCY_THRESHOLD * 0.9),
         name="pricing",
     )
 

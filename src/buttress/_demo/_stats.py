@@ -65,7 +65,9 @@ class DemoStats:
         """The registry listener."""
         if isinstance(event, ev.BreakerTransition):
             self.breaker_state = event.new
-            self.transitions.append((self._clock() - self.started, event.old, event.new, event.reason))
+            self.transitions.append(
+                (self._clock() - self.started, event.old, event.new, event.reason)
+            )
         elif isinstance(event, ev.BulkheadUsage):
             self.bulkhead_in_use, self.bulkhead_capacity = event.in_use, event.capacity
             self.bulkhead_peak = max(self.bulkhead_peak, event.in_use)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import TYPE_CHECKING
@@ -60,10 +61,8 @@ async def drive(
                 sent += 1
             else:
                 next_at = now + interval
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - time.monotonic()))
-            except TimeoutError:
-                pass
         if in_flight:
             await asyncio.wait(in_flight, timeout=6.0)
     return sent

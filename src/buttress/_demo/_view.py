@@ -15,15 +15,25 @@ class View(Protocol):
     def close(self) -> None: ...
 
 
+def budget_text(stats: DemoStats) -> str:
+    """The error budget left, or how far it is overspent."""
+    left = stats.budget_left()
+    if left >= 0:
+        return f"budget left {left:6.1%}"
+    return f"budget spent {1 - left:5.1f}x"
+
+
 def summary_line(stats: DemoStats, phase: Phase, elapsed: float, duration: float) -> str:
     """One line with every figure the view shows, for logs and non-interactive terminals."""
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejections.items())) or "none"
+    rejected = _fmt(stats.rejections) or "none"
+    p50, p99 = stats.latency_quantile(0.5) * 1e3, stats.latency_quantile(0.99) * 1e3
     return (
         f"[{elapsed:5.1f}/{duration:.0f}s] {phase.mode:<7} "
         f"rps {stats.rate():6.1f}  err {stats.error_ratio():6.1%}  "
-        f"p50 {stats.latency_quantile(0.5) * 1e3:6.1f}ms p99 {stats.latency_quantile(0.99) * 1e3:7.1f}ms  "
-        f"burn {stats.burn_rate():5.1f}x budget {stats.budget_left():7.1%}  "
-        f"breaker {stats.breaker_state:<9} bulkhead {stats.bulkhead_in_use}/{stats.bulkhead_capacity}  "
+        f"p50 {p50:6.1f}ms p99 {p99:7.1f}ms  "
+        f"burn {stats.burn_rate():5.1f}x {budget_text(stats)}  "
+        f"breaker {stats.breaker_state:<9} "
+        f"bulkhead {stats.bulkhead_in_use}/{stats.bulkhead_capacity}  "
         f"retries {stats.retries}  rejected {rejected}"
     )
 
@@ -79,12 +89,16 @@ class RichView:
             (
                 "SLO",
                 f"[{burn_style}]burn {burn:.1f}x[/] over 30 s   "
-                f"budget left {stats.budget_left():.1%}   (objective {stats.objective:.1%})",
+                f"{budget_text(stats)}   (objective {stats.objective:.1%})",
             ),
-            ("breaker", f"[{breaker_style}]{stats.breaker_state}[/]  {len(stats.transitions)} transitions"),
+            (
+                "breaker",
+                f"[{breaker_style}]{stats.breaker_state}[/]  {len(stats.transitions)} transitions",
+            ),
             (
                 "bulkhead",
-                f"{stats.bulkhead_in_use}/{stats.bulkhead_capacity} in use (peak {stats.bulkhead_peak})",
+                f"{stats.bulkhead_in_use}/{stats.bulkhead_capacity} in use "
+                f"(peak {stats.bulkhead_peak})",
             ),
             ("retries", f"{stats.retries} scheduled   {_fmt(stats.retry_outcomes)}"),
             ("rejected", _fmt(stats.rejections) or "none"),
