@@ -74,7 +74,22 @@ def test_events_names() -> None:
 
 
 def test_testing_names() -> None:
-    assert sorted(buttress.testing.__all__) == ["capture_events", "is_testing", "set_testing"]
+    assert sorted(buttress.testing.__all__) == [
+        "CALL",
+        "CapturedEvents",
+        "CapturedLogs",
+        "CapturedMetrics",
+        "CapturedSpans",
+        "FakeClock",
+        "FaultScript",
+        "capture_events",
+        "capture_logs",
+        "capture_metrics",
+        "capture_spans",
+        "inject_faults",
+        "is_testing",
+        "set_testing",
+    ]
 
 
 def test_dashboards_names() -> None:

@@ -24,15 +24,18 @@ __all__ = ["main"]
 class _Command:
     name: str
     help: str
-    # "module:function" of a function taking the subparser and returning the runner,
-    # or None while the command is not available in this version.
-    target: str | None
+    # "module:function" of a function taking the subparser and returning the runner.
+    target: str
 
 
 _Runner: TypeAlias = "Callable[[argparse.Namespace], int]"
 
 _COMMANDS = (
-    _Command("demo", "run a live demo: a service, a flaky upstream, traffic and an outage", None),
+    _Command(
+        "demo",
+        "run a live demo: a service, a flaky upstream, traffic and an outage",
+        "._demo._command:add_arguments",
+    ),
     _Command(
         "rules",
         "write Prometheus SLO recording rules and burn-rate alerts",
@@ -52,9 +55,6 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, _Runner]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     runners: dict[str, _Runner] = {}
     for command in _COMMANDS:
-        if command.target is None:
-            sub.add_parser(command.name, help=f"{command.help} (not available yet)")
-            continue
         sub_parser = sub.add_parser(command.name, help=command.help, description=command.help)
         module_name, _, function = command.target.partition(":")
         module = importlib.import_module(module_name, __package__)
@@ -69,14 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    runner = runners.get(args.command)
-    if runner is None:
-        print(
-            f"buttress {args.command}: not available in buttress {__version__} yet.",
-            file=sys.stderr,
-        )
-        return 2
-    return runner(args)
+    return runners[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

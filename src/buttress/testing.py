@@ -1,4 +1,6 @@
-"""Helpers for testing code that uses buttress: test mode and event capture.
+"""Helpers for testing code that uses buttress: test mode, captures, a fake clock, faults.
+
+The pytest plugin (installed with buttress, see docs/testing.md) wraps these as fixtures.
 
 >>> import buttress.testing
 >>> with buttress.testing.set_testing(attempts=2):
@@ -8,25 +10,32 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ._events import default_registry
+from ._captures import (
+    CapturedEvents,
+    CapturedLogs,
+    CapturedMetrics,
+    CapturedSpans,
+    capture_events,
+    capture_logs,
+    capture_metrics,
+    capture_spans,
+)
+from ._fakes import CALL, FakeClock, FaultScript, inject_faults
 from .resilience._config import is_testing, set_testing
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from ._events import Event
-
-__all__ = ["capture_events", "is_testing", "set_testing"]
-
-
-def capture_events() -> AbstractContextManager[list[Event]]:
-    """Collect every event the default registry emits inside the ``with`` block.
-
-    >>> with capture_events() as events:
-    ...     pass
-    >>> events
-    []
-    """
-    return default_registry.capture()
+__all__ = [
+    "CALL",
+    "CapturedEvents",
+    "CapturedLogs",
+    "CapturedMetrics",
+    "CapturedSpans",
+    "FakeClock",
+    "FaultScript",
+    "capture_events",
+    "capture_logs",
+    "capture_metrics",
+    "capture_spans",
+    "inject_faults",
+    "is_testing",
+    "set_testing",
+]

@@ -1,27 +1,6 @@
-"""A fake monotonic clock whose sleeps only move time: tests never wait for real."""
+"""A flaky function for the resilience tests (the fake clock is public: buttress.testing)."""
 
 from __future__ import annotations
-
-
-class FakeClock:
-    """``clock()`` reads the time; ``sleep`` and ``async_sleep`` advance it and record waits."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Flaky:

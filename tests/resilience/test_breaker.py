@@ -24,8 +24,9 @@ from buttress._events import (
     Registry,
 )
 from buttress.resilience import Strategy
+from buttress.testing import FakeClock
 
-from ._clock import FakeClock, state
+from ._clock import state
 
 
 class Boom(Exception):

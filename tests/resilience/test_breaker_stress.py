@@ -9,8 +9,9 @@ import pytest
 
 from buttress import CircuitBreaker, CircuitOpen
 from buttress.resilience._breaker import LocalBreaker
+from buttress.testing import FakeClock
 
-from ._clock import FakeClock, state
+from ._clock import state
 
 THREADS = 64
 TASKS = 1_000

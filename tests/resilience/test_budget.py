@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buttress.resilience._budget import RetryBudget
-
-from ._fakes import FakeClock
+from buttress.testing import FakeClock
 
 steps = st.lists(
     st.tuples(

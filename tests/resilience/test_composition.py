@@ -14,8 +14,7 @@ from buttress.events import (
     RetryFinished,
     RetryScheduled,
 )
-
-from ._fakes import FakeClock
+from buttress.testing import FakeClock
 
 
 class Down(Exception):

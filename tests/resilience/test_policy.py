@@ -11,9 +11,9 @@ from buttress import ConfigurationError, Policy, Rejected, TimedOut
 from buttress.events import FallbackUsed, RetryFinished, TimeoutExpired
 from buttress.resilience import Strategy
 from buttress.resilience._deadline import current_deadline
-from buttress.testing import capture_events
+from buttress.testing import FakeClock, capture_events
 
-from ._fakes import FakeClock, Flaky
+from ._fakes import Flaky
 
 R = TypeVar("R")
 

@@ -12,8 +12,7 @@ import pytest
 from buttress import ConfigurationError, RateLimited, RateLimiter
 from buttress._events import RateLimitRejected, RateLimitWaited, Registry
 from buttress.resilience._ratelimit import TokenBucket
-
-from ._clock import FakeClock
+from buttress.testing import FakeClock
 
 
 def test_bucket_grants_burst_then_refills_at_rate() -> None:

@@ -18,9 +18,10 @@ from buttress._events import (
     StoreRecovered,
     StoreUnavailable,
 )
+from buttress.testing import FakeClock
 
 from .._services import RedisServer
-from ._clock import FakeClock, state
+from ._clock import state
 
 pytestmark = pytest.mark.redis
 

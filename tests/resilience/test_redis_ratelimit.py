@@ -10,9 +10,9 @@ import redis
 
 from buttress import RateLimited, RateLimiter, RedisStore
 from buttress._events import RateLimitWaited, Registry, StoreRecovered, StoreUnavailable
+from buttress.testing import FakeClock
 
 from .._services import RedisServer
-from ._clock import FakeClock
 
 pytestmark = pytest.mark.redis
 

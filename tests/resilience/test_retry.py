@@ -15,9 +15,9 @@ import buttress
 from buttress import ButtressWarning, ConfigurationError, TimedOut
 from buttress.events import Event, Registry, RetryFinished, RetryScheduled
 from buttress.resilience._deadline import deadline_scope
-from buttress.testing import capture_events, set_testing
+from buttress.testing import FakeClock, capture_events, set_testing
 
-from ._fakes import FakeClock, Flaky
+from ._fakes import Flaky
 
 
 def no_sleep(seconds: float) -> None:

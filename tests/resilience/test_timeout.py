@@ -10,9 +10,9 @@ import buttress
 from buttress import ButtressWarning, ConfigurationError, Rejected, TimedOut
 from buttress.events import RetryFinished, TimeoutExpired
 from buttress.resilience._deadline import current_deadline, deadline_scope, remaining
-from buttress.testing import capture_events
+from buttress.testing import FakeClock, capture_events
 
-from ._fakes import FakeClock, Flaky
+from ._fakes import Flaky
 
 
 def test_deadline_scope_binds_and_resets() -> None:

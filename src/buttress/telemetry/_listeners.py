@@ -60,6 +60,11 @@ class PrometheusListener:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._metrics = _metrics.metrics_for(registry) if registry is not None else None
 
+    @property
+    def follows_target(self) -> bool:
+        """Whether it records into the registry ``configure`` chose (it was given none)."""
+        return self._metrics is None
+
     def __call__(self, event: Event, /) -> None:
         (self._metrics or _metrics.current()).record(event)
 

@@ -163,3 +163,10 @@ LABEL_ALERT_STATE: Final = "alertstate"
 LABEL_JOB: Final = "job"
 LABEL_INSTANCE: Final = "instance"
 LABEL_LE: Final = "le"
+
+# --- middleware outcomes -------------------------------------------------------------------
+
+# Status label of a request whose client went away before any response started (the code
+# nginx logs for it); the span's error.type says the same in words.
+STATUS_CLIENT_CLOSED: Final = "499"
+ERROR_CLIENT_DISCONNECT: Final = "client_disconnect"

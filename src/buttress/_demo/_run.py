@@ -1,0 +1,303 @@
+"""Runs the demo end to end and leaves its artifacts behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._events import default_registry
+from ..telemetry import _names as names
+from ._scenario import PHASES, phase_at
+from ._servers import LoopbackServer, free_port
+from ._service import OBJECTIVE, build_service, demo_slos
+from ._stats import DemoStats
+from ._traffic import drive
+from ._upstream import UpstreamControl, build_upstream
+from ._view import make_view, summary_line
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    duration: float = 60.0
+    rate: float = 40.0
+    port: int = 0
+    out: Path | None = None
+    plain: bool = False
+    prometheus: bool = False
+
+
+@dataclass
+class _Outcome:
+    sent: int = 0
+    upstream_calls: int = 0
+    interrupted: bool = False
+    metrics_text: str = ""
+    prometheus: dict[str, Any] = field(default_factory=dict)
+    service_url: str = ""
+
+
+def run(options: DemoOptions) -> Path:
+    """Run the demo; returns the folder holding its artifacts."""
+    out = options.out or Path.cwd() / time.strftime("buttress-demo-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    exporter, provider = _install_tracing()
+    log_file = (out / "logs.jsonl").open("w", encoding="utf-8")
+    _log_to(log_file)
+    stats = DemoStats(objective=OBJECTIVE)
+    default_registry.add(stats)
+    outcome = _Outcome()
+    try:
+        asyncio.run(_main(options, stats, outcome, out))
+    finally:
+        default_registry.remove(stats)
+        provider.force_flush()
+        _write_artifacts(out, stats, outcome, exporter)
+        _unlog(log_file)
+    return out
+
+
+def _install_tracing() -> tuple[InMemorySpanExporter, Any]:
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter, provider
+
+
+def _log_to(stream: Any) -> None:
+    # JSON lines into the artifact folder: the terminal belongs to the live view.
+    from ..telemetry._logging import configure_logging
+
+    configure_logging(level=logging.INFO, log_format="json", stream=stream)
+    # httpx logs every request at INFO; the access log already has one line per request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _unlog(stream: Any) -> None:
+    from ..telemetry._logging import unconfigure_logging
+
+    unconfigure_logging()
+    stream.close()
+
+
+async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: Path) -> None:
+    loop = asyncio.get_running_loop()
+    control = UpstreamControl()
+    upstream = LoopbackServer(build_upstream(control))
+    await upstream.start()
+    app, client = build_service(upstream.url)
+    service = LoopbackServer(app, port=options.port)
+    await service.start()
+    outcome.service_url = service.url
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    prometheus = _start_prometheus(out, service.port) if options.prometheus else None
+    print(
+        f"buttress demo: service on {service.url} (metrics at {service.url}/metrics), "
+        f"upstream on {upstream.url}; {options.duration:.0f} s at {options.rate:.0f} req/s"
+    )
+    if prometheus is not None:
+        print(f"buttress demo: Prometheus on {prometheus.url}")
+    view = make_view(options.plain)
+    traffic = asyncio.create_task(
+        drive(service.url, stats, rate=options.rate, duration=options.duration, stop=stop)
+    )
+    begin = time.monotonic()
+    phase = PHASES[0]
+    try:
+        while not traffic.done():
+            elapsed = time.monotonic() - begin
+            phase = phase_at(elapsed, options.duration)
+            control.mode = phase.mode
+            view.update(stats, phase, elapsed, options.duration)
+            await asyncio.wait({traffic}, timeout=0.25)
+        outcome.sent = traffic.result()
+    finally:
+        view.close()
+        outcome.interrupted = stop.is_set()
+        elapsed = time.monotonic() - begin
+        print(summary_line(stats, phase, elapsed, options.duration))
+        outcome.upstream_calls = control.calls
+        async with httpx.AsyncClient(base_url=service.url) as scraper:
+            outcome.metrics_text = (await scraper.get("/metrics")).text
+        if prometheus is not None:
+            outcome.prometheus = await prometheus.snapshot()
+            prometheus.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await client.aclose()
+        await service.stop()
+        await upstream.stop()
+
+
+class _Prometheus:
+    """A local Prometheus scraping the demo service every second, with the SLO rules."""
+
+    def __init__(self, binary: str, out: Path, service_port: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        folder = out / "prometheus"
+        folder.mkdir(exist_ok=True)
+        self._data = folder / "data"
+        rules = folder / "slo-rules.yaml"
+        rules.write_text(_rules_text(), encoding="utf-8")
+        config = folder / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files: [{json.dumps(str(rules))}]\n"
+            "scrape_configs:\n  - job_name: checkout\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{service_port}']\n",
+            encoding="utf-8",
+        )
+        self._process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self._data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(folder / "prometheus.log").open("w"),
+        )
+
+    async def snapshot(self) -> dict[str, Any]:
+        queries = {
+            "request_rate": f'sum(rate({names.HTTP_SERVER_DURATION}_count{{job="checkout"}}[1m]))',
+            "sli_error_ratio_5m": f"{names.SLO_SLI_ERROR_RATIO}5m",
+            "alerts": names.PROMETHEUS_ALERTS,
+        }
+        results: dict[str, Any] = {}
+        async with httpx.AsyncClient(base_url=self.url, timeout=5.0) as client:
+            for name, query in queries.items():
+                try:
+                    response = await client.get("/api/v1/query", params={"query": query})
+                    results[name] = response.json().get("data", {}).get("result", [])
+                except httpx.HTTPError as error:
+                    results[name] = f"unavailable: {error}"
+        return results
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        # The database only served the live queries; the artifacts keep config and answers.
+        shutil.rmtree(self._data, ignore_errors=True)
+
+
+def _start_prometheus(out: Path, service_port: int) -> _Prometheus | None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        print(
+            "buttress demo: --prometheus asked, but no prometheus binary is installed; "
+            "going on without it"
+        )
+        return None
+    return _Prometheus(binary, out, service_port)
+
+
+def _rules_text() -> str:
+    from ..telemetry._rules import render_rules, slo_rules
+
+    return render_rules(slo_rules(demo_slos()))
+
+
+def _write_artifacts(
+    out: Path, stats: DemoStats, outcome: _Outcome, exporter: InMemorySpanExporter
+) -> None:
+    from .. import dashboards
+
+    dashboards.export(out / "dashboards")
+    (out / "rules").mkdir(exist_ok=True)
+    (out / "rules" / "slo-rules.yaml").write_text(_rules_text(), encoding="utf-8")
+    (out / "metrics.txt").write_text(outcome.metrics_text, encoding="utf-8")
+    spans = [json.loads(span.to_json(indent=None)) for span in exporter.get_finished_spans()]
+    (out / "spans.json").write_text(json.dumps(spans, indent=1), encoding="utf-8")
+    summary = _summary(stats, outcome)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "summary.md").write_text(_summary_markdown(summary), encoding="utf-8")
+    if outcome.prometheus:
+        (out / "prometheus" / "queries.json").write_text(
+            json.dumps(outcome.prometheus, indent=2), encoding="utf-8"
+        )
+    stopped = " (stopped early by Ctrl-C)" if outcome.interrupted else ""
+    print(f"buttress demo: artifacts in {out}{stopped}")
+
+
+def _summary(stats: DemoStats, outcome: _Outcome) -> dict[str, Any]:
+    requests = stats.requests
+    return {
+        "interrupted": outcome.interrupted,
+        "requests": requests,
+        "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
+        "error_ratio": stats.errors / requests if requests else 0.0,
+        "slo_objective": stats.objective,
+        "error_budget_left": stats.budget_left(),
+        "upstream_calls": outcome.upstream_calls,
+        "amplification": outcome.upstream_calls / requests if requests else 0.0,
+        "retries": stats.retries,
+        "retry_outcomes": stats.retry_outcomes,
+        "rejections": stats.rejections,
+        "timeouts": stats.timeouts,
+        "fallbacks": stats.fallbacks,
+        "bulkhead_peak": stats.bulkhead_peak,
+        "bulkhead_capacity": stats.bulkhead_capacity,
+        "breaker_transitions": [
+            {"at_seconds": round(at, 2), "from": old, "to": new, "reason": reason}
+            for at, old, new, reason in stats.transitions
+        ],
+    }
+
+
+def _summary_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# buttress demo summary",
+        "",
+        f"- requests: {summary['requests']} (statuses: {summary['statuses']})",
+        f"- error ratio: {summary['error_ratio']:.2%}; objective {summary['slo_objective']:.1%}; "
+        f"error budget left: {summary['error_budget_left']:.1%}",
+        f"- upstream calls: {summary['upstream_calls']} "
+        f"({summary['amplification']:.2f} per request: retries bounded by the budget)",
+        f"- retries: {summary['retries']} scheduled; outcomes {summary['retry_outcomes']}",
+        f"- rejections: {summary['rejections']}; timeouts {summary['timeouts']}; "
+        f"fallbacks {summary['fallbacks']}",
+        f"- bulkhead peak: {summary['bulkhead_peak']} of {summary['bulkhead_capacity']}",
+        "- breaker transitions:",
+    ]
+    lines += [
+        f"  - {t['at_seconds']:6.2f} s: {t['from']} -> {t['to']} ({t['reason']})"
+        for t in summary["breaker_transitions"]
+    ] or ["  - none"]
+    lines += [
+        "",
+        "Files: `dashboards/` (Grafana JSON), `rules/slo-rules.yaml` (Prometheus rules), "
+        "`metrics.txt` (the last scrape), `spans.json` (every span), `logs.jsonl` "
+        "(every log line), `summary.json`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""The demo service: a checkout API behind the middleware, calling the upstream through
+a policy of fallback, bulkhead, timeout, retry and circuit breaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import buttress
+from buttress.middleware import ASGIMiddleware
+
+OBJECTIVE = 0.99
+LATENCY_THRESHOLD = 0.5  # seconds; a bucket boundary of the duration histogram
+
+
+class UpstreamFailed(Exception):
+    """The upstream answered with a server error."""
+
+
+def demo_slos() -> list[buttress.SLO]:
+    """The service's SLOs: 99 % of quotes succeed, 99 % of them within half a second."""
+    return [
+        buttress.SLO(
+            "quote-availability",
+            service="checkout",
+            objective=OBJECTIVE,
+            routes=["/quote/{sku}"],
+            description="Quotes that do not fail with a server error",
+        ),
+        buttress.SLO(
+            "quote-latency",
+            service="checkout",
+            objective=OBJECTIVE,
+            threshold=LATENCY_THRESHOLD,
+            routes=["/quote/{sku}"],
+            description="Quotes answered within 500 ms",
+        ),
+    ]
+
+
+def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
+    """The ASGI app (middleware included) and the client it calls the upstream with."""
+    client = httpx.AsyncClient(
+        base_url=upstream_url,
+        timeout=httpx.Timeout(2.0),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+    )
+    # Outermost first: a refused call falls back to the last known price; the bulkhead
+    # bounds concurrency; only upstream errors are retried (retrying into a latency spike
+    # makes it worse); the breaker counts errors, timeouts and slow calls; the timeout
+    # bounds each attempt, inside the breaker so that a timeout counts as a failure.
+    breaker = buttress.CircuitBreaker(
+        "pricing",
+        consecutive_failures=None,
+        failure_rate=0.5,
+        slow_call_rate=0.5,
+        slow_call_duration=0.25,
+        window=20,
+        window_type="count",
+        minimum_calls=10,
+        reset_timeout=2.0,
+        half_open_permits=3,
+        failure_on=(UpstreamFailed, httpx.TransportError, buttress.TimedOut),
+    )
+    policy = buttress.Policy(
+        buttress.fallback(None, on=buttress.CircuitOpen),
+        buttress.Bulkhead("pricing", max_concurrent=16, max_waiting=16, wait_timeout=0.2),
+        buttress.retry(
+            on=(UpstreamFailed, httpx.TransportError),
+            attempts=3,
+            wait_initial=0.02,
+            wait_max=0.2,
+        ),
+        breaker,
+        buttress.timeout(LATENCY_THRESHOLD * 0.9),
+        name="pricing",
+    )
+
+    @policy
+    async def fetch_price(sku: str) -> dict[str, Any] | None:
+        response = await client.get(f"/price/{sku}")
+        if response.status_code >= 500:
+            raise UpstreamFailed(f"upstream answered {response.status_code}")
+        data: dict[str, Any] = response.json()
+        return data
+
+    last_known: dict[str, dict[str, Any]] = {}
+
+    async def quote(request: Request) -> JSONResponse:
+        sku = request.path_params["sku"]
+        try:
+            price = await fetch_price(sku)
+        except buttress.TimedOut:
+            return JSONResponse({"error": "pricing timed out"}, status_code=504)
+        except buttress.BulkheadFull:
+            return JSONResponse({"error": "pricing is saturated"}, status_code=503)
+        except (UpstreamFailed, httpx.HTTPError):
+            return JSONResponse({"error": "pricing failed"}, status_code=502)
+        if price is None:  # the breaker is open: answer from the last known price
+            cached = last_known.get(sku)
+            if cached is None:
+                return JSONResponse({"error": "pricing unavailable"}, status_code=503)
+            return JSONResponse({**cached, "degraded": True})
+        last_known[sku] = price
+        return JSONResponse(price)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(routes=[Route("/quote/{sku}", quote), Route("/healthz", health)])
+    wrapped = ASGIMiddleware(
+        app,
+        service="checkout",
+        slos=demo_slos(),
+        metrics_path="/metrics",
+        exclude=["/healthz", "/metrics"],
+    )
+    return wrapped, client

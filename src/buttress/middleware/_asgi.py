@@ -1,0 +1,251 @@
+"""The ASGI shell: any ASGI app, and Starlette/FastAPI routes read after routing.
+
+Per-request state lives in local variables and the wrapped ``send``/``receive`` closures,
+never on the middleware instance. Websocket and lifespan scopes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from opentelemetry.propagators.textmap import Getter
+
+from ..telemetry._exposition import render
+from ._observer import Exchange, Observer, normalise_method
+
+__all__ = ["ASGIMiddleware"]
+
+# Loose on purpose: frameworks type scopes and messages each their own way (TypedDicts,
+# MutableMappings), and the middleware must accept any of them.
+Scope = Any
+Message = Any
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+
+_MAX_CACHED_ROUTES: Final = 10_000
+_ERROR_BODY: Final = b"Internal Server Error"
+
+
+class _HeaderGetter(Getter[RawHeaders]):
+    """Reads trace context straight from ASGI's raw header list (names are lower-case)."""
+
+    def get(self, carrier: RawHeaders, key: str) -> list[str] | None:
+        wanted = key.lower().encode("latin-1")
+        values = [value.decode("latin-1") for name, value in carrier if name == wanted]
+        return values or None
+
+    def keys(self, carrier: RawHeaders) -> list[str]:
+        return [name.decode("latin-1") for name, _ in carrier]
+
+
+_getter: Final = _HeaderGetter()
+
+
+class ASGIMiddleware:
+    """Correlation ids, a server span, RED metrics and an access line for an ASGI app.
+
+    ``app.add_middleware(ASGIMiddleware, service="checkout")`` or
+    ``app = ASGIMiddleware(app, service="checkout")``. Options are those of the request
+    observer (see docs/middleware.md); each feature can be switched off.
+    """
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.observer = Observer(**options)
+        key = self.observer.request_id_key
+        self._id_key = key
+        self._id_name = key if key is not None else b""
+        # route object id -> (route, label). The route itself is kept so a recycled id
+        # can never hand out another route's label.
+        self._routes: dict[int, tuple[object, str | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        observer = self.observer
+        path: str = scope["path"]
+        if path == observer.metrics_path:
+            await self._serve_metrics(scope, send)
+            return
+        headers: RawHeaders = scope["headers"]
+        incoming = host = agent = None
+        id_key = self._id_key
+        fields, _ = observer.propagation_fields()
+        traced = fields is None
+        for name, value in headers:
+            if name == id_key:
+                incoming = value
+            elif name == b"host":
+                host = value
+            elif name == b"user-agent":
+                agent = value
+            elif not traced and name in fields:  # type: ignore[operator]
+                traced = True
+        method, original = normalise_method(scope["method"])
+        client = scope.get("client")
+        exchange = Exchange(
+            method,
+            path,
+            scope.get("query_string", b"").decode("latin-1"),
+            scope.get("scheme", "http"),
+            scope.get("http_version", "1.1"),
+            observed=not observer.excluded(path),
+            method_original=original,
+            host=host.decode("latin-1") if host is not None else None,
+            server=scope.get("server"),
+            client_address=client[0] if client else None,
+            user_agent=agent.decode("latin-1") if agent is not None else None,
+            headers=observer.captured_headers(lambda h: _first(headers, h))
+            if observer.capture_headers
+            else None,
+        )
+        observer.begin(exchange, incoming, headers, _getter, traced=traced)
+        id_header = (
+            (self._id_name, exchange.request_id.encode("ascii"))
+            if exchange.request_id is not None
+            else None
+        )
+        root_path = scope.get("root_path", "")
+        entry_app = scope.get("app")
+        started = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal started
+            kind = message["type"]
+            if kind == "http.response.start":
+                started = True
+                exchange.status = message["status"]
+                if id_header is not None:
+                    message = _with_header(message, id_header, id_key)
+            elif kind == "http.response.body":
+                exchange.size += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # The response ends here. Recording it before handing over the last
+                    # chunk means a client that has the whole body also finds the request
+                    # in metrics, spans and logs, and background tasks the app runs after
+                    # the body are not counted as request latency.
+                    observer.finish(exchange, self._route(scope, root_path, entry_app))
+            elif kind == "http.response.pathsend":
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
+            await send(message)
+
+        async def observed_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not exchange.finished:
+                exchange.disconnected = True
+            return message
+
+        try:
+            await self.app(scope, observed_receive, observed_send)
+        except asyncio.CancelledError:
+            if not exchange.finished:
+                exchange.disconnected = True
+            raise
+        except Exception as error:
+            if not exchange.finished:
+                exchange.error = error
+                if not started and observer.error_response:
+                    await self._answer_500(observed_send)
+            raise
+        finally:
+            if not exchange.finished:
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
+            observer.release(exchange)
+
+    async def _answer_500(self, send: Send) -> None:
+        # Whoever would answer otherwise (the server, Starlette's ServerErrorMiddleware
+        # outside us) cannot add our id header; answer first, then re-raise unchanged.
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(_ERROR_BODY)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _ERROR_BODY})
+        except Exception:
+            pass
+
+    def _route(self, scope: Scope, root_path: str, entry_app: object) -> str | None:
+        """The route template the app's router chose, read from the scope after routing."""
+        route = scope.get("route")
+        if route is None:
+            return None
+        cached = self._routes.get(id(route))
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        label = _template(route)
+        if label is not None and scope.get("root_path", "") != root_path:
+            # Reached through a Mount: the scope holds the mount's raw prefix only, so the
+            # template prefix comes from the route tree (walked once per route).
+            for root in (entry_app, self.app):
+                prefix = _mount_prefix(getattr(root, "routes", None), route)
+                if prefix is not None:
+                    label = prefix + label
+                    break
+        if len(self._routes) < _MAX_CACHED_ROUTES:
+            self._routes[id(route)] = (route, label)
+        return label
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        accept = _first(scope["headers"], "accept")
+        body, content_type = render(self.observer.registry, accept)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type.encode("latin-1")),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+def _first(headers: RawHeaders, name: str) -> str | None:
+    wanted = name.encode("latin-1")
+    for key, value in headers:
+        if key == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def _with_header(message: Message, header: tuple[bytes, bytes], key: bytes | None) -> Message:
+    existing = message.get("headers", ())
+    for name, _ in existing:
+        if name.lower() == key:
+            return message  # the app set its own id: keep it
+    return {**message, "headers": [*existing, header]}
+
+
+def _template(route: object) -> str | None:
+    # Starlette keeps the template without convertors in path_format ("/users/{id}").
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else None
+
+
+def _mount_prefix(routes: object, target: object, _depth: int = 0) -> str | None:
+    if not isinstance(routes, list) or _depth > 16:
+        return None
+    for route in routes:
+        if route is target:
+            return ""
+        children = getattr(route, "routes", None)
+        if children:
+            found = _mount_prefix(children, target, _depth + 1)
+            if found is not None:
+                mount = _template(route) or ""
+                return mount.removesuffix("/{path}") + found
+    return None

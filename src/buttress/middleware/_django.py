@@ -1,0 +1,164 @@
+"""The Django shell: a ``MIDDLEWARE`` entry, sync and async, over the request observer.
+
+Options come from the ``BUTTRESS_MIDDLEWARE`` dict in settings. Put the entry first in
+``MIDDLEWARE`` so it times and traces everything below it. Importing this module imports
+Django; ``buttress.middleware`` loads it only when ``DjangoMiddleware`` is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Final
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from ..telemetry._exposition import render
+from ._observer import Exchange, Observer, normalise_method
+from ._observer import cgi_key as environ_key
+from ._wsgi import _getter
+
+__all__ = ["DjangoMiddleware"]
+
+_ERROR_KEY: Final = "_buttress_error"  # where process_exception leaves the view's exception
+
+
+class DjangoMiddleware:
+    """Correlation ids, a server span, RED metrics and an access line for Django.
+
+    Add ``"buttress.middleware.DjangoMiddleware"`` at the top of ``MIDDLEWARE``; set
+    options in ``BUTTRESS_MIDDLEWARE = {"service": "checkout", ...}``.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.observer = Observer(**dict(getattr(settings, "BUTTRESS_MIDDLEWARE", {})))
+        header = self.observer.request_id_header
+        self._id_meta = environ_key(header) if header is not None else None
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        if request.path == self.observer.metrics_path:
+            return self._metrics(request)
+        exchange = self._begin(request)
+        response: HttpResponseBase | None = None
+        try:
+            response = self.get_response(request)
+        except Exception as error:
+            exchange.error = error
+            raise
+        finally:
+            self._end_or_defer(request, exchange, response)
+            self.observer.release(exchange)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path == self.observer.metrics_path:
+            return self._metrics(request)
+        exchange = self._begin(request)
+        response: HttpResponseBase | None = None
+        try:
+            get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+            response = await get_response(request)
+        except Exception as error:
+            exchange.error = error
+            raise
+        finally:
+            self._end_or_defer(request, exchange, response)
+            self.observer.release(exchange)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        # Django turns the view's exception into a 500 response below us; keep it on the
+        # request (request-scoped, never on self) so the span can name it.
+        setattr(request, _ERROR_KEY, exception)
+
+    def _begin(self, request: HttpRequest) -> Exchange:
+        observer = self.observer
+        meta = request.META
+        path = request.path
+        method, original = normalise_method(request.method or "GET")
+        port = str(meta.get("SERVER_PORT", ""))
+        exchange = Exchange(
+            method,
+            path,
+            meta.get("QUERY_STRING", ""),
+            request.scheme or "http",
+            str(meta.get("SERVER_PROTOCOL", "HTTP/1.1")).removeprefix("HTTP/"),
+            observed=not observer.excluded(path),
+            method_original=original,
+            host=meta.get("HTTP_HOST"),
+            server=(meta.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
+            client_address=meta.get("REMOTE_ADDR"),
+            user_agent=meta.get("HTTP_USER_AGENT"),
+            headers=observer.captured_headers(lambda h: meta.get(environ_key(h)))
+            if observer.capture_headers
+            else None,
+        )
+        incoming = meta.get(self._id_meta) if self._id_meta is not None else None
+        _, keys = observer.propagation_fields()
+        traced = keys is None or any(key in meta for key in keys)
+        observer.begin(exchange, incoming, meta, _getter, traced=traced)
+        return exchange
+
+    def _end_or_defer(
+        self, request: HttpRequest, exchange: Exchange, response: HttpResponseBase | None
+    ) -> None:
+        observer = self.observer
+        if response is None:  # the exception propagates; Django's handler answers
+            if exchange.error is None:
+                exchange.error = getattr(request, _ERROR_KEY, None)
+            observer.finish(exchange, _route(request))
+            return
+        exchange.status = response.status_code
+        if exchange.error is None:
+            exchange.error = getattr(request, _ERROR_KEY, None)
+        header = observer.request_id_header
+        if header is not None and exchange.request_id is not None and header not in response:
+            response[header] = exchange.request_id
+        if isinstance(response, StreamingHttpResponse):
+            # The body is produced while the server sends it: count it as it goes and
+            # end the request when the server closes the response.
+            content = response.streaming_content
+            response.streaming_content = (
+                _acounted(content, exchange) if response.is_async else _counted(content, exchange)
+            )
+            route = _route(request)
+            response._resource_closers.append(lambda: observer.finish(exchange, route))
+            return
+        if isinstance(response, HttpResponse):
+            exchange.size = len(response.content)
+        observer.finish(exchange, _route(request))
+
+    def _metrics(self, request: HttpRequest) -> HttpResponse:
+        body, content_type = render(self.observer.registry, request.META.get("HTTP_ACCEPT"))
+        return HttpResponse(b"" if request.method == "HEAD" else body, content_type=content_type)
+
+
+def _counted(chunks: Any, exchange: Exchange) -> Iterator[bytes]:
+    for chunk in chunks:
+        exchange.size += len(chunk)
+        yield chunk
+
+
+async def _acounted(chunks: Any, exchange: Exchange) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        exchange.size += len(chunk)
+        yield chunk
+
+
+def _route(request: HttpRequest) -> str | None:
+    """The URL pattern Django resolved, as a path template (``/users/<int:pk>/``)."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not isinstance(route, str):
+        return None
+    return route if route.startswith("/") else "/" + route

@@ -1,0 +1,512 @@
+"""The sans-IO request observer under every middleware shell (ASGI, WSGI, Django).
+
+A shell reads the protocol (scope, environ, request) into an :class:`Exchange`, then calls
+:meth:`Observer.begin` when the request arrives, :meth:`Observer.finish` when its response
+body ends (or the app failed) and :meth:`Observer.release` when control leaves the
+middleware. All per-request state lives in that exchange, which the shell keeps in local
+variables: nothing request-scoped is ever stored on the observer, so one instance serves
+any number of concurrent requests.
+
+The observer does no I/O of its own beyond what its collaborators do (the tracer, the
+Prometheus children, the access logger) and reads time from an injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import Token
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, Protocol
+from urllib.parse import parse_qsl, quote
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import CarrierT, Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._errors import ConfigurationError
+from ..telemetry import _names as names
+from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ._metrics import HTTPServerMetrics
+
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "DEFAULT_REDACT_HEADERS",
+    "DEFAULT_REDACT_QUERY",
+    "Exchange",
+    "Observer",
+    "SLOLike",
+    "merge_buckets",
+    "normalise_method",
+    "redact_query",
+    "split_host",
+]
+
+# Methods the semantic conventions name; any other token a client sends becomes _OTHER,
+# so the method label cannot grow the number of series.
+KNOWN_METHODS: Final = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+)
+DEFAULT_EXCLUDE: Final = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
+# Lower-case query keys whose values are replaced before being recorded anywhere.
+DEFAULT_REDACT_QUERY: Final = frozenset(
+    (
+        "access_token", "api_key", "apikey", "auth", "awsaccesskeyid", "client_secret", "code",
+        "id_token", "key", "password", "passwd", "refresh_token", "secret", "session", "sig",
+        "signature", "token", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
+        "x-goog-credential", "x-goog-signature",
+    )
+)  # fmt: skip
+DEFAULT_REDACT_HEADERS: Final = frozenset(
+    ("authorization", "cookie", "proxy-authorization", "set-cookie", "x-api-key", "x-auth-token")
+)
+REDACTED: Final = "REDACTED"
+_EMPTY: Final[Mapping[str, str]] = {}
+_ROOT: Final = otel_context.Context()
+_MAX_RECORDED = 1024  # longest header/query value put on a span or log line
+
+access_logger = logging.getLogger("buttress.access")
+
+
+class SLOLike(Protocol):
+    """Anything with a latency ``threshold`` in seconds (``None`` for availability SLOs)."""
+
+    @property
+    def threshold(self) -> float | None: ...
+
+
+def merge_buckets(buckets: Iterable[float], slos: Iterable[SLOLike] = ()) -> tuple[float, ...]:
+    """The sorted union of ``buckets`` and every SLO latency threshold.
+
+    A threshold that is a bucket boundary makes the latency SLI an exact bucket count
+    rather than an interpolation.
+    """
+    merged: set[float] = set()
+    for value in buckets:
+        merged.add(_positive_seconds(value, "bucket"))
+    for slo in slos:
+        threshold = slo.threshold
+        if threshold is not None:
+            merged.add(_positive_seconds(threshold, "SLO threshold"))
+    if not merged:
+        raise ConfigurationError("buckets must name at least one boundary")
+    return tuple(sorted(merged))
+
+
+def _positive_seconds(value: object, what: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{what} must be a positive finite number of seconds: {value!r}")
+    return float(value)
+
+
+def normalise_method(method: str) -> tuple[str, str | None]:
+    """``(label, original)``: the known method, or ``_OTHER`` and the original token."""
+    if method in KNOWN_METHODS:
+        return method, None
+    upper = method.upper()
+    if upper in KNOWN_METHODS:
+        return upper, method
+    return names.METHOD_OTHER, method
+
+
+def redact_query(query: str, keys: frozenset[str] = DEFAULT_REDACT_QUERY) -> str:
+    """``query`` with the value of every sensitive key replaced by ``REDACTED``."""
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(key.lower() in keys for key, _ in pairs):
+        return query[:_MAX_RECORDED]
+    out = [
+        f"{quote(key, safe='')}={REDACTED if key.lower() in keys else quote(value, safe='')}"
+        for key, value in pairs
+    ]
+    return "&".join(out)[:_MAX_RECORDED]
+
+
+def split_host(host: str) -> tuple[str | None, int | None]:
+    """``(address, port)`` from a Host header value; IPv6 literals keep no brackets."""
+    host = host.strip()
+    if not host:
+        return None, None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return None, None
+        address, rest = host[1:end], host[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif host.count(":") == 1:
+        address, port_text = host.split(":")
+    else:
+        address, port_text = host, ""
+    port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else None
+    return address[:_MAX_RECORDED] or None, port
+
+
+class Exchange:
+    """One request's state, held by the shell in local variables (never on the observer)."""
+
+    __slots__ = (
+        "client_address",
+        "disconnected",
+        "error",
+        "finished",
+        "headers",
+        "host",
+        "method",
+        "method_original",
+        "observed",
+        "path",
+        "protocol",
+        "query",
+        "request_id",
+        "scheme",
+        "server",
+        "size",
+        "span",
+        "start",
+        "status",
+        "tokens",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        scheme: str,
+        protocol: str,
+        *,
+        observed: bool,
+        method_original: str | None = None,
+        host: str | None = None,
+        server: tuple[str, int | None] | None = None,
+        client_address: str | None = None,
+        user_agent: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.method = method
+        self.method_original = method_original
+        self.path = path
+        self.query = query
+        self.scheme = scheme
+        self.protocol = protocol
+        self.observed = observed
+        self.host = host
+        self.server = server
+        self.client_address = client_address
+        self.user_agent = user_agent
+        self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
+        self.start = 0.0
+        self.request_id: str | None = None
+        self.status = 0
+        self.size = 0
+        self.error: BaseException | None = None
+        self.disconnected = False
+        self.finished = False
+        self.span: trace.Span | None = None
+        self.tokens: tuple[Token[str | None] | None, object | None] = (None, None)
+
+
+class Observer:
+    """Configuration shared by every request, plus the begin/finish/release steps.
+
+    Everything that can be decided once (header names, exclusions, buckets, instruments,
+    the tracer) is decided here at construction time.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str | None = None,
+        request_id_header: str | None = names.REQUEST_ID_HEADER,
+        tracing: bool = True,
+        tracer_provider: trace.TracerProvider | None = None,
+        metrics: bool = True,
+        registry: CollectorRegistry | None = None,
+        buckets: Iterable[float] = names.DURATION_BUCKETS,
+        slos: Iterable[SLOLike] = (),
+        access_log: bool = True,
+        exclude: Iterable[str] = DEFAULT_EXCLUDE,
+        exclude_prefixes: Iterable[str] = (),
+        redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
+        redact_headers: Iterable[str] = DEFAULT_REDACT_HEADERS,
+        capture_headers: Iterable[str] = (),
+        metrics_path: str | None = None,
+        error_response: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if request_id_header is not None and (
+            not request_id_header or not request_id_header.isascii() or " " in request_id_header
+        ):
+            raise ConfigurationError(f"invalid request_id_header {request_id_header!r}")
+        self.service = service
+        self.request_id_header = request_id_header
+        self.request_id_key = request_id_header.lower().encode() if request_id_header else None
+        self.tracer: trace.Tracer | None = (
+            trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
+        )
+        self.buckets = merge_buckets(buckets, slos)
+        self.metrics: HTTPServerMetrics | None = None
+        self.registry = registry
+        if metrics:
+            from ._metrics import metrics_for
+
+            self.metrics = metrics_for(registry, self.buckets)
+        self.access_log = access_log
+        self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
+        self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
+        self.redact_query_keys = frozenset(k.lower() for k in redact_query_keys)
+        self.redact_headers = frozenset(h.lower() for h in redact_headers)
+        self.capture_headers = tuple(h.lower() for h in capture_headers)
+        self.metrics_path = None if metrics_path is None else _path_option(metrics_path, "path")
+        self.error_response = error_response
+        self.clock = clock
+        self._fields: tuple[object, frozenset[bytes] | None, tuple[str, ...] | None] = (
+            None,
+            None,
+            None,
+        )
+
+    def excluded(self, path: str) -> bool:
+        """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
+        if path in self.exclude:
+            return True
+        return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
+
+    def begin(
+        self,
+        exchange: Exchange,
+        incoming_id: bytes | str | None,
+        carrier: CarrierT,
+        getter: Getter[CarrierT],
+        *,
+        traced: bool = True,
+    ) -> None:
+        """Start observing: correlation id bound, trace context attached, span started.
+
+        The shell has filled ``method``, ``path`` and the other request fields first;
+        ``traced`` says whether the request carries any header the propagator reads
+        (see :meth:`propagation_fields`).
+        """
+        exchange.start = self.clock()
+        span: trace.Span | None = None
+        otel_token: object | None = None
+        tracer = self.tracer
+        if tracer is not None and exchange.observed:
+            # Without any of the propagator's headers there is nothing to extract: start
+            # a root span from an empty context (never from whatever context is current).
+            parent = propagate.extract(carrier, getter=getter) if traced else _ROOT
+            span = tracer.start_span(exchange.method, context=parent, kind=SpanKind.SERVER)
+            otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
+            exchange.span = span
+        if self.request_id_key is None:
+            exchange.request_id = None
+            cid_token = None
+        else:
+            if incoming_id is None and span is not None:
+                # No id from the client: the trace id serves, so logs, spans and the
+                # response header share one value a support engineer can search for.
+                ctx = span.get_span_context()
+                rid = format(ctx.trace_id, "032x") if ctx.is_valid else accept_correlation_id(None)
+            else:
+                rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
+            exchange.request_id = rid
+            cid_token = correlation_id.set(rid)
+        exchange.tokens = (cid_token, otel_token)
+        if self.metrics is not None and exchange.observed:
+            self.metrics.active_inc(exchange.method)
+
+    def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
+        """The headers the global propagator reads, as ASGI names and as CGI keys.
+
+        ``(None, None)`` when the propagator declares no fields: then always extract.
+        Cached per propagator object, so a propagator set after start-up is honoured.
+        """
+        textmap = propagate.get_global_textmap()
+        cached = self._fields
+        if cached[0] is not textmap:
+            fields = sorted({field.lower() for field in textmap.fields})
+            if fields:
+                cached = (
+                    textmap,
+                    frozenset(f.encode("latin-1") for f in fields),
+                    tuple(cgi_key(f) for f in fields),
+                )
+            else:
+                cached = (textmap, None, None)
+            self._fields = cached  # one tuple, swapped whole: safe across threads
+        return cached[1], cached[2]
+
+    def finish(self, exchange: Exchange, route: str | None) -> None:
+        """Record the finished request: metrics, span attributes and end, access log.
+
+        Called once, when the response body ended or the app failed; later calls are
+        ignored, so a shell may call it from both its send path and its ``finally``.
+        """
+        if exchange.finished:
+            return
+        exchange.finished = True
+        if not exchange.observed:
+            return
+        duration = self.clock() - exchange.start
+        status = exchange.status
+        label = route if route is not None else names.ROUTE_UNMATCHED
+        if exchange.disconnected and not status:
+            status_label = names.STATUS_CLIENT_CLOSED
+        else:
+            status_label = str(status) if status else "500"
+        span = exchange.span
+        exemplar = None
+        if span is not None:
+            ctx = span.get_span_context()
+            if ctx.trace_flags.sampled and ctx.is_valid:
+                exemplar = format(ctx.trace_id, "032x")  # only a sampled trace is found
+            if span.is_recording():
+                self._close_span(span, exchange, route, status)
+            span.end()
+        if self.metrics is not None:
+            self.metrics.record(
+                exchange.method, label, status_label, duration, exchange.size, exemplar
+            )
+        if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            self._log(exchange, label, status_label, duration)
+
+    def release(self, exchange: Exchange) -> None:
+        """Undo ``begin``'s context changes; call in the shell's ``finally``."""
+        cid_token, otel_token = exchange.tokens
+        if otel_token is not None:
+            otel_context.detach(otel_token)  # type: ignore[arg-type]
+        if cid_token is not None:
+            correlation_id.reset(cid_token)
+
+    def _close_span(
+        self, span: trace.Span, exchange: Exchange, route: str | None, status: int
+    ) -> None:
+        method = exchange.method
+        # The conventions name spans of unknown methods "HTTP", never the client's token.
+        shown = "HTTP" if method == names.METHOD_OTHER else method
+        if route is not None:
+            span.update_name(f"{shown} {route}")
+        elif shown != method:
+            span.update_name(shown)
+        attributes: dict[str, Any] = {
+            names.ATTR_HTTP_REQUEST_METHOD: method,
+            names.ATTR_URL_PATH: exchange.path[:_MAX_RECORDED],
+            names.ATTR_URL_SCHEME: exchange.scheme,
+            names.ATTR_NETWORK_PROTOCOL_VERSION: exchange.protocol,
+        }
+        if exchange.method_original is not None:
+            attributes[names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = exchange.method_original[:64]
+        if route is not None:
+            attributes[names.ATTR_HTTP_ROUTE] = route
+        if status:
+            attributes[names.ATTR_HTTP_RESPONSE_STATUS_CODE] = status
+        if exchange.query:
+            attributes[names.ATTR_URL_QUERY] = redact_query(exchange.query, self.redact_query_keys)
+        # server.address and server.port as the client addressed them (Host header),
+        # else the socket the server listens on.
+        address, port = split_host(exchange.host) if exchange.host else (None, None)
+        if address is None and exchange.server is not None:
+            address, port = exchange.server
+        if address:
+            attributes[names.ATTR_SERVER_ADDRESS] = address
+        if port:
+            attributes[names.ATTR_SERVER_PORT] = port
+        if exchange.client_address:
+            attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
+        if exchange.user_agent:
+            attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
+        if exchange.request_id is not None:
+            attributes[names.ATTR_REQUEST_ID] = exchange.request_id
+        for header, value in exchange.headers.items():
+            recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
+            attributes[f"http.request.header.{header}"] = (recorded,)
+        error = exchange.error
+        if error is not None:
+            error_type = _qualname(error)
+            attributes[names.ATTR_ERROR_TYPE] = error_type
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        elif exchange.disconnected and not status:
+            attributes[names.ATTR_ERROR_TYPE] = names.ERROR_CLIENT_DISCONNECT
+        elif status >= 500:
+            attributes[names.ATTR_ERROR_TYPE] = str(status)
+            span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attributes)
+
+    def _log(
+        self,
+        exchange: Exchange,
+        route: str,
+        status: str,
+        duration: float,
+    ) -> None:
+        trace_id = span_id = None
+        if exchange.span is not None:
+            ctx = exchange.span.get_span_context()
+            if ctx.is_valid:
+                trace_id = format(ctx.trace_id, "032x")
+                span_id = format(ctx.span_id, "016x")
+        extra: dict[str, object] = {
+            "method": exchange.method,
+            "route": route,
+            "status": int(status),
+            "duration_ms": round(duration * 1000.0, 3),
+            "request_id": exchange.request_id,
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "path": exchange.path[:_MAX_RECORDED],
+            "response_size": exchange.size,
+        }
+        if exchange.query:
+            extra["query"] = redact_query(exchange.query, self.redact_query_keys)
+        if self.service is not None:
+            extra["service"] = self.service
+        if exchange.disconnected:
+            extra["disconnected"] = True
+        if exchange.error is not None:
+            extra["error_type"] = _qualname(exchange.error)
+        access_logger.info(names.EVENT_ACCESS, extra=extra)
+
+    def captured_headers(self, lookup: Callable[[str], str | None]) -> Mapping[str, str]:
+        """The configured request headers present on this request, read via ``lookup``."""
+        if not self.capture_headers:
+            return _EMPTY
+        found = {}
+        for header in self.capture_headers:
+            value = lookup(header)
+            if value is not None:
+                found[header] = value
+        return found
+
+
+def cgi_key(header: str) -> str:
+    """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _qualname(error: BaseException) -> str:
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _path_option(value: object, option: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigurationError(f"{option} entries must be paths starting with '/': {value!r}")
+    return value

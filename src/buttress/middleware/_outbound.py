@@ -1,0 +1,470 @@
+"""What the sync and async httpx transports share: options, per-host policies, attempts.
+
+The twins in ``_transport.py`` and ``_transport_async.py`` only differ in how they call
+the inner transport and close a response. Everything else happens here, without I/O:
+which requests may be retried, the per-host retry built from ``buttress.retry``, and
+one :class:`Attempt` per request sent (a client span, propagated headers, the deadline
+header, the attempt's timeout capped to the time left, the client metrics).
+
+Per-call state lives in a :class:`Call` made by the transport for each request, and per
+attempt in an :class:`Attempt`, both held in the transport's local variables: nothing
+request-scoped is stored on the transport, so one instance serves any number of
+concurrent requests.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from urllib.parse import unquote
+
+import httpx
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._errors import ConfigurationError, TimedOut
+from .._events import Registry, TimeoutExpired, default_registry
+from .._version import __version__
+from ..resilience._args import check_int, check_name, seconds
+from ..resilience._backoff import parse_retry_after
+from ..resilience._breaker import CircuitBreaker
+from ..resilience._budget import RetryBudget
+from ..resilience._bulkhead import Bulkhead
+from ..resilience._deadline import _DEADLINE, Clock
+from ..resilience._deadline_header import format_deadline
+from ..resilience._policy import Policy
+from ..resilience._retry import Retry, retry
+from ..resilience._shell import Strategy
+from ..telemetry import _names as names
+from ..telemetry._correlation import correlation_id
+from ..telemetry._metrics import target_registry
+from ._client_metrics import ClientMetrics, client_metrics_for
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from opentelemetry.trace import Span, TracerProvider
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "BreakerOption",
+    "BulkheadOption",
+    "DEFAULT_RETRY_ON",
+    "DEFAULT_RETRY_STATUSES",
+    "IDEMPOTENT_METHODS",
+    "Attempt",
+    "Call",
+    "Host",
+    "FailedStatus",
+    "Outbound",
+    "full_url",
+]
+
+BreakerOption: TypeAlias = "CircuitBreaker | Callable[[str], CircuitBreaker] | None"
+"""One breaker for every host, a factory called with each host's policy name, or none."""
+BulkheadOption: TypeAlias = "Bulkhead | Callable[[str], Bulkhead] | None"
+"""One bulkhead for every host, a factory called with each host's policy name, or none."""
+
+IDEMPOTENT_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+IDEMPOTENCY_KEY: Final = "idempotency-key"
+DEFAULT_RETRY_STATUSES: Final = (429, 502, 503, 504)
+# Failures where the server either never got the request or dropped the connection: safe
+# to try again for an idempotent request. Read timeouts are not among them: the server
+# is slow, and sending it the same work again would make it slower.
+DEFAULT_RETRY_ON: Final[tuple[type[Exception], ...]] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+KNOWN_METHODS: Final = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+)
+# Lower-case query keys whose values never reach a span (signatures, tokens, keys).
+REDACT_QUERY: Final = frozenset(
+    (
+        "access_token", "api_key", "apikey", "auth", "awsaccesskeyid", "client_secret", "code",
+        "id_token", "key", "password", "passwd", "refresh_token", "secret", "session", "sig",
+        "signature", "token", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
+        "x-goog-credential", "x-goog-signature",
+    )
+)  # fmt: skip
+REDACTED: Final = "REDACTED"
+# Hosts beyond this many share one policy (and one server_address label), so a client
+# calling arbitrary hosts cannot grow the transport's state or the number of series.
+MAX_HOSTS: Final = 1000
+OTHER_HOSTS: Final = "_OTHER"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def full_url(url: httpx.URL) -> str:
+    """``url`` for ``url.full``: no userinfo, no fragment, sensitive query values redacted."""
+    port = url.port
+    netloc = url.host if port is None else f"{url.host}:{port}"
+    if ":" in url.host:  # an IPv6 literal
+        netloc = f"[{url.host}]" if port is None else f"[{url.host}]:{port}"
+    target = url.raw_path.decode("ascii")
+    path, mark, query = target.partition("?")
+    if not mark:
+        return f"{url.scheme}://{netloc}{path}"
+    parts = []
+    for pair in query.split("&"):
+        key, eq, _ = pair.partition("=")
+        if eq and unquote(key).lower() in REDACT_QUERY:
+            pair = f"{key}={REDACTED}"
+        parts.append(pair)
+    return f"{url.scheme}://{netloc}{path}?{'&'.join(parts)}"
+
+
+class FailedStatus(httpx.HTTPStatusError):
+    """A 5xx answer, raised through the breaker so that it counts as a failure.
+
+    The transport catches it right outside the breaker and hands the response on: the
+    caller never sees it. It is an ``httpx.HTTPStatusError``, so a breaker built with
+    ``failure_on=httpx.HTTPStatusError`` counts it too.
+    """
+
+
+class Call:
+    """One request through the transport: how many attempts were sent, the last answer."""
+
+    __slots__ = ("host", "previous", "request", "sent")
+
+    def __init__(self, request: httpx.Request, host: Host) -> None:
+        self.request = request
+        self.host = host
+        self.sent = 0
+        self.previous: httpx.Response | None = None
+
+
+class Attempt:
+    """One request sent: its span, its context token, its start and its metric labels."""
+
+    __slots__ = ("active", "method", "span", "start", "token")
+
+    def __init__(self, span: Span, token: object, start: float, method: str, active: Any) -> None:
+        self.span = span
+        self.token = token
+        self.start = start
+        self.method = method
+        self.active = active
+
+
+class Host:
+    """The policy of one destination host: its retry (with its own budget) and its guard.
+
+    ``retry`` is ``None`` when the transport makes one attempt per request.
+    ``guard`` is the breaker and the bulkhead around each attempt (a ``Policy`` of both,
+    one of them, or ``None``).
+    """
+
+    __slots__ = ("address", "guard", "name", "retry")
+
+    def __init__(
+        self, address: str, name: str, retry: Retry | None, guard: Strategy | None
+    ) -> None:
+        self.address = address
+        self.name = name
+        self.retry = retry
+        self.guard = guard
+
+
+class Outbound:
+    """The options of a transport and the work around each attempt (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        attempts: int,
+        deadline: float | timedelta,
+        wait_initial: float | timedelta,
+        wait_max: float | timedelta,
+        retry_statuses: Collection[int],
+        retry_on: tuple[type[Exception], ...],
+        budget: float | None,
+        name: str,
+        request_id_header: str | None,
+        breaker: BreakerOption,
+        bulkhead: BulkheadOption,
+        tracer_provider: TracerProvider | None,
+        metrics_registry: CollectorRegistry | None,
+        registry: Registry | None,
+        clock: Clock,
+        sleep: Callable[[float], object] | None,
+    ) -> None:
+        self.name = check_name(name)
+        self._breaker = _strategy_option(breaker, CircuitBreaker, "breaker")
+        self._bulkhead = _strategy_option(bulkhead, Bulkhead, "bulkhead")
+        statuses = frozenset(retry_statuses)
+        bad = [s for s in statuses if not isinstance(s, int) or not 100 <= s <= 599]
+        if bad:
+            raise ConfigurationError(f"retry_statuses must be HTTP status codes, got {bad[0]!r}")
+        self.statuses = statuses
+        if request_id_header is not None and (
+            not isinstance(request_id_header, str) or not request_id_header.isascii()
+        ):
+            raise ConfigurationError(
+                f"request_id_header must be an ASCII header name or None, got {request_id_header!r}"
+            )
+        self.request_id_header = request_id_header
+        self.wait_max = seconds(wait_max, "wait_max")
+        self.events = registry if registry is not None else default_registry
+        self.clock = clock
+        # Checked and built once, here: bad options fail (and surprising ones warn) at
+        # construction, not on the first request to each host. One attempt means no retry.
+        self._template: Retry | None = None
+        if check_int("attempts", attempts, minimum=1) > 1:
+            self._template = retry(
+                on=retry_on,
+                on_result=self._retry_result,
+                attempts=attempts,
+                deadline=deadline,
+                wait_initial=wait_initial,
+                wait_max=wait_max,
+                retry_after=_retry_after,
+                budget=budget,
+                name=self.name,
+                registry=self.events,
+                clock=clock,
+                sleep=sleep,
+            )
+        else:
+            seconds(deadline, "deadline")
+            seconds(wait_initial, "wait_initial")
+        self._tracer = trace.get_tracer("buttress.httpx", __version__, tracer_provider)
+        self._metrics_registry = metrics_registry
+        self._metrics: ClientMetrics | None = None
+        self._hosts: dict[tuple[str, int | None], Host] = {}
+        self._lock = threading.Lock()
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def _retry_result(self, response: httpx.Response) -> bool:
+        if response.status_code not in self.statuses:
+            return False
+        # A server asking for a longer wait than we would ever take is not retried early:
+        # its answer goes back to the caller as it is.
+        wait = parse_retry_after(response.headers.get("retry-after"))
+        return wait is None or wait <= self.wait_max
+
+    @staticmethod
+    def retryable(request: httpx.Request) -> bool:
+        """Whether ``request`` may be sent twice: idempotent (or keyed) and replayable."""
+        if request.method not in IDEMPOTENT_METHODS and IDEMPOTENCY_KEY not in request.headers:
+            return False
+        # A streamed body (a generator, a file) cannot be sent a second time.
+        return isinstance(request.stream, httpx.ByteStream)
+
+    def host(self, request: httpx.Request) -> Host:
+        """The policy of the request's destination, made on first use."""
+        url = request.url
+        key = (url.host, url.port)
+        found = self._hosts.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._hosts.get(key)
+            if found is None:
+                if len(self._hosts) >= MAX_HOSTS:
+                    key = (OTHER_HOSTS, None)
+                    found = self._hosts.get(key)
+                if found is None:
+                    found = self._hosts[key] = self._new_host(key[0], key[1])
+        return found
+
+    def _new_host(self, address: str, port: int | None) -> Host:
+        where = address if port is None else f"{address}:{port}"
+        name = f"{self.name}:{where}"
+        members = []
+        for option, kind in ((self._breaker, CircuitBreaker), (self._bulkhead, Bulkhead)):
+            if option is None:
+                continue
+            member = option if isinstance(option, kind) else option(name)
+            if not isinstance(member, kind):
+                raise ConfigurationError(
+                    f"the {kind.__name__} factory returned {member!r} for {name!r}"
+                )
+            members.append(member)
+        guard: Strategy | None = None
+        if len(members) == 1:
+            guard = members[0]
+        elif members:
+            guard = Policy(*members)
+        template = self._template
+        return Host(address, name, None if template is None else _per_host(template, name), guard)
+
+    def refuse_if_late(self, host: Host) -> None:
+        """Raise ``TimedOut`` when the context's deadline has already passed."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return
+        late = self.clock() - deadline
+        if late >= 0:
+            if self.events.active:
+                self.events.emit(TimeoutExpired(host.name, 0.0))
+            raise TimedOut(
+                f"{host.name}: the deadline passed {late:.3f}s before the request was sent",
+                name=host.name,
+                timeout=0.0,
+            )
+
+    # --- around each attempt -------------------------------------------------------------
+
+    def _client_metrics(self) -> ClientMetrics:
+        # Without a registry of its own, the transport follows the one configure() chose,
+        # even when configure() runs after the transport was built.
+        registry = self._metrics_registry
+        if registry is None:
+            registry = target_registry()
+        metrics = self._metrics
+        if metrics is None or metrics.registry is not registry:
+            metrics = self._metrics = client_metrics_for(registry)
+        return metrics
+
+    def begin(self, call: Call) -> Attempt:
+        """Before sending: start the span, write the headers, cap the timeout.
+
+        The transport has called :meth:`refuse_if_late` just before (outside the breaker,
+        so that a spent budget is not counted as the upstream's failure).
+        """
+        request = call.request
+        host = call.host
+        deadline = _DEADLINE.get()
+        resend = call.sent
+        call.sent = resend + 1
+        method = request.method
+        label = method if method in KNOWN_METHODS else names.METHOD_OTHER
+        url = request.url
+        port = url.port or _DEFAULT_PORTS.get(url.scheme)
+        attributes: dict[str, Any] = {
+            names.ATTR_HTTP_REQUEST_METHOD: label,
+            names.ATTR_SERVER_ADDRESS: url.host,
+        }
+        if port is not None:
+            attributes[names.ATTR_SERVER_PORT] = port
+        span = self._tracer.start_span(
+            "HTTP" if label == names.METHOD_OTHER else label,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        if span.is_recording():
+            span.set_attribute(names.ATTR_URL_FULL, full_url(url))
+            if label != method:
+                span.set_attribute(names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method)
+            if resend:
+                span.set_attribute(names.ATTR_HTTP_RESEND_COUNT, resend)
+        context = trace.set_span_in_context(span)
+        token = otel_context.attach(context)
+        headers = request.headers
+        propagate.inject(headers, context=context)
+        id_header = self.request_id_header
+        if id_header is not None:
+            request_id = correlation_id.get()
+            if request_id is not None:
+                if id_header not in headers:
+                    headers[id_header] = request_id
+                if span.is_recording():
+                    span.set_attribute(names.ATTR_REQUEST_ID, request_id)
+        if deadline is not None:
+            left = deadline - self.clock()
+            headers[names.DEADLINE_HEADER] = format_deadline(left)
+            _cap_timeout(request, left)
+        active = self._client_metrics().active(label, host.address)
+        active.inc()
+        return Attempt(span, token, time.perf_counter(), label, active)
+
+    def answered(self, attempt: Attempt, host: Host, response: httpx.Response) -> None:
+        """After a response arrived (headers read; the body may still be streaming)."""
+        status = response.status_code
+        span = attempt.span
+        if span.is_recording():
+            span.set_attribute(names.ATTR_HTTP_RESPONSE_STATUS_CODE, status)
+            if status >= 400:  # for a client span, 4xx is an error too (semconv)
+                span.set_attribute(names.ATTR_ERROR_TYPE, str(status))
+                span.set_status(Status(StatusCode.ERROR))
+        self._end(attempt, host, str(status))
+
+    def failed(self, attempt: Attempt, host: Host, error: BaseException) -> None:
+        """After the inner transport raised."""
+        span = attempt.span
+        if span.is_recording():
+            span.set_attribute(names.ATTR_ERROR_TYPE, type(error).__name__)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        self._end(attempt, host, "")
+
+    def _end(self, attempt: Attempt, host: Host, status: str) -> None:
+        duration = time.perf_counter() - attempt.start
+        attempt.active.dec()
+        self._client_metrics().observe(
+            attempt.method, host.address, status, duration, attempt.span.get_span_context()
+        )
+        try:
+            attempt.span.end()
+        finally:
+            otel_context.detach(attempt.token)  # type: ignore[arg-type]
+
+
+def _strategy_option(option: object, kind: type, what: str) -> Any:
+    """``option`` checked: an instance of ``kind``, a factory taking a name, or ``None``."""
+    if option is None or isinstance(option, kind):
+        return option
+    if callable(option) and not isinstance(option, Strategy):
+        return option
+    raise ConfigurationError(
+        f"{what} must be a {kind.__name__}, a factory taking a name, or None; got {option!r}"
+    )
+
+
+def _per_host(template: Retry, name: str) -> Retry:
+    """A copy of ``template`` named ``name``, with a budget of its own.
+
+    Each host spends its own budget: retries against a failing host must not use up
+    those of a healthy one.
+    """
+    budget = template._budget
+    return Retry(
+        on=template._on,
+        on_result=template._on_result,
+        attempts=template._attempts,
+        deadline=template._deadline,
+        backoff=template._backoff,
+        retry_after=template._retry_after,
+        budget=None
+        if budget is None
+        else RetryBudget(
+            ratio=budget.ratio,
+            floor_per_second=budget.floor / budget.window,
+            window=budget.window,
+            clock=template._clock,
+        ),
+        name=name,
+        registry=template._registry,
+        clock=template._clock,
+        sleep=template._sleep,
+        random=template._random,
+    )
+
+
+def _retry_after(outcome: object) -> str | None:
+    if isinstance(outcome, httpx.Response):
+        value: str | None = outcome.headers.get("retry-after")
+        return value
+    return None
+
+
+def _cap_timeout(request: httpx.Request, left: float) -> None:
+    """Shorten every phase of the attempt's timeout to the time ``left``."""
+    left = max(left, 0.0)
+    timeout = request.extensions.get("timeout")
+    capped: dict[str, float | None] = {}
+    for phase in ("connect", "read", "write", "pool"):
+        value = timeout.get(phase) if isinstance(timeout, dict) else None
+        capped[phase] = left if value is None or not math.isfinite(value) else min(value, left)
+    # A new dict, not an update: a request built by hand may share its dicts with others.
+    request.extensions = {**request.extensions, "timeout": capped}

@@ -1,0 +1,204 @@
+"""The WSGI shell: any WSGI app, with Flask/Werkzeug routes read after routing.
+
+The request ends when the server closes the response iterable (the body has been sent),
+so streamed bodies are timed to their last chunk. The correlation id and trace context are
+bound while the app's callable runs (not while the server iterates a streamed body).
+Per-request state lives in locals, the wrapped ``start_response`` and the body wrapper,
+never on the middleware instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
+
+from opentelemetry.propagators.textmap import Getter
+
+from ..telemetry._exposition import render
+from ._observer import Exchange, Observer, normalise_method
+from ._observer import cgi_key as environ_key
+
+__all__ = ["WSGIMiddleware"]
+
+Environ = dict[str, Any]
+Headers = list[tuple[str, str]]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_ERROR_BODY: Final = b"Internal Server Error"
+# Frameworks without a Werkzeug request may put their route template under this key.
+ROUTE_KEY: Final = "buttress.route"
+error_logger = logging.getLogger("buttress.middleware")
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        value = carrier.get(environ_key(key))
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_getter: Final = _EnvironGetter()
+
+
+class WSGIMiddleware:
+    """Correlation ids, a server span, RED metrics and an access line for a WSGI app.
+
+    ``app.wsgi_app = WSGIMiddleware(app.wsgi_app, service="checkout")`` for Flask, or wrap
+    any WSGI callable. Options are those of the request observer (docs/middleware.md).
+    """
+
+    def __init__(self, app: WSGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.observer = Observer(**options)
+        header = self.observer.request_id_header
+        self._id_env = environ_key(header) if header is not None else None
+        self._id_name = header.lower() if header is not None else ""
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        observer = self.observer
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if path == observer.metrics_path:
+            return self._serve_metrics(environ, start_response)
+        method, original = normalise_method(environ.get("REQUEST_METHOD", "GET"))
+        port = environ.get("SERVER_PORT", "")
+        exchange = Exchange(
+            method,
+            path,
+            environ.get("QUERY_STRING", ""),
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("SERVER_PROTOCOL", "HTTP/1.1").removeprefix("HTTP/"),
+            observed=not observer.excluded(path),
+            method_original=original,
+            host=environ.get("HTTP_HOST"),
+            server=(environ.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
+            client_address=environ.get("REMOTE_ADDR"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+            headers=observer.captured_headers(lambda h: environ.get(environ_key(h)))
+            if observer.capture_headers
+            else None,
+        )
+        incoming = environ.get(self._id_env) if self._id_env is not None else None
+        _, keys = observer.propagation_fields()
+        traced = keys is None or any(key in environ for key in keys)
+        observer.begin(exchange, incoming, environ, _getter, traced=traced)
+        id_name = self._id_name
+        id_header = (
+            (observer.request_id_header or "", exchange.request_id)
+            if exchange.request_id is not None
+            else None
+        )
+
+        route: list[str | None] = [None]
+
+        def observed_start_response(
+            status: str, headers: Headers, exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            exchange.status = int(status[:3]) if status[:3].isdigit() else 0
+            # Read the route now: Flask drops its request from the environ when it pops
+            # the request context, before the server iterates the body.
+            route[0] = _route(environ)
+            if id_header is not None and not any(k.lower() == id_name for k, _ in headers):
+                headers = [*headers, id_header]
+            write = start_response(status, headers, exc_info)
+
+            def observed_write(data: bytes) -> object:
+                exchange.size += len(data)
+                return write(data)
+
+            return observed_write
+
+        try:
+            iterable = self.app(environ, observed_start_response)
+        except Exception as error:
+            exchange.error = error
+            if exchange.status or not observer.error_response:
+                observer.finish(exchange, route[0] or _route(environ))
+                raise
+            # A WSGI server answers an escaped exception with its own 500, which cannot
+            # carry our id header: answer it here and log the exception as the server
+            # would have.
+            error_logger.error("unhandled exception in %s %s", method, path[:200], exc_info=error)
+            observed_start_response(
+                "500 Internal Server Error",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(_ERROR_BODY))),
+                ],
+                sys.exc_info(),
+            )
+            exchange.size = len(_ERROR_BODY)
+            observer.finish(exchange, route[0] or _route(environ))
+            return [_ERROR_BODY]
+        finally:
+            # Context set here is undone here, strictly nested: the server may run other
+            # requests on this thread before it closes our body. The span and metrics
+            # still end when the body is closed.
+            observer.release(exchange)
+        return _ObservedBody(iterable, observer, exchange, environ, route)
+
+    def _serve_metrics(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body, content_type = render(self.observer.registry, environ.get("HTTP_ACCEPT"))
+        start_response(
+            "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        )
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+class _ObservedBody:
+    """The app's response iterable, counted; the request ends when the server closes it."""
+
+    __slots__ = ("_environ", "_exchange", "_exhausted", "_iterable", "_observer", "_route")
+
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        observer: Observer,
+        exchange: Exchange,
+        environ: Environ,
+        route: list[str | None],
+    ) -> None:
+        self._route = route
+        self._iterable = iterable
+        self._observer = observer
+        self._exchange = exchange
+        self._environ = environ
+        self._exhausted = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        try:
+            for chunk in self._iterable:
+                exchange.size += len(chunk)
+                yield chunk
+        except Exception as error:
+            exchange.error = error
+            raise
+        self._exhausted = True
+
+    def close(self) -> None:
+        exchange = self._exchange
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._exhausted and exchange.error is None:
+                # Closed before the last chunk: the server gave up writing to the client.
+                exchange.disconnected = True
+            self._observer.finish(exchange, self._route[0] or _route(self._environ))
+
+
+def _route(environ: Environ) -> str | None:
+    """The route template the framework matched, read after it routed the request."""
+    route = environ.get(ROUTE_KEY)
+    if isinstance(route, str):
+        return route
+    request = environ.get("werkzeug.request")  # Flask and Werkzeug apps put it there
+    rule = getattr(request, "url_rule", None)
+    template = getattr(rule, "rule", None)
+    return template if isinstance(template, str) else None

@@ -1,0 +1,32 @@
+"""Render a Prometheus registry for a ``/metrics`` response, with content negotiation.
+
+A scraper that asks for OpenMetrics gets it (exemplars included); any other gets the
+classic text format. When ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn or uvicorn
+workers), the values of every worker process are merged, as prometheus_client documents.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["render"]
+
+
+def render(
+    registry: CollectorRegistry | None = None, accept: str | None = None
+) -> tuple[bytes, str]:
+    """``(body, content_type)`` for a scrape that sent the ``accept`` header."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Read at scrape time on purpose: the variable is what makes prometheus_client
+        # write per-process files at all, so it decides the mode for us too.
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    elif registry is None:
+        registry = REGISTRY
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -1,0 +1,63 @@
+"""Shared pieces of the transport tests: traces in memory, a fresh registry, a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
+
+from ._upstream import Upstream
+
+
+@dataclass
+class Tracing:
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+    metrics: CollectorRegistry
+
+    def spans(self, kind: SpanKind | None = None) -> list[ReadableSpan]:
+        spans = list(self.exporter.get_finished_spans())
+        return [s for s in spans if kind is None or s.kind == kind]
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock whose ``sleep`` only advances it, and records the waits."""
+
+    now: float = 1000.0
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def new_tracing() -> Iterator[Tracing]:
+    """A tracer provider exporting to memory and a fresh Prometheus registry."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield Tracing(provider, exporter, CollectorRegistry())
+    provider.shutdown()
+
+
+def new_upstream(tracing: Tracing) -> Iterator[Upstream]:
+    """An upstream that starts server spans on the same tracer provider."""
+    with Upstream(tracer_provider=tracing.provider) as server:
+        yield server
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
