@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from buttress import ConfigurationError
+from buttress import ConfigurationError, FaultInjection
 from buttress.events import FaultInjected
-from buttress.middleware._faults import HTTPFaults, check_faults
-from buttress.testing import capture_events
+from buttress.middleware import ASGIMiddleware, HTTPFaults, WSGIMiddleware
+from buttress.middleware._faults import check_faults
+from buttress.telemetry import _names as names
+from buttress.testing import FakeClock, capture_events
 
-from ..resilience._fakes import FakeClock
+from ._support import Telemetry, serve_asgi
 
 SECRET = "s3cret-value-for-chaos"
 
@@ -59,7 +61,11 @@ def wsgi_request(app: Any, environ: dict[str, Any] | None = None) -> tuple[str, 
         started.append(status)
         return lambda data: None
 
-    body = b"".join(app(environ, start_response))
+    iterable = app(environ, start_response)
+    body = b"".join(iterable)
+    close = getattr(iterable, "close", None)
+    if close is not None:  # as a WSGI server does: the middleware finishes the request here
+        close()
     return started[0], body, environ.get("calls", 0)
 
 
@@ -189,3 +195,60 @@ def test_check_faults() -> None:
     assert check_faults(None) is None
     with pytest.raises(ConfigurationError, match=r"0\.5"):
         check_faults(0.5)
+
+
+# -- wired into the middleware: injected responses are observed like real ones ---------
+
+
+def test_asgi_middleware_measures_injected_responses(telemetry: Telemetry) -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def user(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("user")
+
+    inner = Starlette(routes=[Mount("/api", routes=[Route("/users/{id}", user)])])
+    faults = HTTPFaults("edge", rate=1.0, header="X-Chaos", secret=SECRET)
+    app = ASGIMiddleware(inner, faults=faults, **telemetry.options())
+    with serve_asgi(app, lifespan="off") as url, httpx.Client(base_url=url) as client:
+        assert client.get("/api/users/1").status_code == 200
+        faulted = client.get("/api/users/2", headers={"X-Chaos": SECRET})
+        assert faulted.status_code == 503
+        assert faulted.headers["x-request-id"]  # the observer still answers with the id
+        faults.enable()
+        assert client.get("/api/users/3").status_code == 503
+        faults.disable()
+        assert client.get("/api/users/4").status_code == 200
+    # Routing still labels real requests through the mount; injected ones never routed.
+    ok = {"http_request_method": "GET", "http_response_status_code": "200"}
+    assert telemetry.count(**ok, http_route="/api/users/{id}") == 2
+    injected = {"http_request_method": "GET", "http_response_status_code": "503"}
+    assert telemetry.count(**injected, http_route=names.ROUTE_UNMATCHED) == 2
+    spans = telemetry.spans()
+    statuses = [(s.attributes or {}).get("http.response.status_code") for s in spans]
+    assert statuses == [200, 503, 503, 200]
+
+
+def test_wsgi_middleware_measures_injected_responses(telemetry: Telemetry) -> None:
+    faults = HTTPFaults("edge", rate=1.0, status=500, enabled=True)
+    app = WSGIMiddleware(wsgi_app, faults=faults, **telemetry.options())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/x",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "wsgi.url_scheme": "http",
+    }
+    status, _, calls = wsgi_request(app, environ)
+    assert (status, calls) == ("500 Internal Server Error", 0)
+    labels = {"http_request_method": "GET", "http_response_status_code": "500"}
+    assert telemetry.count(**labels, http_route=names.ROUTE_UNMATCHED) == 1
+
+
+def test_middleware_refuses_other_faults() -> None:
+    with pytest.raises(ConfigurationError, match="FaultInjection"):
+        ASGIMiddleware(ASGIApp(), faults=FaultInjection("x", result=1))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="'yes'"):
+        WSGIMiddleware(wsgi_app, faults="yes")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ def test_middleware_names() -> None:
         "ASGIMiddleware",
         "AsyncResilientTransport",
         "DjangoMiddleware",
+        "HTTPFaults",
         "ResilientTransport",
         "SLOLike",
         "WSGIMiddleware",

@@ -8,9 +8,7 @@ import pytest
 import buttress
 from buttress import ConfigurationError, FaultInjection, Policy
 from buttress.events import FallbackUsed, FaultInjected
-from buttress.testing import capture_events
-
-from ._fakes import FakeClock
+from buttress.testing import FakeClock, capture_events
 
 
 class Draws:

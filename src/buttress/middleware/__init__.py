@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._asgi import ASGIMiddleware
+from ._faults import HTTPFaults
 from ._observer import SLOLike
 from ._wsgi import WSGIMiddleware
 
@@ -21,6 +22,7 @@ __all__ = [
     "ASGIMiddleware",
     "AsyncResilientTransport",
     "DjangoMiddleware",
+    "HTTPFaults",
     "ResilientTransport",
     "SLOLike",
     "WSGIMiddleware",

@@ -13,6 +13,7 @@ from typing import Any, Final
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
+from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer, normalise_method
 
 __all__ = ["ASGIMiddleware"]
@@ -53,9 +54,14 @@ class ASGIMiddleware:
     observer (see docs/middleware.md); each feature can be switched off.
     """
 
-    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
+    ) -> None:
         self.app = app
         self.observer = Observer(**options)
+        # Faults sit inside the observer, so injected responses are measured like real ones.
+        checked = check_faults(faults)
+        self._observed_app = checked.wrap_asgi(app) if checked is not None else app
         key = self.observer.request_id_key
         self._id_key = key
         self._id_name = key if key is not None else b""
@@ -141,7 +147,7 @@ class ASGIMiddleware:
             return message
 
         try:
-            await self.app(scope, observed_receive, observed_send)
+            await self._observed_app(scope, observed_receive, observed_send)
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True

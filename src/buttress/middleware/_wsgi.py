@@ -17,6 +17,7 @@ from typing import Any, Final
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
+from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer, normalise_method
 from ._observer import cgi_key as environ_key
 
@@ -52,9 +53,14 @@ class WSGIMiddleware:
     any WSGI callable. Options are those of the request observer (docs/middleware.md).
     """
 
-    def __init__(self, app: WSGIApp, /, **options: Any) -> None:
+    def __init__(
+        self, app: WSGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
+    ) -> None:
         self.app = app
         self.observer = Observer(**options)
+        # Faults sit inside the observer, so injected responses are measured like real ones.
+        checked = check_faults(faults)
+        self._observed_app = checked.wrap_wsgi(app) if checked is not None else app
         header = self.observer.request_id_header
         self._id_env = environ_key(header) if header is not None else None
         self._id_name = header.lower() if header is not None else ""
@@ -113,7 +119,7 @@ class WSGIMiddleware:
             return observed_write
 
         try:
-            iterable = self.app(environ, observed_start_response)
+            iterable = self._observed_app(environ, observed_start_response)
         except Exception as error:
             exchange.error = error
             if exchange.status or not observer.error_response:
