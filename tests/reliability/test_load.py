@@ -24,10 +24,11 @@ pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
 CONCURRENCY = 32
-# Growth allowed between the end of the first third and the end of the run. CPython's
-# allocator keeps some freed arenas and caches (routes, label children, interned
-# strings) settle during the first third; a per-request leak of even 100 bytes over the
-# bounded run's ~10,000 requests, or the long run's ~100,000, shows above this.
+# Growth allowed between the end of the first third and the end of the run: CPython's
+# allocator keeps some freed arenas, and caches (routes, label children, interned
+# strings) settle during the first third. A leak larger than this slack divided by the
+# requests of the last two thirds, per request, fails the test; the figures say how small
+# a leak the run could see.
 MEMORY_SLACK_KB = 4096
 
 
@@ -116,6 +117,9 @@ def test_middleware_under_load(scale: float, figures: Figures) -> None:
             "requests counted in /metrics": counted,
             "server RSS KB at 0, 1/3, 2/3, end": samples,
             "RSS growth over the last two thirds KB": growth,
+            "smallest leak this run detects, bytes per request": round(
+                MEMORY_SLACK_KB * 1024 / max(1, responses * 2 // 3)
+            ),
             "server log errors": log.count("Traceback"),
         },
     )

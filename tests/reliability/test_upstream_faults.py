@@ -172,6 +172,8 @@ async def test_flapping_upstream_under_a_policy(scale: float, figures: Figures) 
             "upstream outages": outages,
             "upstream requests": load_requests,
             "amplification (upstream requests per call)": amplification,
+            "upstream requests per call the breaker let through": load_requests
+            / max(1, calls - outcomes["breaker open"]),
             "amplification allowed by the budget": allowed_requests / calls,
             "amplification without a budget, at most": ATTEMPTS,
             "breaker transitions": len(transitions.seen),

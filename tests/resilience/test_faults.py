@@ -243,6 +243,8 @@ def test_repr_shows_the_kinds_and_the_switch() -> None:
     faults.enable()
     assert repr(faults).endswith("enabled)")
     assert faults.name == "pay"
+    assert faults.latency == 1.0
+    assert FaultInjection("pay", result=1).latency is None
 
 
 @pytest.mark.parametrize(

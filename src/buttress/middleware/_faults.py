@@ -130,7 +130,7 @@ class HTTPFaults:
     @property
     def latency(self) -> float | None:
         """The delay of a faulted request, in seconds."""
-        return self._injection._latency
+        return self._injection.latency
 
     def enable(self, *, rate: float | None = None) -> None:
         """Start injecting (at ``rate``, if given) from the next request on."""

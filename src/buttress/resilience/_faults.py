@@ -120,6 +120,11 @@ class FaultInjection(Strategy):
         """The share of calls faulted while enabled."""
         return self._rate
 
+    @property
+    def latency(self) -> float | None:
+        """The delay of a faulted call, in seconds, or ``None``."""
+        return self._latency
+
     def enable(self, *, rate: float | None = None) -> None:
         """Start injecting (at ``rate``, if given) from the next call on."""
         with self._lock:
