@@ -35,7 +35,7 @@ pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = 256
-BATCH = 64
+BATCH = 32  # small, so a stuck exporter drains slowly and the queue fills even on a slow run
 EXPORT_TIMEOUT = 1.0  # seconds the exporter waits for the endpoint
 SLOW = 2.0  # seconds the slow endpoint takes to answer: past the export timeout
 CONCURRENCY = 8
