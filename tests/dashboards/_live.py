@@ -25,6 +25,7 @@ import collections
 import contextlib
 import functools
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -99,6 +100,19 @@ def upstream_app() -> Starlette:
     return Starlette(routes=[Route("/ok", ok), Route("/prices", prices), Route("/ledger", ledger)])
 
 
+@contextlib.contextmanager
+def refusing_host() -> Iterator[str]:
+    """The URL of a dependency that is down: a port bound on 127.0.0.2 that never listens.
+
+    Connections are refused at once, and as long as the socket is held no one else can
+    take the port. Another loopback address than the upstream's gives it its own
+    ``server_address``.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.2", 0))
+        yield f"http://127.0.0.2:{sock.getsockname()[1]}"
+
+
 # --- the service under test ------------------------------------------------------------------
 
 
@@ -135,6 +149,7 @@ def checkout_service(
     service: str,
     slos: Sequence[buttress.SLO],
     upstream: str,
+    down: str,
     store: buttress.RedisStore,
 ) -> ServiceUnderTest:
     """The app under test, with every strategy its handlers use."""
@@ -157,6 +172,21 @@ def checkout_service(
             registry=app_events,
         ),
     )
+    # The promotions service is down: each request is tried twice, then the quote does
+    # without a discount. No breaker: every request reaches the network (and the metrics).
+    promotions = httpx.AsyncClient(
+        base_url=down,
+        timeout=5.0,
+        transport=AsyncResilientTransport(
+            name="promotions",
+            attempts=2,
+            wait_initial=0.005,
+            wait_max=0.02,
+            breaker=None,
+            metrics_registry=registry,
+            registry=app_events,
+        ),
+    )
     ledger_client = httpx.AsyncClient(
         base_url=upstream,
         timeout=5.0,
@@ -174,6 +204,13 @@ def checkout_service(
             registry=app_events,
         ),
     )
+
+    @buttress.fallback(
+        "no discount", on=httpx.TransportError, name="promotions", registry=app_events
+    )
+    async def discount() -> str:
+        response = await promotions.get("/discount")
+        return response.text
 
     @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", registry=app_events)
     async def post_entry() -> str:
@@ -240,7 +277,7 @@ def checkout_service(
 
     async def quote(request: Request) -> Response:
         response = await pricing.get("/prices")
-        return PlainTextResponse(response.text)
+        return PlainTextResponse(f"{response.text} ({await discount()})")
 
     async def ledger(request: Request) -> Response:
         # Four entries in a row: the breaker's trial, then two failures open it again,
@@ -264,8 +301,8 @@ def checkout_service(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await pricing.aclose()
-        await ledger_client.aclose()
+        for client in (pricing, promotions, ledger_client):
+            await client.aclose()
 
     app = Starlette(
         routes=[

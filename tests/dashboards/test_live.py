@@ -26,7 +26,16 @@ from buttress.telemetry._rules import SLI_WINDOWS, escape_regex
 from buttress.telemetry._slo import buckets_with_thresholds
 
 from .._services import RedisServer, require_binary
-from ._live import PATHS, Prometheus, Traffic, checkout_service, serve, traffic, upstream_app
+from ._live import (
+    PATHS,
+    Prometheus,
+    Traffic,
+    checkout_service,
+    refusing_host,
+    serve,
+    traffic,
+    upstream_app,
+)
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.redis, pytest.mark.slow]
 
@@ -44,6 +53,7 @@ SLOS = [
     SLO("items", service=JOB, objective=0.999, routes=["/items/{item_id}", "/"]),
 ]
 BUCKETS = buckets_with_thresholds(SLOS)
+SERVER = n.LABEL_SERVER_ADDRESS
 
 
 @dataclass
@@ -58,10 +68,18 @@ def stack() -> Iterator[Stack]:
     prometheus_binary = require_binary("prometheus")
     redis_binary = require_binary("redis-server")
     rules = slo_rules(SLOS, buckets=BUCKETS)
-    with RedisServer(redis_binary) as redis_server, serve(upstream_app()) as upstream_port:
+    with (
+        RedisServer(redis_binary) as redis_server,
+        serve(upstream_app()) as upstream_port,
+        refusing_host() as down,
+    ):
         store = RedisStore(redis_server.url, service=JOB)
         service = checkout_service(
-            service=JOB, slos=SLOS, upstream=f"http://127.0.0.1:{upstream_port}", store=store
+            service=JOB,
+            slos=SLOS,
+            upstream=f"http://127.0.0.1:{upstream_port}",
+            down=down,
+            store=store,
         )
         with (
             serve(service.app) as port,
@@ -202,10 +220,21 @@ def test_every_strategy_reached_the_states_the_panels_show(
         f'{n.FAULTS_INJECTED}{{{p}="inventory", {n.LABEL_KIND}="exception"}}',
         f'{n.HTTP_CLIENT_DURATION}_count{{{n.LABEL_STATUS}="503"}}',
         f'{n.HTTP_CLIENT_DURATION}_count{{{n.LABEL_STATUS}="500"}}',
+        # Requests to the dependency that is down got no answer: no status label.
+        f'{n.HTTP_CLIENT_DURATION}_count{{{SERVER}="127.0.0.2", {n.LABEL_STATUS}=""}}',
+        f'{n.RETRY_ATTEMPTS}{{{p}=~"promotions:.*", {e}="ConnectError"}}',
+        f'{n.RETRY_CALLS}{{{p}=~"promotions:.*", {o}="exhausted"}}',
     ]
     expected += [
         f'{n.FALLBACKS}{{{e}="{error}"}}'
-        for error in ("CircuitOpen", "BulkheadFull", "RateLimited", "TimedOut", "ConnectionError")
+        for error in (
+            "CircuitOpen",
+            "BulkheadFull",
+            "RateLimited",
+            "TimedOut",
+            "ConnectionError",
+            "ConnectError",
+        )
     ]
 
     def missing() -> list[str]:
@@ -224,3 +253,27 @@ def test_the_handlers_degrade_gracefully(stack: Stack) -> None:
     assert {path: s.keys() for path, s in statuses.items() if path != "/fail"} == {
         path: {200} for path in PATHS if path != "/fail"
     }
+
+
+def test_outbound_error_ratio_counts_unanswered_requests(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """The upstream answers some 5xx; the dependency that is down never answers at all."""
+    panel = next(
+        p
+        for p in buttress.dashboards.load("buttress-service")["panels"]
+        if p["title"] == "Outbound error ratio by server"
+    )
+    expr = _fill(panel["targets"][0]["expr"], {"job": ".*", "instance": ".*"})
+
+    def ratios() -> dict[str, float]:
+        return {r["metric"][SERVER]: float(r["value"][1]) for r in prometheus.query(expr)}
+
+    def not_yet() -> list[str]:
+        found = ratios()
+        return [] if {"127.0.0.1", "127.0.0.2"} <= found.keys() else [f"only {found}"]
+
+    assert _eventually(not_yet, deadline) == []
+    found = ratios()
+    assert found["127.0.0.2"] == 1.0
+    assert 0.0 < found["127.0.0.1"] < 1.0
