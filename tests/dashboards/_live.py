@@ -122,7 +122,6 @@ class ServiceUnderTest:
 
     app: ASGIApp
     after_round: Callable[[], None]
-    registry: CollectorRegistry
 
 
 class _Chaos:
@@ -324,7 +323,6 @@ def checkout_service(
             app, service=service, registry=registry, slos=slos, metrics_path="/metrics"
         ),
         after_round=functools.partial(breaker_clock.advance, 2 * BREAKER_RESET),
-        registry=registry,
     )
 
 
