@@ -1,4 +1,4 @@
-"""The examples of README.md and the quickstarts run as written, as a new user copies them.
+"""The examples of README.md and the docs run as written, as a new user copies them.
 
 Each ```python block runs on its own, in a fresh interpreter, in an empty directory, and
 must exit with status 0. An HTML comment on the line right before a fence says more:
@@ -37,6 +37,19 @@ PAGES = (
     "docs/quickstart-developer.md",
     "docs/quickstart-sre.md",
     "docs/comparison.md",
+    # Reference pages whose examples are complete programs (or marked fragments).
+    "docs/configuration.md",
+    "docs/correlation.md",
+    "docs/errors.md",
+    "docs/events.md",
+    "docs/fallback.md",
+    "docs/httpx.md",
+    "docs/integrations.md",
+    "docs/logging.md",
+    "docs/policy.md",
+    "docs/redis.md",
+    "docs/retry.md",
+    "docs/slo.md",
 )
 DIRECTIVE = re.compile(r"^<!--\s*(not-run|then|file|run)(?::\s*(.*?))?\s*-->$")
 RESULT = "DOC-EXAMPLE-RESULT "
