@@ -1,209 +1,328 @@
-"""A real stack on 127.0.0.1 for the live dashboard test: an app, traffic, Prometheus.
+"""A real stack on 127.0.0.1 for the live dashboard test: an app, its upstream, traffic,
+Prometheus.
 
-``stand_in_service()`` builds the service under test: a Starlette app that records the
-HTTP metrics of the contract with prometheus_client, plus resilience events turned into
-``buttress_*`` metrics by a listener written here. When the middleware and the telemetry
-listeners land, a service built from them replaces it in the ``service_under_test``
-fixture; nothing else changes.
+The service under test is a Starlette app behind the real ``ASGIMiddleware``, which
+serves ``/metrics`` from the registry it records into. Its handlers call a local upstream
+through ``AsyncResilientTransport`` and run buttress policies (retry and its budget,
+breakers, a bulkhead, a rate limiter sharing its bucket through Redis, a timeout,
+fallbacks). Their events reach the real Prometheus listener, on the same registry.
+Nothing emits a resilience event by hand except the app's own fault injection, which
+reports each fault it injects with the public ``FaultInjected`` event: buttress has no
+fault-injection strategy of its own yet, and the dashboard has a panel for it.
+
+One round of traffic drives every strategy into the states the dashboards show: a
+breaker opens, rejects, half-opens and closes; a bulkhead queues one call and rejects
+another; a rate limiter makes one call wait and refuses another; a timeout expires;
+retries succeed, run out of attempts and are refused by their budget; fallbacks answer.
+The breaker's clock is a ``FakeClock`` the driver moves past the reset timeout after each
+round, so no one waits for a breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import prometheus_client
 import uvicorn
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
+import buttress
 from buttress import events
-from buttress.telemetry import _names as n
+from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
+from buttress.telemetry._listeners import PrometheusListener
+from buttress.testing import FakeClock
 
 from .._services import free_port, wait_for_port
 
-ROUTES = ("/", "/items/{item_id}", "/fail", "/slow")
+ASGIApp = Callable[..., Awaitable[None]]
+# Longer than the ledger breaker's reset timeout: each round starts with a trial call.
+BREAKER_RESET = 30.0
+# The rounds' requests: one in twelve fails (/fail), one in twelve is slow (/slow).
+PATHS = (
+    "/",
+    "/items/1",
+    "/quote",
+    "/items/2",
+    "/ledger",
+    "/fail",
+    "/report",
+    "/items/3",
+    "/search",
+    "/slow",
+    "/inventory",
+    "/recommendations",
+)
+
+
+# --- the upstream ----------------------------------------------------------------------------
+
+
+def upstream_app() -> Starlette:
+    """The dependency the service calls: healthy, flaky and failing endpoints."""
+    calls: collections.Counter[str] = collections.Counter()
+
+    async def ok(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def prices(request: Request) -> Response:
+        # Every other answer is a 503: the transport's retry gets the next one.
+        calls["prices"] += 1
+        return PlainTextResponse(
+            "busy" if calls["prices"] % 2 else "12.50",
+            status_code=503 if calls["prices"] % 2 else 200,
+        )
+
+    async def ledger(request: Request) -> Response:
+        # Two failures in three: enough to open the ledger breaker every round.
+        calls["ledger"] += 1
+        if calls["ledger"] % 3:
+            return PlainTextResponse("ledger down", status_code=500)
+        return PlainTextResponse("posted")
+
+    return Starlette(routes=[Route("/ok", ok), Route("/prices", prices), Route("/ledger", ledger)])
+
+
+@contextlib.contextmanager
+def refusing_host() -> Iterator[str]:
+    """The URL of a dependency that is down: a port bound on 127.0.0.2 that never listens.
+
+    Connections are refused at once, and as long as the socket is held no one else can
+    take the port. Another loopback address than the upstream's gives it its own
+    ``server_address``.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.2", 0))
+        yield f"http://127.0.0.2:{sock.getsockname()[1]}"
+
+
+# --- the service under test ------------------------------------------------------------------
 
 
 @dataclass
 class ServiceUnderTest:
-    """An ASGI app serving ``ROUTES`` and ``/metrics``, and a way to make it use policies."""
+    """The app to serve, and what the traffic driver does after each round."""
 
-    app: Callable[..., Awaitable[None]]
-    exercise_resilience: Callable[[], None]
-    # Listeners that turn events into metrics: added to the default registry for each
-    # test, since the suite's autouse fixture clears it before every test.
-    listeners: tuple[events.Listener, ...]
+    app: ASGIApp
+    after_round: Callable[[], None]
 
 
-# --- the stand-in service -----------------------------------------------------------------
+class _Chaos:
+    """The app's own fault injection: fails the inventory lookups it is asked to, and says so.
+
+    It reports each fault with the public ``FaultInjected`` event, as a fault-injection
+    tool built on buttress would.
+    """
+
+    def __init__(self, events_: events.Registry, *, every: int) -> None:
+        self._events = events_
+        self._every = every
+        self._calls = 0
+
+    def maybe_fail(self, policy: str) -> None:
+        self._calls += 1
+        if self._calls % self._every:  # all but one call in ``every``
+            self._events.emit(events.FaultInjected(policy, "exception"))
+            raise ConnectionError(f"{policy}: connection reset (injected)")
 
 
-def _resilience_listener(registry: CollectorRegistry) -> events.Listener:
-    """Maps each event to the ``buttress_*`` metric of the contract (a test double)."""
-    p, e, o = n.LABEL_POLICY, n.LABEL_ERROR_TYPE, n.LABEL_OUTCOME
-    r = registry
-    # prometheus_client adds "_total" itself; the contract names include it.
-    c: dict[str, Counter] = {}
-
-    def counter(name: str, *labels: str) -> Counter:
-        c[name] = Counter(name.removesuffix("_total"), name, labels, registry=r)
-        return c[name]
-
-    attempts = counter(n.RETRY_ATTEMPTS, p, e)
-    calls = counter(n.RETRY_CALLS, p, o)
-    transitions = counter(n.BREAKER_TRANSITIONS, p, n.LABEL_FROM_STATE, n.LABEL_TO_STATE)
-    rejections = counter(n.BREAKER_REJECTIONS, p)
-    breaker_calls = counter(n.BREAKER_CALLS, p, o)
-    bulkhead_rejections = counter(n.BULKHEAD_REJECTIONS, p, n.LABEL_REASON)
-    limited = counter(n.RATE_LIMITER_REJECTIONS, p)
-    waited = counter(n.RATE_LIMITER_WAITS, p)
-    timeouts = counter(n.TIMEOUTS, p)
-    fallbacks = counter(n.FALLBACKS, p, e)
-    store_errors = counter(n.STORE_ERRORS, p, n.LABEL_STORE, e)
-    faults = counter(n.FAULTS_INJECTED, p, n.LABEL_KIND)
-    state = Gauge(n.BREAKER_STATE, "state", (p, n.LABEL_STATE), registry=r)
-    in_use = Gauge(n.BULKHEAD_IN_USE, "in use", (p,), registry=r)
-    waiting = Gauge(n.BULKHEAD_WAITING, "waiting", (p,), registry=r)
-    capacity = Gauge(n.BULKHEAD_CAPACITY, "capacity", (p,), registry=r)
-    degraded = Gauge(n.STORE_DEGRADED, "degraded", (p, n.LABEL_STORE), registry=r)
-
-    def listener(event: events.Event) -> None:
-        match event:
-            case events.RetryScheduled():
-                attempts.labels(event.name, event.error_type).inc()
-            case events.RetryFinished():
-                calls.labels(event.name, event.outcome).inc()
-            case events.BreakerTransition():
-                for s in ("closed", "open", "half_open"):
-                    state.labels(event.name, s).set(1 if s == event.new else 0)
-                transitions.labels(event.name, event.old, event.new).inc()
-            case events.BreakerRejected():
-                rejections.labels(event.name).inc()
-            case events.BreakerCallRecorded():
-                breaker_calls.labels(event.name, event.outcome).inc()
-            case events.BulkheadUsage():
-                in_use.labels(event.name).set(event.in_use)
-                waiting.labels(event.name).set(event.waiting)
-                capacity.labels(event.name).set(event.capacity)
-            case events.BulkheadRejected():
-                bulkhead_rejections.labels(event.name, event.reason).inc()
-            case events.RateLimitRejected():
-                limited.labels(event.name).inc()
-            case events.RateLimitWaited():
-                waited.labels(event.name).inc()
-            case events.TimeoutExpired():
-                timeouts.labels(event.name).inc()
-            case events.FallbackUsed():
-                fallbacks.labels(event.name, event.error_type).inc()
-            case events.StoreUnavailable():
-                store_errors.labels(event.name, event.store, event.error_type).inc()
-                degraded.labels(event.name, event.store).set(1)
-            case events.StoreRecovered():
-                degraded.labels(event.name, event.store).set(0)
-            case events.FaultInjected():
-                faults.labels(event.name, event.kind).inc()
-
-    return listener
-
-
-def _one_of_each() -> None:
-    """Every resilience event once, through the default registry, as policies would."""
-    emit = events.default_registry.emit
-    emit(events.RetryScheduled("upstream", 1, 0.01, "ConnectError"))
-    emit(events.RetryFinished("upstream", 2, "success", ""))
-    emit(events.RetryFinished("upstream", 3, "budget", "ConnectError"))
-    emit(events.BreakerCallRecorded("upstream", "failure", False))
-    emit(events.BreakerTransition("upstream", "closed", "open", "failure_rate"))
-    emit(events.BreakerRejected("upstream", "open"))
-    emit(events.BreakerTransition("upstream", "open", "half_open", "wait_elapsed"))
-    emit(events.BulkheadUsage("upstream", 3, 1, 4))
-    emit(events.BulkheadRejected("upstream", "full"))
-    emit(events.RateLimitRejected("upstream", 0.5))
-    emit(events.RateLimitWaited("upstream", 0.1))
-    emit(events.TimeoutExpired("upstream", 1.0))
-    emit(events.FallbackUsed("upstream", "CircuitOpen"))
-    emit(events.StoreUnavailable("upstream", "redis", "ConnectionError"))
-    emit(events.FaultInjected("upstream", "latency"))
-
-
-async def _ok(request: Request) -> Response:
-    return PlainTextResponse("ok")
-
-
-async def _fail(request: Request) -> Response:
-    return PlainTextResponse("boom", status_code=500)
-
-
-async def _slow(request: Request) -> Response:
-    await asyncio.sleep(0.35)  # past the 300 ms latency threshold of the test SLO
-    return PlainTextResponse("slow")
-
-
-_Endpoint = Callable[[Request], Awaitable[Response]]
-_ENDPOINTS: dict[str, _Endpoint] = {
-    "/": _ok,
-    "/items/{item_id}": _ok,
-    "/fail": _fail,
-    "/slow": _slow,
-}
-
-
-def app_routes(wrap: Callable[[str, _Endpoint], _Endpoint] | None = None) -> list[Route]:
-    """The routes of the service under test; ``wrap(template, endpoint)`` may instrument each."""
-    return [Route(t, wrap(t, _ENDPOINTS[t]) if wrap else _ENDPOINTS[t]) for t in ROUTES]
-
-
-def stand_in_service(buckets: tuple[float, ...]) -> ServiceUnderTest:
+def checkout_service(
+    *,
+    service: str,
+    slos: Sequence[buttress.SLO],
+    upstream: str,
+    down: str,
+    store: buttress.RedisStore,
+) -> ServiceUnderTest:
+    """The app under test, with every strategy its handlers use."""
     registry = CollectorRegistry()
-    duration = Histogram(
-        n.HTTP_SERVER_DURATION,
-        "Duration of HTTP server requests.",
-        (n.LABEL_METHOD, n.LABEL_ROUTE, n.LABEL_STATUS),
-        buckets=buckets,
-        registry=registry,
+    # The strategies' own event registry, with the real listener recording into the
+    # registry the middleware serves. (The suite clears the default registry around each
+    # test; a registry of the app's own is unaffected.)
+    app_events = events.Registry()
+    app_events.add(PrometheusListener(registry))
+    breaker_clock = FakeClock()
+
+    pricing = httpx.AsyncClient(
+        base_url=upstream,
+        timeout=5.0,
+        transport=AsyncResilientTransport(
+            name="pricing",
+            wait_initial=0.005,
+            wait_max=0.02,
+            metrics_registry=registry,
+            registry=app_events,
+        ),
     )
-    active = Gauge(
-        n.HTTP_SERVER_ACTIVE, "Requests in flight.", (n.LABEL_METHOD,), registry=registry
+    # The promotions service is down: each request is tried twice, then the quote does
+    # without a discount. No breaker: every request reaches the network (and the metrics).
+    promotions = httpx.AsyncClient(
+        base_url=down,
+        timeout=5.0,
+        transport=AsyncResilientTransport(
+            name="promotions",
+            attempts=2,
+            wait_initial=0.005,
+            wait_max=0.02,
+            breaker=None,
+            metrics_registry=registry,
+            registry=app_events,
+        ),
+    )
+    ledger_client = httpx.AsyncClient(
+        base_url=upstream,
+        timeout=5.0,
+        transport=AsyncResilientTransport(
+            name="ledger",
+            attempts=1,
+            breaker=functools.partial(
+                buttress.CircuitBreaker,
+                consecutive_failures=2,
+                reset_timeout=BREAKER_RESET,
+                clock=breaker_clock,
+                registry=app_events,
+            ),
+            metrics_registry=registry,
+            registry=app_events,
+        ),
     )
 
-    def instrumented(template: str, endpoint: _Endpoint) -> _Endpoint:
-        async def handler(request: Request) -> Response:
-            start = time.perf_counter()
-            active.labels(request.method).inc()
-            try:
-                response = await endpoint(request)
-            finally:
-                active.labels(request.method).dec()
-            duration.labels(request.method, template, str(response.status_code)).observe(
-                time.perf_counter() - start
-            )
-            return response
+    @buttress.fallback(
+        "no discount", on=httpx.TransportError, name="promotions", registry=app_events
+    )
+    async def discount() -> str:
+        response = await promotions.get("/discount")
+        return response.text
 
-        return handler
+    @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", registry=app_events)
+    async def post_entry() -> str:
+        response = await ledger_client.get("/ledger")
+        return response.text
+
+    @buttress.Policy(
+        buttress.fallback("cached", on=buttress.BulkheadFull, registry=app_events),
+        buttress.Bulkhead("reports", max_concurrent=1, max_waiting=1, registry=app_events),
+        name="reports",
+    )
+    async def report_part() -> str:
+        response = await pricing.get("/ok")
+        return response.text
+
+    @buttress.Policy(
+        buttress.fallback("try again", on=buttress.RateLimited, registry=app_events),
+        # A token every 100 ms: of three calls at once, one goes, one waits, one is refused.
+        buttress.RateLimiter(
+            "search", rate=10, burst=1, max_wait=0.15, store=store, registry=app_events
+        ),
+        name="search",
+    )
+    async def search_once() -> str:
+        return "results"
+
+    chaos = _Chaos(app_events, every=3)
+
+    @buttress.Policy(
+        buttress.fallback("unknown", on=ConnectionError, registry=app_events),
+        buttress.retry(
+            on=ConnectionError,
+            attempts=3,
+            wait_initial=0.005,
+            wait_max=0.02,
+            budget=0.2,
+            budget_floor=0.1,  # one retry in ten seconds beyond the share: soon refused
+            registry=app_events,
+        ),
+        name="inventory",
+    )
+    async def stock_level() -> str:
+        chaos.maybe_fail("inventory")
+        return "7 left"
+
+    @buttress.Policy(
+        buttress.fallback("bestsellers", on=buttress.TimedOut, registry=app_events),
+        buttress.timeout(0.05, registry=app_events),
+        name="recommendations",
+    )
+    async def recommend() -> str:
+        await asyncio.sleep(1.0)  # a model that is too slow; the timeout cancels it
+        return "for you"
+
+    async def ok(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def fail(request: Request) -> Response:
+        return PlainTextResponse("boom", status_code=500)
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(0.35)  # past the 300 ms latency threshold of the test SLO
+        return PlainTextResponse("slow")
+
+    async def quote(request: Request) -> Response:
+        response = await pricing.get("/prices")
+        return PlainTextResponse(f"{response.text} ({await discount()})")
+
+    async def ledger(request: Request) -> Response:
+        # Four entries in a row: the breaker's trial, then two failures open it again,
+        # and the last entry meets it open.
+        return PlainTextResponse(" ".join([await post_entry() for _ in range(4)]))
+
+    async def report(request: Request) -> Response:
+        # Three parts at once against one slot and one waiting place: the third part is
+        # refused before the first one's request can have been answered.
+        return PlainTextResponse(" ".join(await asyncio.gather(*(report_part() for _ in "abc"))))
+
+    async def search(request: Request) -> Response:
+        return PlainTextResponse(" ".join(await asyncio.gather(*(search_once() for _ in "abc"))))
+
+    async def inventory(request: Request) -> Response:
+        return PlainTextResponse(await stock_level())
+
+    async def recommendations(request: Request) -> Response:
+        return PlainTextResponse(await recommend())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for client in (pricing, promotions, ledger_client):
+            await client.aclose()
 
     app = Starlette(
         routes=[
-            *app_routes(instrumented),
-            Mount("/metrics", prometheus_client.make_asgi_app(registry)),
-        ]
+            Route("/", ok),
+            Route("/items/{item_id}", ok),
+            Route("/fail", fail),
+            Route("/slow", slow),
+            Route("/quote", quote),
+            Route("/ledger", ledger),
+            Route("/report", report),
+            Route("/search", search),
+            Route("/inventory", inventory),
+            Route("/recommendations", recommendations),
+        ],
+        lifespan=lifespan,
     )
     return ServiceUnderTest(
-        app=app, exercise_resilience=_one_of_each, listeners=(_resilience_listener(registry),)
+        app=ASGIMiddleware(
+            app, service=service, registry=registry, slos=slos, metrics_path="/metrics"
+        ),
+        after_round=functools.partial(breaker_clock.advance, 2 * BREAKER_RESET),
     )
 
 
@@ -211,10 +330,17 @@ def stand_in_service(buckets: tuple[float, ...]) -> ServiceUnderTest:
 
 
 @contextlib.contextmanager
-def serve(app: Callable[..., Awaitable[None]]) -> Iterator[int]:
+def serve(app: ASGIApp) -> Iterator[int]:
     """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yields the port."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="auto",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -226,29 +352,51 @@ def serve(app: Callable[..., Awaitable[None]]) -> Iterator[int]:
         thread.join(timeout=10)
 
 
+@dataclass
+class Traffic:
+    """What the driver has done: rounds completed, and the statuses each path answered."""
+
+    rounds: int = 0
+    statuses: dict[str, collections.Counter[int]] = field(
+        default_factory=lambda: collections.defaultdict(collections.Counter)
+    )
+    _progress: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_rounds(self, count: int, *, timeout: float = 30.0) -> None:
+        with self._progress:
+            if not self._progress.wait_for(lambda: self.rounds >= count, timeout):
+                raise TimeoutError(f"{self.rounds} rounds of traffic after {timeout}s")
+
+    def round_done(self) -> None:
+        with self._progress:
+            self.rounds += 1
+            self._progress.notify_all()
+
+
 @contextlib.contextmanager
-def traffic(port: int, service: ServiceUnderTest, *, max_requests: int = 3000) -> Iterator[None]:
-    """Requests to every route (some failing, some slow) until the block ends or the cap."""
+def traffic(port: int, service: ServiceUnderTest, *, max_requests: int = 3000) -> Iterator[Traffic]:
+    """Rounds of requests to every path until the block ends or the cap is reached."""
     stop = threading.Event()
-    paths = ["/", "/items/1", "/items/2", "/fail", "/items/3", "/slow"]
+    done = Traffic()
 
     def drive() -> None:
         sent = 0
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             while not stop.is_set() and sent < max_requests:
-                for path in paths:
-                    client.get(path)
+                for path in PATHS:
+                    done.statuses[path][client.get(path).status_code] += 1
                     sent += 1
-                service.exercise_resilience()
+                service.after_round()
+                done.round_done()
                 stop.wait(0.05)
 
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
     try:
-        yield
+        yield done
     finally:
         stop.set()
-        thread.join(timeout=10)
+        thread.join(timeout=15)
 
 
 class Prometheus:

@@ -140,6 +140,9 @@ def test_units_of_key_panels() -> None:
     assert units["buttress-service", "Request rate by route"] == "reqps"
     assert units["buttress-service", "Latency p95 by route"] == "s"
     assert units["buttress-service", "Server errors"] == "percentunit"
+    assert units["buttress-service", "Outbound request rate by server"] == "reqps"
+    assert units["buttress-service", "Outbound error ratio by server"] == "percentunit"
+    assert units["buttress-service", "Outbound latency p95 by server"] == "s"
     assert units["buttress-slo", "Error budget remaining"] == "percentunit"
     assert units["buttress-resilience", "Bulkhead saturation"] == "percentunit"
 

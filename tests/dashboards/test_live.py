@@ -1,8 +1,11 @@
 """Every dashboard query and every recording rule returns data from a real Prometheus.
 
-A real app on 127.0.0.1 gets real traffic; a real Prometheus (the Debian package) scrapes
-it every second with the generated rules loaded. Bounded: the traffic stops itself after
-a capped number of requests, and the polling after 45 seconds.
+A real app behind the buttress middleware on 127.0.0.1, calling a real upstream through
+the httpx transport and running real buttress policies, gets real traffic; a real
+Prometheus (the Debian package) scrapes it every second with the generated rules loaded.
+A real Redis holds the rate limiter's bucket until the fixture stops it. Bounded: the
+traffic stops itself after a capped number of requests, and every poll ends 45 seconds
+after the stack is up.
 """
 
 from __future__ import annotations
@@ -10,24 +13,36 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 
 import buttress.dashboards
-from buttress import SLO, slo_rules
-from buttress.events import default_registry
+from buttress import SLO, RedisStore, slo_rules
 from buttress.telemetry import _names as n
 from buttress.telemetry._rules import SLI_WINDOWS, escape_regex
 from buttress.telemetry._slo import buckets_with_thresholds
 
-from .._services import require_binary
-from ._live import Prometheus, ServiceUnderTest, serve, stand_in_service, traffic
+from .._services import RedisServer, require_binary
+from ._live import (
+    PATHS,
+    Prometheus,
+    Traffic,
+    checkout_service,
+    refusing_host,
+    serve,
+    traffic,
+    upstream_app,
+)
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
+pytestmark = [pytest.mark.prometheus, pytest.mark.redis, pytest.mark.slow]
 
 JOB = "checkout"
 RATE_INTERVAL = "15s"  # 15 scrapes at 1s: rate() has enough samples within seconds
+# Every test polls until one deadline for the whole module, counted from when the stack
+# is up: a failing run still ends within about a minute.
 DEADLINE = 45.0
 
 SLOS = [
@@ -38,33 +53,56 @@ SLOS = [
     SLO("items", service=JOB, objective=0.999, routes=["/items/{item_id}", "/"]),
 ]
 BUCKETS = buckets_with_thresholds(SLOS)
+SERVER = n.LABEL_SERVER_ADDRESS
+
+
+@dataclass
+class Stack:
+    prometheus: Prometheus
+    traffic: Traffic
+    deadline: float  # time.monotonic() after which polls give up
 
 
 @pytest.fixture(scope="module")
-def service_under_test() -> ServiceUnderTest:
-    # The stand-in until the middleware lands; then build the app with it here.
-    return stand_in_service(BUCKETS)
-
-
-@pytest.fixture(autouse=True)
-def _listening(service_under_test: ServiceUnderTest) -> Iterator[None]:
-    for listener in service_under_test.listeners:
-        default_registry.add(listener)
-    yield
-    for listener in service_under_test.listeners:
-        default_registry.remove(listener)
-
-
-@pytest.fixture(scope="module")
-def prometheus(service_under_test: ServiceUnderTest) -> Iterator[Prometheus]:
-    binary = require_binary("prometheus")
+def stack() -> Iterator[Stack]:
+    prometheus_binary = require_binary("prometheus")
+    redis_binary = require_binary("redis-server")
     rules = slo_rules(SLOS, buckets=BUCKETS)
     with (
-        serve(service_under_test.app) as port,
-        traffic(port, service_under_test),
-        Prometheus(binary, job=JOB, target_port=port, rules=rules) as server,
+        RedisServer(redis_binary) as redis_server,
+        serve(upstream_app()) as upstream_port,
+        refusing_host() as down,
     ):
-        yield server
+        store = RedisStore(redis_server.url, service=JOB)
+        service = checkout_service(
+            service=JOB,
+            slos=SLOS,
+            upstream=f"http://127.0.0.1:{upstream_port}",
+            down=down,
+            store=store,
+        )
+        with (
+            serve(service.app) as port,
+            traffic(port, service) as driven,
+            Prometheus(prometheus_binary, job=JOB, target_port=port, rules=rules) as prometheus,
+        ):
+            driven.wait_for_rounds(1)
+            # The rate limiter kept its bucket in Redis; now Redis goes away, and it decides
+            # locally from its next call on (the shared-store panels).
+            with redis.Redis.from_url(redis_server.url) as client:
+                assert client.exists(store.key("ratelimit", "search"))
+            redis_server.stop()
+            yield Stack(prometheus, driven, time.monotonic() + DEADLINE)
+
+
+@pytest.fixture
+def prometheus(stack: Stack) -> Prometheus:
+    return stack.prometheus
+
+
+@pytest.fixture
+def deadline(stack: Stack) -> float:
+    return stack.deadline
 
 
 def _regex_value(values: list[str]) -> str:
@@ -112,15 +150,13 @@ def _dashboard_failures(prometheus: Prometheus, dashboard: dict[str, Any]) -> li
 
 
 @pytest.mark.parametrize("name", ["buttress-service", "buttress-slo", "buttress-resilience"])
-def test_every_panel_query_returns_data(prometheus: Prometheus, name: str) -> None:
+def test_every_panel_query_returns_data(prometheus: Prometheus, deadline: float, name: str) -> None:
     dashboard = buttress.dashboards.load(name)
-    failures = _eventually(
-        lambda: _dashboard_failures(prometheus, dashboard), time.monotonic() + DEADLINE
-    )
+    failures = _eventually(lambda: _dashboard_failures(prometheus, dashboard), deadline)
     assert failures == []
 
 
-def test_recording_rules_return_data(prometheus: Prometheus) -> None:
+def test_recording_rules_return_data(prometheus: Prometheus, deadline: float) -> None:
     records = [f"{n.SLO_SLI_ERROR_RATIO}{w}" for w in (*SLI_WINDOWS, "30d")] + [
         n.SLO_OBJECTIVE,
         n.SLO_ERROR_BUDGET,
@@ -139,10 +175,10 @@ def test_recording_rules_return_data(prometheus: Prometheus) -> None:
             if not prometheus.query(f'{record}{{{n.LABEL_SLO_ID}="{slo.id}"}}')
         ]
 
-    assert _eventually(missing, time.monotonic() + DEADLINE) == []
+    assert _eventually(missing, deadline) == []
 
 
-def test_slis_read_the_traffic(prometheus: Prometheus) -> None:
+def test_slis_read_the_traffic(prometheus: Prometheus, deadline: float) -> None:
     """One request in six fails and one in six is slow; the selected routes never fail."""
 
     def ratio(slo: str) -> float:
@@ -150,7 +186,6 @@ def test_slis_read_the_traffic(prometheus: Prometheus) -> None:
         assert len(result) == 1
         return float(result[0]["value"][1])
 
-    deadline = time.monotonic() + DEADLINE
     assert (
         _eventually(lambda: [] if ratio("availability") > 0 else ["no errors yet"], deadline) == []
     )
@@ -158,3 +193,87 @@ def test_slis_read_the_traffic(prometheus: Prometheus) -> None:
     assert 0.05 < ratio("latency") < 0.35
     # /fail's errors must not leak into an SLO over /items/{item_id} and /.
     assert ratio("items") == 0.0
+
+
+def test_every_strategy_reached_the_states_the_panels_show(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """Panels also return data at zero; these read the values the traffic must produce."""
+    p, o, e = n.LABEL_POLICY, n.LABEL_OUTCOME, n.LABEL_ERROR_TYPE
+    to, from_ = n.LABEL_TO_STATE, n.LABEL_FROM_STATE
+    expected = [
+        f'{n.BREAKER_TRANSITIONS}{{{to}="open"}}',
+        f'{n.BREAKER_TRANSITIONS}{{{to}="half_open"}}',
+        f'{n.BREAKER_TRANSITIONS}{{{from_}="half_open", {to}="closed"}}',
+        n.BREAKER_REJECTIONS,
+        f'{n.BREAKER_CALLS}{{{o}="failure"}}',
+        f'{n.BULKHEAD_REJECTIONS}{{{p}="reports", {n.LABEL_REASON}="full"}}',
+        f'{n.RATE_LIMITER_WAITS}{{{p}="search"}}',
+        f'{n.RATE_LIMITER_REJECTIONS}{{{p}="search"}}',
+        f'{n.TIMEOUTS}{{{p}="recommendations"}}',
+        # The transport retried the upstream's 503 answers (a rejected result).
+        f'{n.RETRY_ATTEMPTS}{{{p}=~"pricing:.*", {e}="result"}}',
+        f'{n.RETRY_ATTEMPTS}{{{p}="inventory", {e}="ConnectionError"}}',
+        f'{n.RETRY_CALLS}{{{p}="inventory", {o}="budget"}}',
+        f'{n.STORE_ERRORS}{{{p}="search", {n.LABEL_STORE}="redis"}}',
+        f'{n.STORE_DEGRADED}{{{p}="search", {n.LABEL_STORE}="redis"}}',
+        f'{n.FAULTS_INJECTED}{{{p}="inventory", {n.LABEL_KIND}="exception"}}',
+        f'{n.HTTP_CLIENT_DURATION}_count{{{n.LABEL_STATUS}="503"}}',
+        f'{n.HTTP_CLIENT_DURATION}_count{{{n.LABEL_STATUS}="500"}}',
+        # Requests to the dependency that is down got no answer: no status label.
+        f'{n.HTTP_CLIENT_DURATION}_count{{{SERVER}="127.0.0.2", {n.LABEL_STATUS}=""}}',
+        f'{n.RETRY_ATTEMPTS}{{{p}=~"promotions:.*", {e}="ConnectError"}}',
+        f'{n.RETRY_CALLS}{{{p}=~"promotions:.*", {o}="exhausted"}}',
+    ]
+    expected += [
+        f'{n.FALLBACKS}{{{e}="{error}"}}'
+        for error in (
+            "CircuitOpen",
+            "BulkheadFull",
+            "RateLimited",
+            "TimedOut",
+            "ConnectionError",
+            "ConnectError",
+        )
+    ]
+
+    def missing() -> list[str]:
+        return [series for series in expected if not prometheus.query(f"{series} > 0")]
+
+    assert _eventually(missing, deadline) == []
+    # A gauge's capacity is the bulkhead's configuration, read as it is.
+    assert prometheus.query(f'{n.BULKHEAD_CAPACITY}{{{p}="reports"}}')[0]["value"][1] == "1"
+
+
+def test_the_handlers_degrade_gracefully(stack: Stack) -> None:
+    """Every refusal met a fallback: only /fail ever answered a 5xx."""
+    stack.traffic.wait_for_rounds(2)
+    statuses = {path: dict(stack.traffic.statuses[path]) for path in PATHS}
+    assert statuses["/fail"].keys() == {500}
+    assert {path: s.keys() for path, s in statuses.items() if path != "/fail"} == {
+        path: {200} for path in PATHS if path != "/fail"
+    }
+
+
+def test_outbound_error_ratio_counts_unanswered_requests(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """The upstream answers some 5xx; the dependency that is down never answers at all."""
+    panel = next(
+        p
+        for p in buttress.dashboards.load("buttress-service")["panels"]
+        if p["title"] == "Outbound error ratio by server"
+    )
+    expr = _fill(panel["targets"][0]["expr"], {"job": ".*", "instance": ".*"})
+
+    def ratios() -> dict[str, float]:
+        return {r["metric"][SERVER]: float(r["value"][1]) for r in prometheus.query(expr)}
+
+    def not_yet() -> list[str]:
+        found = ratios()
+        return [] if {"127.0.0.1", "127.0.0.2"} <= found.keys() else [f"only {found}"]
+
+    assert _eventually(not_yet, deadline) == []
+    found = ratios()
+    assert found["127.0.0.2"] == 1.0
+    assert 0.0 < found["127.0.0.1"] < 1.0

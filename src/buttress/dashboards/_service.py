@@ -1,4 +1,4 @@
-"""The service overview: RED by route, requests in flight, status classes."""
+"""The service overview: RED by route, requests in flight, status classes, outbound calls."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ UID: Final = "buttress-service"
 COUNT: Final = n.HTTP_SERVER_DURATION + "_count"
 BUCKET: Final = n.HTTP_SERVER_DURATION + "_bucket"
 SERVER_ERRORS: Final = (n.LABEL_STATUS, "=~", "5..")
+CLIENT_COUNT: Final = n.HTTP_CLIENT_DURATION + "_count"
+CLIENT_BUCKET: Final = n.HTTP_CLIENT_DURATION + "_bucket"
+# An outbound request fails when it gets a 5xx or no answer at all (connection refused,
+# timed out): the transport records those with an empty status, which Prometheus stores
+# as no label, and an anchored regex that matches "" also matches a missing label.
+CLIENT_ERRORS: Final = (n.LABEL_STATUS, "=~", "5..|")
 
 
 def _requests(*extra: tuple[str, str, str]) -> str:
@@ -34,6 +40,62 @@ def _quantile(q: float, by: str) -> str:
         var(n.LABEL_JOB, "job"), var(n.LABEL_INSTANCE, "instance"), var(n.LABEL_ROUTE, "route")
     )
     return f"histogram_quantile({q}, sum by ({by}) (rate({series}[{RATE}])))"
+
+
+def _outbound(metric: str, *extra: tuple[str, str, str]) -> str:
+    # Outbound requests carry no route: only the job and instance variables apply.
+    return metric + selector(var(n.LABEL_JOB, "job"), var(n.LABEL_INSTANCE, "instance"), *extra)
+
+
+def _outbound_panels(latency_thresholds: list[tuple[str, float | None]]) -> list[Panel]:
+    server = n.LABEL_SERVER_ADDRESS
+    requests = _rate(_outbound(CLIENT_COUNT), server)
+    errors = _rate(_outbound(CLIENT_COUNT, CLIENT_ERRORS), server)
+    # "or 0 * requests": a server that never failed shows 0, not a gap.
+    error_ratio = f"({errors}\nor\n0 * {requests})\n/\n{requests}"
+    latency = (
+        f"histogram_quantile(0.95, sum by ({n.LABEL_LE}, {server}) "
+        f"(rate({_outbound(CLIENT_BUCKET)}[{RATE}])))"
+    )
+    legend = f"{{{{{server}}}}}"
+    return [
+        Panel(
+            "timeseries",
+            "Outbound request rate by server",
+            "Requests this service sent per second, by destination host (each retry counts).",
+            [(requests, legend)],
+            "reqps",
+            width=6,
+        ),
+        Panel(
+            "timeseries",
+            "Outbound error ratio by server",
+            "Share of outbound requests answered with a 5xx or not answered at all "
+            "(connection error, timeout), by destination host.",
+            [(error_ratio, legend)],
+            "percentunit",
+            width=6,
+            thresholds=[("green", None), ("orange", 0.01), ("red", 0.05)],
+        ),
+        Panel(
+            "timeseries",
+            "Outbound latency p95 by server",
+            "95th percentile of outbound request duration (until the response headers "
+            "arrived), by destination host.",
+            [(latency, legend)],
+            "s",
+            width=6,
+            thresholds=latency_thresholds,
+        ),
+        Panel(
+            "timeseries",
+            "Outbound in flight by server",
+            "Outbound requests waiting for an answer now, by destination host.",
+            [(f"sum by ({server}) ({_outbound(n.HTTP_CLIENT_ACTIVE)})", legend)],
+            "short",
+            width=6,
+        ),
+    ]
 
 
 def build() -> dict[str, Any]:
@@ -157,12 +219,18 @@ def build() -> dict[str, Any]:
     return dashboard(
         uid=UID,
         title="buttress / Service",
-        description="RED metrics of an HTTP service behind the buttress middleware, by route.",
+        description="RED metrics of an HTTP service behind the buttress middleware, by route, "
+        "and of the outbound requests it makes through the buttress httpx transports.",
         variables=[
             datasource_variable(),
             query_variable("job", n.LABEL_JOB, job_series, title="Job"),
             query_variable("instance", n.LABEL_INSTANCE, instance_series, title="Instance"),
             query_variable("route", n.LABEL_ROUTE, route_series, title="Route"),
         ],
-        rows=[("Overview", overview), ("Requests, errors, duration", red), ("Traffic", traffic)],
+        rows=[
+            ("Overview", overview),
+            ("Requests, errors, duration", red),
+            ("Traffic", traffic),
+            ("Outbound calls", _outbound_panels(latency_thresholds)),
+        ],
     )
