@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import buttress
@@ -116,3 +118,30 @@ def test_repr_shows_the_chain() -> None:
     text = repr(policy)
     order = [text.index(word) for word in ("allback", "ulkhead", "etry", "ircuit", "ate")]
     assert order == sorted(order)
+
+
+def test_caller_side_rejections_inside_the_breaker_do_not_open_it() -> None:
+    clock, registry = FakeClock(), Registry()
+    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, registry=registry)
+    limiter = buttress.RateLimiter("dep", rate=1, burst=1, clock=clock, registry=registry)
+    guarded = buttress.Policy(breaker, limiter)(lambda: "ok")
+    assert guarded() == "ok"
+    for _ in range(5):  # the bucket is empty: the caller's congestion, not the dependency's
+        with pytest.raises(buttress.RateLimited):
+            guarded()
+    assert breaker.state == "closed"
+
+
+async def test_a_timeout_inside_the_breaker_counts_as_a_failure() -> None:
+    clock, registry = FakeClock(), Registry()
+    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, registry=registry)
+
+    @buttress.Policy(breaker, buttress.timeout(1e-6, registry=registry))
+    async def call() -> str:
+        await asyncio.sleep(10)  # cancelled at once by the 1 us timeout
+        return "late"
+
+    for _ in range(2):
+        with pytest.raises(buttress.TimedOut):
+            await call()
+    assert breaker.state == "open"

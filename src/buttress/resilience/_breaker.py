@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from .._errors import ButtressWarning, CircuitOpen, ConfigurationError
+from .._errors import BulkheadFull, ButtressWarning, CircuitOpen, ConfigurationError, RateLimited
 from .._events import (
     BreakerCallRecorded,
     BreakerRejected,
@@ -54,6 +54,10 @@ R = TypeVar("R")
 _log = logging.getLogger("buttress")
 
 _STATES: tuple[BreakerState, ...] = ("closed", "open", "half_open", "forced_open", "forced_closed")
+# Refusals by strategies inside the breaker: the caller's own congestion, not the
+# dependency's health, so by default they do not count (a timeout does).
+CALLER_SIDE_REJECTIONS: tuple[type[Exception], ...] = (BulkheadFull, RateLimited, CircuitOpen)
+
 _OUTCOME_NAMES: tuple[Literal["success", "failure", "ignored"], ...] = (
     "success",
     "failure",
@@ -190,7 +194,10 @@ class CircuitBreaker(Strategy):
     trial calls through: all must succeed to close it, one failure opens it again.
 
     Exceptions of ``failure_on`` count as failures, those of ``ignore`` do not count at
-    all, any other exception counts as a success (the dependency answered). Only
+    all, any other exception counts as a success (the dependency answered). By default
+    ``ignore`` holds the refusals of strategies inside the breaker that say nothing about
+    the dependency (``BulkheadFull``, ``RateLimited``, another breaker's ``CircuitOpen``);
+    a ``TimedOut`` inside it does count. Only
     ``Exception`` subclasses count: cancellation and Ctrl-C give the permit back and
     are not recorded. ``store=RedisStore(...)`` shares the state between processes.
     """
@@ -226,7 +233,7 @@ class CircuitBreaker(Strategy):
         max_reset_timeout: float | timedelta = 300.0,
         half_open_permits: int = 1,
         failure_on: type[Exception] | tuple[type[Exception], ...] = Exception,
-        ignore: type[Exception] | tuple[type[Exception], ...] = (),
+        ignore: type[Exception] | tuple[type[Exception], ...] = CALLER_SIDE_REJECTIONS,
         on_transition: Callable[[BreakerTransition], None] | None = None,
         store: RedisStore | None = None,
         clock: Callable[[], float] = time.monotonic,
