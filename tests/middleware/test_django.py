@@ -147,3 +147,20 @@ def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_django_binds_the_deadline_header_sync_and_async() -> None:
+    from django.core.asgi import get_asgi_application
+    from django.core.wsgi import get_wsgi_application
+
+    header = {names.DEADLINE_HEADER: "2.500"}
+    with serve_wsgi(get_wsgi_application()) as url:
+        sync_left = httpx.get(f"{url}/budget", headers=header).json()["left"]
+        sync_absent = httpx.get(f"{url}/budget").json()["left"]
+    with serve_asgi(get_asgi_application(), lifespan="off") as url:
+        async_left = httpx.get(f"{url}/abudget", headers=header).json()["left"]
+        async_absent = httpx.get(f"{url}/abudget").json()["left"]
+    assert 0 < sync_left <= 2.5
+    assert 0 < async_left <= 2.5
+    assert sync_absent is None
+    assert async_absent is None

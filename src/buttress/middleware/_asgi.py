@@ -59,6 +59,7 @@ class ASGIMiddleware:
         key = self.observer.request_id_key
         self._id_key = key
         self._id_name = key if key is not None else b""
+        self._deadline_key = self.observer.deadline_key
         # route object id -> (route, label). The route itself is kept so a recycled id
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
@@ -73,8 +74,9 @@ class ASGIMiddleware:
             await self._serve_metrics(scope, send)
             return
         headers: RawHeaders = scope["headers"]
-        incoming = host = agent = None
+        incoming = host = agent = deadline = None
         id_key = self._id_key
+        deadline_key = self._deadline_key
         fields, _ = observer.propagation_fields()
         traced = fields is None
         for name, value in headers:
@@ -84,6 +86,8 @@ class ASGIMiddleware:
                 host = value
             elif name == b"user-agent":
                 agent = value
+            elif name == deadline_key:
+                deadline = value
             elif not traced and name in fields:  # type: ignore[operator]
                 traced = True
         method, original = normalise_method(scope["method"])
@@ -104,7 +108,7 @@ class ASGIMiddleware:
             if observer.capture_headers
             else None,
         )
-        observer.begin(exchange, incoming, headers, _getter, traced=traced)
+        observer.begin(exchange, incoming, headers, _getter, traced=traced, deadline=deadline)
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
             if exchange.request_id is not None

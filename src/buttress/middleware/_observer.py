@@ -28,6 +28,8 @@ from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import ConfigurationError
+from ..resilience._deadline import deadline_scope
+from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
 
@@ -219,7 +221,11 @@ class Exchange:
         self.disconnected = False
         self.finished = False
         self.span: trace.Span | None = None
-        self.tokens: tuple[Token[str | None] | None, object | None] = (None, None)
+        self.tokens: tuple[Token[str | None] | None, object | None, deadline_scope | None] = (
+            None,
+            None,
+            None,
+        )
 
 
 class Observer:
@@ -234,6 +240,7 @@ class Observer:
         *,
         service: str | None = None,
         request_id_header: str | None = names.REQUEST_ID_HEADER,
+        deadline_header: str | None = names.DEADLINE_HEADER,
         tracing: bool = True,
         tracer_provider: trace.TracerProvider | None = None,
         metrics: bool = True,
@@ -250,13 +257,11 @@ class Observer:
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if request_id_header is not None and (
-            not request_id_header or not request_id_header.isascii() or " " in request_id_header
-        ):
-            raise ConfigurationError(f"invalid request_id_header {request_id_header!r}")
         self.service = service
-        self.request_id_header = request_id_header
+        self.request_id_header = _header_option(request_id_header, "request_id_header")
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
+        self.deadline_header = _header_option(deadline_header, "deadline_header")
+        self.deadline_key = deadline_header.lower().encode() if deadline_header else None
         self.tracer: trace.Tracer | None = (
             trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
         )
@@ -296,12 +301,14 @@ class Observer:
         getter: Getter[CarrierT],
         *,
         traced: bool = True,
+        deadline: bytes | str | None = None,
     ) -> None:
         """Start observing: correlation id bound, trace context attached, span started.
 
         The shell has filled ``method``, ``path`` and the other request fields first;
         ``traced`` says whether the request carries any header the propagator reads
-        (see :meth:`propagation_fields`).
+        (see :meth:`propagation_fields`); ``deadline`` is the deadline header's value,
+        bound as the request's deadline when it is well formed.
         """
         exchange.start = self.clock()
         span: trace.Span | None = None
@@ -327,7 +334,15 @@ class Observer:
                 rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
             exchange.request_id = rid
             cid_token = correlation_id.set(rid)
-        exchange.tokens = (cid_token, otel_token)
+        scope = None
+        if deadline is not None:
+            left = parse_deadline(deadline)
+            if left is not None:
+                # The caller's remaining budget becomes ours: retry, timeout and the httpx
+                # transport inside the handler honour it, and pass what is left on.
+                scope = deadline_scope(left)
+                scope.__enter__()
+        exchange.tokens = (cid_token, otel_token, scope)
         if self.metrics is not None and exchange.observed:
             self.metrics.active_inc(exchange.method)
 
@@ -388,7 +403,9 @@ class Observer:
 
     def release(self, exchange: Exchange) -> None:
         """Undo ``begin``'s context changes; call in the shell's ``finally``."""
-        cid_token, otel_token = exchange.tokens
+        cid_token, otel_token, scope = exchange.tokens
+        if scope is not None:
+            scope.__exit__(None, None, None)
         if otel_token is not None:
             otel_context.detach(otel_token)  # type: ignore[arg-type]
         if cid_token is not None:
@@ -504,6 +521,14 @@ def _qualname(error: BaseException) -> str:
     cls = type(error)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _header_option(value: str | None, option: str) -> str | None:
+    if value is not None and (
+        not isinstance(value, str) or not value or not value.isascii() or " " in value
+    ):
+        raise ConfigurationError(f"invalid {option} {value!r}")
+    return value
 
 
 def _path_option(value: object, option: str) -> str:
