@@ -170,6 +170,7 @@ class Exchange:
         "host",
         "method",
         "method_original",
+        "metrics",
         "observed",
         "path",
         "protocol",
@@ -221,6 +222,7 @@ class Exchange:
         self.disconnected = False
         self.finished = False
         self.span: trace.Span | None = None
+        self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
         self.tokens: tuple[Token[str | None] | None, object | None, deadline_scope | None] = (
             None,
             None,
@@ -266,12 +268,20 @@ class Observer:
             trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
         )
         self.buckets = merge_buckets(buckets, slos)
-        self.metrics: HTTPServerMetrics | None = None
+        # Without a registry of its own, the middleware records into the one configure()
+        # chose (as the transports and resilience listeners do), even when that choice is
+        # made after the middleware was built: ``_bound`` pairs the instruments with the
+        # registry they live in (one tuple, swapped whole: safe across threads), checked
+        # against ``_follow()`` once per request (one call, one comparison).
         self.registry = registry
+        self._bound: tuple[CollectorRegistry, HTTPServerMetrics] | None = None
+        self._follow: Callable[[], CollectorRegistry] | None = None
         if metrics:
-            from ._metrics import metrics_for
+            from ..telemetry._metrics import target_registry  # prometheus_client: only if used
 
-            self.metrics = metrics_for(registry, self.buckets)
+            if registry is None:
+                self._follow = target_registry
+            self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
@@ -286,6 +296,12 @@ class Observer:
             None,
             None,
         )
+
+    def _bind(self, registry: CollectorRegistry) -> tuple[CollectorRegistry, HTTPServerMetrics]:
+        from ._metrics import metrics_for
+
+        bound = self._bound = (registry, metrics_for(registry, self.buckets))
+        return bound
 
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
@@ -343,8 +359,14 @@ class Observer:
                 scope = deadline_scope(left)
                 scope.__enter__()
         exchange.tokens = (cid_token, otel_token, scope)
-        if self.metrics is not None and exchange.observed:
-            self.metrics.active_inc(exchange.method)
+        bound = self._bound
+        if bound is not None and exchange.observed:
+            follow = self._follow
+            if follow is not None and bound[0] is not follow():
+                bound = self._bind(follow())
+            # finish() records into these same instruments, whatever happens meanwhile.
+            metrics = exchange.metrics = bound[1]
+            metrics.active_inc(exchange.method)
 
     def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
         """The headers the global propagator reads, as ASGI names and as CGI keys.
@@ -394,10 +416,9 @@ class Observer:
             if span.is_recording():
                 self._close_span(span, exchange, route, status)
             span.end()
-        if self.metrics is not None:
-            self.metrics.record(
-                exchange.method, label, status_label, duration, exchange.size, exemplar
-            )
+        metrics = exchange.metrics
+        if metrics is not None:
+            metrics.record(exchange.method, label, status_label, duration, exchange.size, exemplar)
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration)
 
