@@ -13,7 +13,8 @@ from typing import Any, Final
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 
 __all__ = ["ASGIMiddleware"]
 

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from ..telemetry._exposition import render
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._wsgi import _getter
 

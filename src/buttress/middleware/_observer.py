@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
-from urllib.parse import parse_qsl, quote
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -32,6 +31,8 @@ from ..resilience._deadline import deadline_scope
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._slo import SLOLike, buckets_with_thresholds
+from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -41,35 +42,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXCLUDE",
     "DEFAULT_REDACT_HEADERS",
-    "DEFAULT_REDACT_QUERY",
     "Exchange",
     "Observer",
     "SLOLike",
     "merge_buckets",
-    "normalise_method",
-    "redact_query",
     "split_host",
 ]
 
-# Methods the semantic conventions name; any other token a client sends becomes _OTHER,
-# so the method label cannot grow the number of series.
-KNOWN_METHODS: Final = frozenset(
-    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
-)
 DEFAULT_EXCLUDE: Final = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
-# Lower-case query keys whose values are replaced before being recorded anywhere.
-DEFAULT_REDACT_QUERY: Final = frozenset(
-    (
-        "access_token", "api_key", "apikey", "auth", "awsaccesskeyid", "client_secret", "code",
-        "id_token", "key", "password", "passwd", "refresh_token", "secret", "session", "sig",
-        "signature", "token", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
-        "x-goog-credential", "x-goog-signature",
-    )
-)  # fmt: skip
 DEFAULT_REDACT_HEADERS: Final = frozenset(
     ("authorization", "cookie", "proxy-authorization", "set-cookie", "x-api-key", "x-auth-token")
 )
-REDACTED: Final = "REDACTED"
 _EMPTY: Final[Mapping[str, str]] = {}
 _ROOT: Final = otel_context.Context()
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
@@ -77,29 +60,20 @@ _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
 access_logger = logging.getLogger("buttress.access")
 
 
-class SLOLike(Protocol):
-    """Anything with a latency ``threshold`` in seconds (``None`` for availability SLOs)."""
-
-    @property
-    def threshold(self) -> float | None: ...
-
-
 def merge_buckets(buckets: Iterable[float], slos: Iterable[SLOLike] = ()) -> tuple[float, ...]:
-    """The sorted union of ``buckets`` and every SLO latency threshold.
+    """``buckets_with_thresholds`` over checked values: every boundary and threshold positive.
 
     A threshold that is a bucket boundary makes the latency SLI an exact bucket count
     rather than an interpolation.
     """
-    merged: set[float] = set()
-    for value in buckets:
-        merged.add(_positive_seconds(value, "bucket"))
+    slos = tuple(slos)
     for slo in slos:
-        threshold = slo.threshold
-        if threshold is not None:
-            merged.add(_positive_seconds(threshold, "SLO threshold"))
+        if slo.threshold is not None:
+            _positive_seconds(slo.threshold, "SLO threshold")
+    merged = buckets_with_thresholds(slos, [_positive_seconds(b, "bucket") for b in buckets])
     if not merged:
         raise ConfigurationError("buckets must name at least one boundary")
-    return tuple(sorted(merged))
+    return merged
 
 
 def _positive_seconds(value: object, what: str) -> float:
@@ -113,30 +87,6 @@ def _positive_seconds(value: object, what: str) -> float:
     ):
         raise ConfigurationError(f"{what} must be a positive finite number of seconds: {value!r}")
     return float(value)
-
-
-def normalise_method(method: str) -> tuple[str, str | None]:
-    """``(label, original)``: the known method, or ``_OTHER`` and the original token."""
-    if method in KNOWN_METHODS:
-        return method, None
-    upper = method.upper()
-    if upper in KNOWN_METHODS:
-        return upper, method
-    return names.METHOD_OTHER, method
-
-
-def redact_query(query: str, keys: frozenset[str] = DEFAULT_REDACT_QUERY) -> str:
-    """``query`` with the value of every sensitive key replaced by ``REDACTED``."""
-    if not query:
-        return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(key.lower() in keys for key, _ in pairs):
-        return query[:_MAX_RECORDED]
-    out = [
-        f"{quote(key, safe='')}={REDACTED if key.lower() in keys else quote(value, safe='')}"
-        for key, value in pairs
-    ]
-    return "&".join(out)[:_MAX_RECORDED]
 
 
 def split_host(host: str) -> tuple[str | None, int | None]:
@@ -455,7 +405,7 @@ class Observer:
         if status:
             attributes[names.ATTR_HTTP_RESPONSE_STATUS_CODE] = status
         if exchange.query:
-            attributes[names.ATTR_URL_QUERY] = redact_query(exchange.query, self.redact_query_keys)
+            attributes[names.ATTR_URL_QUERY] = self._query(exchange.query)
         # server.address and server.port as the client addressed them (Host header),
         # else the socket the server listens on.
         address, port = split_host(exchange.host) if exchange.host else (None, None)
@@ -512,7 +462,7 @@ class Observer:
             "response_size": exchange.size,
         }
         if exchange.query:
-            extra["query"] = redact_query(exchange.query, self.redact_query_keys)
+            extra["query"] = self._query(exchange.query)
         if self.service is not None:
             extra["service"] = self.service
         if exchange.disconnected:
@@ -520,6 +470,9 @@ class Observer:
         if exchange.error is not None:
             extra["error_type"] = _qualname(exchange.error)
         access_logger.info(names.EVENT_ACCESS, extra=extra)
+
+    def _query(self, query: str) -> str:
+        return redact_query(query, self.redact_query_keys)[:_MAX_RECORDED]
 
     def captured_headers(self, lookup: Callable[[str], str | None]) -> Mapping[str, str]:
         """The configured request headers present on this request, read via ``lookup``."""

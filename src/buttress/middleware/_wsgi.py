@@ -17,7 +17,8 @@ from typing import Any, Final
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 
 __all__ = ["WSGIMiddleware"]
