@@ -198,7 +198,7 @@ class Observer:
         metrics: bool = True,
         registry: CollectorRegistry | None = None,
         buckets: Iterable[float] = names.DURATION_BUCKETS,
-        slos: Iterable[SLOLike] = (),
+        slos: Iterable[SLOLike] | None = None,
         access_log: bool = True,
         exclude: Iterable[str] = DEFAULT_EXCLUDE,
         exclude_prefixes: Iterable[str] = (),
@@ -217,6 +217,10 @@ class Observer:
         self.tracer: trace.Tracer | None = (
             trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
         )
+        if slos is None:  # the SLOs declared for the service, if configure() was given any
+            from ..telemetry._configure import configured_slos
+
+            slos = configured_slos()
         self.buckets = merge_buckets(buckets, slos)
         # Without a registry of its own, the middleware records into the one configure()
         # chose (as the transports and resilience listeners do), even when that choice is
