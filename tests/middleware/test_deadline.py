@@ -8,12 +8,8 @@ receive a budget no larger than the one B received, and a spent budget stops B's
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
@@ -31,7 +27,7 @@ from buttress.resilience._deadline import current_deadline, deadline_scope, rema
 from buttress.resilience._deadline_header import parse_deadline
 from buttress.telemetry import _names as names
 
-from ._support import Telemetry, call_asgi, serve_asgi
+from ._support import Telemetry, call_asgi, serve_asgi, serve_wsgi
 from ._upstream import Upstream
 
 HEADER = names.DEADLINE_HEADER.lower().encode()
@@ -145,38 +141,19 @@ def test_wsgi_binds_the_header_while_the_app_runs(telemetry: Telemetry) -> None:
 # --- a chain of real services ------------------------------------------------------------
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_wsgi(app: Any) -> Iterator[str]:
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 def _service_b(upstream: str, telemetry: Telemetry) -> Any:
     """B: reports the budget it was given and calls C with what is left."""
-    client = httpx.Client(
-        transport=ResilientTransport(metrics_registry=CollectorRegistry(), attempts=1),
-        base_url=upstream,
-    )
+    metrics = CollectorRegistry()
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         received = environ.get("HTTP_X_BUTTRESS_DEADLINE")
         left = remaining()
-        try:
-            outcome = str(client.get("/ok").status_code)
-        except TimedOut:
-            outcome = "TimedOut"
+        transport = ResilientTransport(metrics_registry=metrics, attempts=1)
+        with httpx.Client(transport=transport, base_url=upstream) as client:
+            try:
+                outcome = str(client.get("/ok").status_code)
+            except TimedOut:
+                outcome = "TimedOut"
         body = json.dumps({"received": received, "left": left, "outcome": outcome}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
