@@ -27,7 +27,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import ConfigurationError
-from ..resilience._deadline import deadline_scope
+from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
@@ -173,7 +173,7 @@ class Exchange:
         self.finished = False
         self.span: trace.Span | None = None
         self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
-        self.tokens: tuple[Token[str | None] | None, object | None, deadline_scope | None] = (
+        self.tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
             None,
             None,
             None,
@@ -304,15 +304,14 @@ class Observer:
                 rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
             exchange.request_id = rid
             cid_token = correlation_id.set(rid)
-        scope = None
+        deadline_token = None
         if deadline is not None:
             left = parse_deadline(deadline)
             if left is not None:
                 # The caller's remaining budget becomes ours: retry, timeout and the httpx
                 # transport inside the handler honour it, and pass what is left on.
-                scope = deadline_scope(left)
-                scope.__enter__()
-        exchange.tokens = (cid_token, otel_token, scope)
+                deadline_token = bind_deadline(left)
+        exchange.tokens = (cid_token, otel_token, deadline_token)
         bound = self._bound
         if bound is not None and exchange.observed:
             follow = self._follow
@@ -378,9 +377,9 @@ class Observer:
 
     def release(self, exchange: Exchange) -> None:
         """Undo ``begin``'s context changes; call in the shell's ``finally``."""
-        cid_token, otel_token, scope = exchange.tokens
-        if scope is not None:
-            scope.__exit__(None, None, None)
+        cid_token, otel_token, deadline_token = exchange.tokens
+        if deadline_token is not None:
+            _DEADLINE.reset(deadline_token)
         if otel_token is not None:
             otel_context.detach(otel_token)  # type: ignore[arg-type]
         if cid_token is not None:
