@@ -16,6 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from buttress.resilience._deadline import remaining
+
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -52,6 +54,14 @@ def order(request: HttpRequest, ref: str) -> HttpResponse:
     return HttpResponse(f"order {ref}")
 
 
+def budget(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"left": remaining()})
+
+
+async def abudget(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"left": remaining()})
+
+
 def boom(request: HttpRequest) -> HttpResponse:
     raise Kaput("no")
 
@@ -77,5 +87,7 @@ urlpatterns = [
     path("users/<int:pk>/", user),
     path("api/", include([path("orders/<slug:ref>", order)])),
     path("boom", boom),
+    path("budget", budget),
+    path("abudget", abudget),
     path("stream", stream),
 ]

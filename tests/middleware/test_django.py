@@ -3,12 +3,8 @@ middleware) and its ASGI handler under uvicorn (async middleware)."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,28 +13,10 @@ from opentelemetry.trace import StatusCode
 from buttress.telemetry import _names as names
 
 from . import django_app
-from ._support import serve_asgi
+from ._support import serve_asgi, serve_wsgi
 
 TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4737"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_wsgi(app: Any) -> Iterator[str]:
-    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +125,20 @@ def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_django_binds_the_deadline_header_sync_and_async() -> None:
+    from django.core.asgi import get_asgi_application
+    from django.core.wsgi import get_wsgi_application
+
+    header = {names.DEADLINE_HEADER: "2.500"}
+    with serve_wsgi(get_wsgi_application()) as url:
+        sync_left = httpx.get(f"{url}/budget", headers=header).json()["left"]
+        sync_absent = httpx.get(f"{url}/budget").json()["left"]
+    with serve_asgi(get_asgi_application(), lifespan="off") as url:
+        async_left = httpx.get(f"{url}/abudget", headers=header).json()["left"]
+        async_absent = httpx.get(f"{url}/abudget").json()["left"]
+    assert 0 < sync_left <= 2.5
+    assert 0 < async_left <= 2.5
+    assert sync_absent is None
+    assert async_absent is None

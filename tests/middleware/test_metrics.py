@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from buttress.middleware import ASGIMiddleware
 from buttress.middleware._metrics import InProcessMetrics
 from buttress.telemetry import _names as names
+from buttress.telemetry._metrics import set_target_registry, target_registry
+from buttress.testing import capture_metrics
+
+from ._support import call_asgi
 
 LABELS = {"http_request_method": "GET", "http_route": "/r", "http_response_status_code": "200"}
 
@@ -88,4 +95,67 @@ def test_concurrent_recording_loses_nothing() -> None:
         thread.join()
     assert registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", LABELS) == 8000
     active = registry.get_sample_value(names.HTTP_SERVER_ACTIVE, {"http_request_method": "GET"})
+    assert active == 0
+
+
+# --- which registry the middleware records into --------------------------------------------
+
+
+def _ok_app(during: Callable[[], object] = lambda: None) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        during()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def _requests(registry: CollectorRegistry) -> float:
+    labels = {**LABELS, "http_route": names.ROUTE_UNMATCHED}
+    return registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", labels) or 0.0
+
+
+async def test_without_a_registry_the_middleware_follows_the_configured_one() -> None:
+    # Built before the target is chosen, as an app built at import time before configure().
+    app = ASGIMiddleware(_ok_app(), tracing=False, metrics_path="/metrics")
+    with capture_metrics() as captured:
+        await call_asgi(app, "/")
+        scraped = await call_asgi(app, "/metrics")
+    assert _requests(captured.registry) == 1
+    assert b"http_server_request_duration_seconds_count" in scraped[1]["body"]
+    later = CollectorRegistry()
+    previous = target_registry()
+    set_target_registry(later)  # what configure(registry=later) does
+    try:
+        await call_asgi(app, "/")
+    finally:
+        set_target_registry(previous)
+    assert _requests(later) == 1
+    assert _requests(captured.registry) == 1
+
+
+async def test_an_explicit_registry_is_kept() -> None:
+    mine = CollectorRegistry()
+    app = ASGIMiddleware(_ok_app(), tracing=False, registry=mine)
+    with capture_metrics() as captured:
+        await call_asgi(app, "/")
+    assert _requests(mine) == 1
+    assert _requests(captured.registry) == 0
+
+
+async def test_a_request_ends_in_the_registry_it_started_in() -> None:
+    switched = CollectorRegistry()
+    app = ASGIMiddleware(_ok_app(lambda: set_target_registry(switched)), tracing=False)
+    previous = target_registry()
+    with capture_metrics() as captured:
+        try:
+            await call_asgi(app, "/")
+        finally:
+            set_target_registry(previous)
+    # Counted in flight in one registry, finished in the same: the gauge is back to 0.
+    assert _requests(captured.registry) == 1
+    assert _requests(switched) == 0
+    active = captured.registry.get_sample_value(
+        names.HTTP_SERVER_ACTIVE, {"http_request_method": "GET"}
+    )
     assert active == 0

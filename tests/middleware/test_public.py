@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import buttress.middleware
-from buttress.middleware._observer import merge_buckets, normalise_method, redact_query, split_host
+from buttress.middleware._http import normalise_method, redact_query
+from buttress.middleware._observer import merge_buckets, split_host
 
 
 def test_middleware_names() -> None:
@@ -69,6 +70,8 @@ def test_normalise_method(raw: str, expected: tuple[str, str | None]) -> None:
             "Password=REDACTED&AWSAccessKeyId=REDACTED&sig=REDACTED",
         ),
         ("next=%2Fhome&api_key=s", "next=%2Fhome&api_key=REDACTED"),
+        # As the transport's url.full: keys compared decoded, the rest kept as sent.
+        ("flag&%74oken=t&q=a+b", "flag&%74oken=REDACTED&q=a+b"),
     ],
 )
 def test_redact_query(query: str, expected: str) -> None:

@@ -214,3 +214,39 @@ def test_multiprocess_mode_exposes_every_workers_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {"exposition": "CollectorRegistry"}
     assert any(p.name.startswith("counter_") for p in tmp_path.iterdir())
+
+
+def test_slos_must_be_slo_objects() -> None:
+    with pytest.raises(ConfigurationError, match=r"'p99' is not a buttress\.SLO"):
+        buttress.configure(service="a", slos=["p99"])  # type: ignore[list-item]
+
+
+def test_declared_slos_feed_the_middleware_buckets() -> None:
+    result = _run(
+        """
+        import warnings
+
+        import buttress
+        from buttress.middleware import ASGIMiddleware
+
+        async def app(scope, receive, send):
+            pass
+
+        early = ASGIMiddleware(app, metrics=False)  # built before configure(): warned
+        checkout = buttress.SLO("checkout-latency", service="a", objective=0.99, threshold=0.3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            telemetry = buttress.configure(service="a", log_format="json", slos=[checkout])
+        assert telemetry.slos == (checkout,)
+        later = ASGIMiddleware(app, metrics=False)
+        own = ASGIMiddleware(app, metrics=False, slos=[])
+        print(0.3 in later.observer.buckets, 0.3 in early.observer.buckets)
+        print(0.3 in own.observer.buckets)
+        print([str(w.message) for w in caught])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    later, own, warned = result.stdout.splitlines()
+    assert later == "True False"
+    assert own == "False"
+    assert "a middleware was built before configure(slos=...)" in warned

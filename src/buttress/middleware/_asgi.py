@@ -14,7 +14,8 @@ from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 
 __all__ = ["ASGIMiddleware"]
 
@@ -65,6 +66,7 @@ class ASGIMiddleware:
         key = self.observer.request_id_key
         self._id_key = key
         self._id_name = key if key is not None else b""
+        self._deadline_key = self.observer.deadline_key
         # route object id -> (route, label). The route itself is kept so a recycled id
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
@@ -79,8 +81,9 @@ class ASGIMiddleware:
             await self._serve_metrics(scope, send)
             return
         headers: RawHeaders = scope["headers"]
-        incoming = host = agent = None
+        incoming = host = agent = deadline = None
         id_key = self._id_key
+        deadline_key = self._deadline_key
         fields, _ = observer.propagation_fields()
         traced = fields is None
         for name, value in headers:
@@ -90,6 +93,8 @@ class ASGIMiddleware:
                 host = value
             elif name == b"user-agent":
                 agent = value
+            elif name == deadline_key:
+                deadline = value
             elif not traced and name in fields:  # type: ignore[operator]
                 traced = True
         method, original = normalise_method(scope["method"])
@@ -110,7 +115,7 @@ class ASGIMiddleware:
             if observer.capture_headers
             else None,
         )
-        observer.begin(exchange, incoming, headers, _getter, traced=traced)
+        observer.begin(exchange, incoming, headers, _getter, traced=traced, deadline=deadline)
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
             if exchange.request_id is not None

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from ..telemetry._exposition import render
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._wsgi import _getter
 
@@ -39,6 +40,8 @@ class DjangoMiddleware:
         self.observer = Observer(**dict(getattr(settings, "BUTTRESS_MIDDLEWARE", {})))
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None
+        deadline = self.observer.deadline_header
+        self._deadline_meta = environ_key(deadline) if deadline is not None else None
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -106,7 +109,8 @@ class DjangoMiddleware:
         incoming = meta.get(self._id_meta) if self._id_meta is not None else None
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in meta for key in keys)
-        observer.begin(exchange, incoming, meta, _getter, traced=traced)
+        deadline = meta.get(self._deadline_meta) if self._deadline_meta is not None else None
+        observer.begin(exchange, incoming, meta, _getter, traced=traced, deadline=deadline)
         return exchange
 
     def _end_or_defer(

@@ -23,13 +23,14 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from .._errors import ConfigurationError
 from ..telemetry import _names as names
+from ..telemetry._metrics import target_registry
 
 __all__ = ["HTTPServerMetrics", "metrics_for"]
 
@@ -226,8 +227,8 @@ _lock = threading.Lock()
 
 
 def metrics_for(registry: CollectorRegistry | None, buckets: Sequence[float]) -> HTTPServerMetrics:
-    """The instruments registered in ``registry`` (the default one when ``None``)."""
-    registry = REGISTRY if registry is None else registry
+    """The instruments registered in ``registry`` (the one ``configure`` chose when ``None``)."""
+    registry = target_registry() if registry is None else registry
     buckets = tuple(buckets)
     if any(not math.isfinite(b) for b in buckets):
         raise ConfigurationError(f"buckets must be finite (+Inf is implied): {buckets}")

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
-from urllib.parse import parse_qsl, quote
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -28,8 +27,12 @@ from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import ConfigurationError
+from ..resilience._deadline import _DEADLINE, bind_deadline
+from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._slo import SLOLike, buckets_with_thresholds
+from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -39,35 +42,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EXCLUDE",
     "DEFAULT_REDACT_HEADERS",
-    "DEFAULT_REDACT_QUERY",
     "Exchange",
     "Observer",
     "SLOLike",
     "merge_buckets",
-    "normalise_method",
-    "redact_query",
     "split_host",
 ]
 
-# Methods the semantic conventions name; any other token a client sends becomes _OTHER,
-# so the method label cannot grow the number of series.
-KNOWN_METHODS: Final = frozenset(
-    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
-)
 DEFAULT_EXCLUDE: Final = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
-# Lower-case query keys whose values are replaced before being recorded anywhere.
-DEFAULT_REDACT_QUERY: Final = frozenset(
-    (
-        "access_token", "api_key", "apikey", "auth", "awsaccesskeyid", "client_secret", "code",
-        "id_token", "key", "password", "passwd", "refresh_token", "secret", "session", "sig",
-        "signature", "token", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
-        "x-goog-credential", "x-goog-signature",
-    )
-)  # fmt: skip
 DEFAULT_REDACT_HEADERS: Final = frozenset(
     ("authorization", "cookie", "proxy-authorization", "set-cookie", "x-api-key", "x-auth-token")
 )
-REDACTED: Final = "REDACTED"
 _EMPTY: Final[Mapping[str, str]] = {}
 _ROOT: Final = otel_context.Context()
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
@@ -75,29 +60,20 @@ _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
 access_logger = logging.getLogger("buttress.access")
 
 
-class SLOLike(Protocol):
-    """Anything with a latency ``threshold`` in seconds (``None`` for availability SLOs)."""
-
-    @property
-    def threshold(self) -> float | None: ...
-
-
 def merge_buckets(buckets: Iterable[float], slos: Iterable[SLOLike] = ()) -> tuple[float, ...]:
-    """The sorted union of ``buckets`` and every SLO latency threshold.
+    """``buckets_with_thresholds`` over checked values: every boundary and threshold positive.
 
     A threshold that is a bucket boundary makes the latency SLI an exact bucket count
     rather than an interpolation.
     """
-    merged: set[float] = set()
-    for value in buckets:
-        merged.add(_positive_seconds(value, "bucket"))
+    slos = tuple(slos)
     for slo in slos:
-        threshold = slo.threshold
-        if threshold is not None:
-            merged.add(_positive_seconds(threshold, "SLO threshold"))
+        if slo.threshold is not None:
+            _positive_seconds(slo.threshold, "SLO threshold")
+    merged = buckets_with_thresholds(slos, [_positive_seconds(b, "bucket") for b in buckets])
     if not merged:
         raise ConfigurationError("buckets must name at least one boundary")
-    return tuple(sorted(merged))
+    return merged
 
 
 def _positive_seconds(value: object, what: str) -> float:
@@ -111,30 +87,6 @@ def _positive_seconds(value: object, what: str) -> float:
     ):
         raise ConfigurationError(f"{what} must be a positive finite number of seconds: {value!r}")
     return float(value)
-
-
-def normalise_method(method: str) -> tuple[str, str | None]:
-    """``(label, original)``: the known method, or ``_OTHER`` and the original token."""
-    if method in KNOWN_METHODS:
-        return method, None
-    upper = method.upper()
-    if upper in KNOWN_METHODS:
-        return upper, method
-    return names.METHOD_OTHER, method
-
-
-def redact_query(query: str, keys: frozenset[str] = DEFAULT_REDACT_QUERY) -> str:
-    """``query`` with the value of every sensitive key replaced by ``REDACTED``."""
-    if not query:
-        return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(key.lower() in keys for key, _ in pairs):
-        return query[:_MAX_RECORDED]
-    out = [
-        f"{quote(key, safe='')}={REDACTED if key.lower() in keys else quote(value, safe='')}"
-        for key, value in pairs
-    ]
-    return "&".join(out)[:_MAX_RECORDED]
 
 
 def split_host(host: str) -> tuple[str | None, int | None]:
@@ -168,6 +120,7 @@ class Exchange:
         "host",
         "method",
         "method_original",
+        "metrics",
         "observed",
         "path",
         "protocol",
@@ -219,7 +172,12 @@ class Exchange:
         self.disconnected = False
         self.finished = False
         self.span: trace.Span | None = None
-        self.tokens: tuple[Token[str | None] | None, object | None] = (None, None)
+        self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
+        self.tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
+            None,
+            None,
+            None,
+        )
 
 
 class Observer:
@@ -234,12 +192,13 @@ class Observer:
         *,
         service: str | None = None,
         request_id_header: str | None = names.REQUEST_ID_HEADER,
+        deadline_header: str | None = names.DEADLINE_HEADER,
         tracing: bool = True,
         tracer_provider: trace.TracerProvider | None = None,
         metrics: bool = True,
         registry: CollectorRegistry | None = None,
         buckets: Iterable[float] = names.DURATION_BUCKETS,
-        slos: Iterable[SLOLike] = (),
+        slos: Iterable[SLOLike] | None = None,
         access_log: bool = True,
         exclude: Iterable[str] = DEFAULT_EXCLUDE,
         exclude_prefixes: Iterable[str] = (),
@@ -250,23 +209,33 @@ class Observer:
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if request_id_header is not None and (
-            not request_id_header or not request_id_header.isascii() or " " in request_id_header
-        ):
-            raise ConfigurationError(f"invalid request_id_header {request_id_header!r}")
         self.service = service
-        self.request_id_header = request_id_header
+        self.request_id_header = _header_option(request_id_header, "request_id_header")
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
+        self.deadline_header = _header_option(deadline_header, "deadline_header")
+        self.deadline_key = deadline_header.lower().encode() if deadline_header else None
         self.tracer: trace.Tracer | None = (
             trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
         )
-        self.buckets = merge_buckets(buckets, slos)
-        self.metrics: HTTPServerMetrics | None = None
-        self.registry = registry
-        if metrics:
-            from ._metrics import metrics_for
+        if slos is None:  # the SLOs declared for the service, if configure() was given any
+            from ..telemetry._configure import configured_slos
 
-            self.metrics = metrics_for(registry, self.buckets)
+            slos = configured_slos()
+        self.buckets = merge_buckets(buckets, slos)
+        # Without a registry of its own, the middleware records into the one configure()
+        # chose (as the transports and resilience listeners do), even when that choice is
+        # made after the middleware was built: ``_bound`` pairs the instruments with the
+        # registry they live in (one tuple, swapped whole: safe across threads), checked
+        # against ``_follow()`` once per request (one call, one comparison).
+        self.registry = registry
+        self._bound: tuple[CollectorRegistry, HTTPServerMetrics] | None = None
+        self._follow: Callable[[], CollectorRegistry] | None = None
+        if metrics:
+            from ..telemetry._metrics import target_registry  # prometheus_client: only if used
+
+            if registry is None:
+                self._follow = target_registry
+            self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
@@ -282,6 +251,12 @@ class Observer:
             None,
         )
 
+    def _bind(self, registry: CollectorRegistry) -> tuple[CollectorRegistry, HTTPServerMetrics]:
+        from ._metrics import metrics_for
+
+        bound = self._bound = (registry, metrics_for(registry, self.buckets))
+        return bound
+
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
@@ -296,12 +271,14 @@ class Observer:
         getter: Getter[CarrierT],
         *,
         traced: bool = True,
+        deadline: bytes | str | None = None,
     ) -> None:
         """Start observing: correlation id bound, trace context attached, span started.
 
         The shell has filled ``method``, ``path`` and the other request fields first;
         ``traced`` says whether the request carries any header the propagator reads
-        (see :meth:`propagation_fields`).
+        (see :meth:`propagation_fields`); ``deadline`` is the deadline header's value,
+        bound as the request's deadline when it is well formed.
         """
         exchange.start = self.clock()
         span: trace.Span | None = None
@@ -327,9 +304,22 @@ class Observer:
                 rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
             exchange.request_id = rid
             cid_token = correlation_id.set(rid)
-        exchange.tokens = (cid_token, otel_token)
-        if self.metrics is not None and exchange.observed:
-            self.metrics.active_inc(exchange.method)
+        deadline_token = None
+        if deadline is not None:
+            left = parse_deadline(deadline)
+            if left is not None:
+                # The caller's remaining budget becomes ours: retry, timeout and the httpx
+                # transport inside the handler honour it, and pass what is left on.
+                deadline_token = bind_deadline(left)
+        exchange.tokens = (cid_token, otel_token, deadline_token)
+        bound = self._bound
+        if bound is not None and exchange.observed:
+            follow = self._follow
+            if follow is not None and bound[0] is not follow():
+                bound = self._bind(follow())
+            # finish() records into these same instruments, whatever happens meanwhile.
+            metrics = exchange.metrics = bound[1]
+            metrics.active_inc(exchange.method)
 
     def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
         """The headers the global propagator reads, as ASGI names and as CGI keys.
@@ -379,16 +369,17 @@ class Observer:
             if span.is_recording():
                 self._close_span(span, exchange, route, status)
             span.end()
-        if self.metrics is not None:
-            self.metrics.record(
-                exchange.method, label, status_label, duration, exchange.size, exemplar
-            )
+        metrics = exchange.metrics
+        if metrics is not None:
+            metrics.record(exchange.method, label, status_label, duration, exchange.size, exemplar)
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration)
 
     def release(self, exchange: Exchange) -> None:
         """Undo ``begin``'s context changes; call in the shell's ``finally``."""
-        cid_token, otel_token = exchange.tokens
+        cid_token, otel_token, deadline_token = exchange.tokens
+        if deadline_token is not None:
+            _DEADLINE.reset(deadline_token)
         if otel_token is not None:
             otel_context.detach(otel_token)  # type: ignore[arg-type]
         if cid_token is not None:
@@ -417,7 +408,7 @@ class Observer:
         if status:
             attributes[names.ATTR_HTTP_RESPONSE_STATUS_CODE] = status
         if exchange.query:
-            attributes[names.ATTR_URL_QUERY] = redact_query(exchange.query, self.redact_query_keys)
+            attributes[names.ATTR_URL_QUERY] = self._query(exchange.query)
         # server.address and server.port as the client addressed them (Host header),
         # else the socket the server listens on.
         address, port = split_host(exchange.host) if exchange.host else (None, None)
@@ -474,7 +465,7 @@ class Observer:
             "response_size": exchange.size,
         }
         if exchange.query:
-            extra["query"] = redact_query(exchange.query, self.redact_query_keys)
+            extra["query"] = self._query(exchange.query)
         if self.service is not None:
             extra["service"] = self.service
         if exchange.disconnected:
@@ -482,6 +473,9 @@ class Observer:
         if exchange.error is not None:
             extra["error_type"] = _qualname(exchange.error)
         access_logger.info(names.EVENT_ACCESS, extra=extra)
+
+    def _query(self, query: str) -> str:
+        return redact_query(query, self.redact_query_keys)[:_MAX_RECORDED]
 
     def captured_headers(self, lookup: Callable[[str], str | None]) -> Mapping[str, str]:
         """The configured request headers present on this request, read via ``lookup``."""
@@ -504,6 +498,14 @@ def _qualname(error: BaseException) -> str:
     cls = type(error)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _header_option(value: str | None, option: str) -> str | None:
+    if value is not None and (
+        not isinstance(value, str) or not value or not value.isascii() or " " in value
+    ):
+        raise ConfigurationError(f"invalid {option} {value!r}")
+    return value
 
 
 def _path_option(value: object, option: str) -> str:

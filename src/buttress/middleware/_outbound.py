@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
-from urllib.parse import unquote
 
 import httpx
 from opentelemetry import context as otel_context
@@ -43,6 +42,7 @@ from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
 from ._client_metrics import ClientMetrics, client_metrics_for
+from ._http import normalise_method, redact_query
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -82,19 +82,6 @@ DEFAULT_RETRY_ON: Final[tuple[type[Exception], ...]] = (
     httpx.WriteError,
     httpx.RemoteProtocolError,
 )
-KNOWN_METHODS: Final = frozenset(
-    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
-)
-# Lower-case query keys whose values never reach a span (signatures, tokens, keys).
-REDACT_QUERY: Final = frozenset(
-    (
-        "access_token", "api_key", "apikey", "auth", "awsaccesskeyid", "client_secret", "code",
-        "id_token", "key", "password", "passwd", "refresh_token", "secret", "session", "sig",
-        "signature", "token", "x-amz-credential", "x-amz-security-token", "x-amz-signature",
-        "x-goog-credential", "x-goog-signature",
-    )
-)  # fmt: skip
-REDACTED: Final = "REDACTED"
 # Hosts beyond this many share one policy (and one server_address label), so a client
 # calling arbitrary hosts cannot grow the transport's state or the number of series.
 MAX_HOSTS: Final = 1000
@@ -112,13 +99,7 @@ def full_url(url: httpx.URL) -> str:
     path, mark, query = target.partition("?")
     if not mark:
         return f"{url.scheme}://{netloc}{path}"
-    parts = []
-    for pair in query.split("&"):
-        key, eq, _ = pair.partition("=")
-        if eq and unquote(key).lower() in REDACT_QUERY:
-            pair = f"{key}={REDACTED}"
-        parts.append(pair)
-    return f"{url.scheme}://{netloc}{path}?{'&'.join(parts)}"
+    return f"{url.scheme}://{netloc}{path}?{redact_query(query)}"
 
 
 class FailedStatus(httpx.HTTPStatusError):
@@ -337,8 +318,7 @@ class Outbound:
         deadline = _DEADLINE.get()
         resend = call.sent
         call.sent = resend + 1
-        method = request.method
-        label = method if method in KNOWN_METHODS else names.METHOD_OTHER
+        label, original = normalise_method(request.method)
         url = request.url
         port = url.port or _DEFAULT_PORTS.get(url.scheme)
         attributes: dict[str, Any] = {
@@ -354,8 +334,8 @@ class Outbound:
         )
         if span.is_recording():
             span.set_attribute(names.ATTR_URL_FULL, full_url(url))
-            if label != method:
-                span.set_attribute(names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method)
+            if original is not None:
+                span.set_attribute(names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL, original)
             if resend:
                 span.set_attribute(names.ATTR_HTTP_RESEND_COUNT, resend)
         context = trace.set_span_in_context(span)

@@ -18,7 +18,8 @@ from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
-from ._observer import Exchange, Observer, normalise_method
+from ._http import normalise_method
+from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 
 __all__ = ["WSGIMiddleware"]
@@ -64,6 +65,8 @@ class WSGIMiddleware:
         header = self.observer.request_id_header
         self._id_env = environ_key(header) if header is not None else None
         self._id_name = header.lower() if header is not None else ""
+        deadline = self.observer.deadline_header
+        self._deadline_env = environ_key(deadline) if deadline is not None else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         observer = self.observer
@@ -91,7 +94,8 @@ class WSGIMiddleware:
         incoming = environ.get(self._id_env) if self._id_env is not None else None
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in environ for key in keys)
-        observer.begin(exchange, incoming, environ, _getter, traced=traced)
+        deadline = environ.get(self._deadline_env) if self._deadline_env is not None else None
+        observer.begin(exchange, incoming, environ, _getter, traced=traced, deadline=deadline)
         id_name = self._id_name
         id_header = (
             (observer.request_id_header or "", exchange.request_id)

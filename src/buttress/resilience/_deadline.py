@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
     from types import TracebackType
 
-__all__ = ["Clock", "current_deadline", "deadline_scope", "remaining"]
+__all__ = ["Clock", "bind_deadline", "current_deadline", "deadline_scope", "remaining"]
 
 Clock: TypeAlias = Callable[[], float]
 """A monotonic clock in seconds; ``time.monotonic`` unless a test injects a fake one."""
@@ -38,6 +38,19 @@ def remaining(clock: Clock = time.monotonic) -> float | None:
     return None if deadline is None else deadline - clock()
 
 
+def bind_deadline(seconds: float, clock: Clock = time.monotonic) -> Token[float | None]:
+    """Bind a deadline ``seconds`` (checked already: finite, >= 0) from now; reset the token.
+
+    An earlier deadline in force stays. The lean form of :class:`deadline_scope`, for the
+    middleware's per-request path.
+    """
+    deadline = clock() + seconds
+    current = _DEADLINE.get()
+    if current is not None and current < deadline:
+        deadline = current
+    return _DEADLINE.set(deadline)
+
+
 class deadline_scope:  # lower case: used like a function, ``with deadline_scope(2.0):``
     """Bind a deadline ``seconds`` from now for the ``with`` block.
 
@@ -54,14 +67,11 @@ class deadline_scope:  # lower case: used like a function, ``with deadline_scope
         self._token: Token[float | None] | None = None
 
     def __enter__(self) -> float | None:
-        current = _DEADLINE.get()
-        deadline = current
-        if self._seconds is not None:
-            deadline = self._clock() + self._seconds
-            if current is not None and current < deadline:
-                deadline = current
-        self._token = _DEADLINE.set(deadline)
-        return deadline
+        if self._seconds is None:
+            self._token = _DEADLINE.set(_DEADLINE.get())
+        else:
+            self._token = bind_deadline(self._seconds, self._clock)
+        return _DEADLINE.get()
 
     def __exit__(
         self,

@@ -12,17 +12,20 @@ import logging
 import os
 import sys
 import threading
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_args
 
-from .._errors import ConfigurationError
+from .._errors import ButtressWarning, ConfigurationError
 from ._logging import LogFormat
+from ._slo import SLO
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
-__all__ = ["Telemetry", "configure"]
+__all__ = ["Telemetry", "configure", "configured_slos"]
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -34,7 +37,8 @@ class Telemetry:
     ``registry`` is where buttress records metrics. ``tracer_provider`` is the provider
     configure installed, or ``None`` when the application had already set one (or
     ``OTEL_SDK_DISABLED=true``). ``multiprocess_dir`` is ``PROMETHEUS_MULTIPROC_DIR``
-    when set.
+    when set. ``slos`` are the SLOs declared for the service (their latency thresholds
+    become the middleware's bucket boundaries).
     """
 
     service: str
@@ -43,6 +47,7 @@ class Telemetry:
     registry: CollectorRegistry
     tracer_provider: TracerProvider | None
     multiprocess_dir: str | None
+    slos: tuple[SLO, ...] = ()
 
     def exposition_registry(self) -> CollectorRegistry:
         """The registry a ``/metrics`` endpoint should render.
@@ -61,6 +66,20 @@ class Telemetry:
 
 _lock = threading.Lock()
 _state: tuple[tuple[Any, ...], Telemetry] | None = None
+_slos_read_early = False  # a middleware looked for declared SLOs before configure() ran
+
+
+def configured_slos() -> tuple[SLO, ...]:
+    """The SLOs given to :func:`configure` (none before it runs).
+
+    The middleware reads them once, when it is built without ``slos=`` of its own.
+    """
+    global _slos_read_early
+    state = _state
+    if state is None:
+        _slos_read_early = True
+        return ()
+    return state[1].slos
 
 
 def _check_text(name: str, value: object, *, optional: bool) -> None:
@@ -107,6 +126,7 @@ def configure(
     log_level: str | int = "INFO",
     log_format: LogFormat = "auto",
     registry: CollectorRegistry | None = None,
+    slos: Iterable[SLO] = (),
 ) -> Telemetry:
     """Set up structured logs, OpenTelemetry tracing and Prometheus metrics.
 
@@ -119,7 +139,9 @@ def configure(
       ``OTEL_TRACES_SAMPLER``, OTLP export when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set;
       a provider the application already set is kept;
     - metrics: buttress records into ``registry`` (default ``prometheus_client.REGISTRY``),
-      in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set.
+      in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set;
+    - SLOs: ``slos`` declared here make their latency thresholds bucket boundaries of
+      every middleware built afterwards without ``slos=`` of its own.
 
     Calling it again with the same arguments returns the same :class:`Telemetry`; with
     other arguments it raises ``ConfigurationError`` (a tracer provider cannot be
@@ -140,7 +162,11 @@ def configure(
         raise ConfigurationError(
             f"registry={registry!r}: use a prometheus_client.CollectorRegistry"
         )
-    key = (service, version, environment, level, log_format, registry)
+    declared = tuple(slos)
+    for slo in declared:
+        if not isinstance(slo, SLO):
+            raise ConfigurationError(f"slos: {slo!r} is not a buttress.SLO")
+    key = (service, version, environment, level, log_format, registry, declared)
     with _lock:
         if _state is not None:
             previous, telemetry = _state
@@ -150,7 +176,8 @@ def configure(
                 f"configure() was already called with service={previous[0]!r}, "
                 f"version={previous[1]!r}, environment={previous[2]!r}, "
                 f"log_level={previous[3]!r}, log_format={previous[4]!r}, registry="
-                f"{previous[5]!r}; call it once, with service={service!r}, ..."
+                f"{previous[5]!r}, slos={previous[6]!r}; call it once, with "
+                f"service={service!r}, ..."
             )
         from . import _logging, _metrics, _otel
 
@@ -163,19 +190,29 @@ def configure(
             plan, service=service, version=version, environment=environment
         )
         _metrics.set_target_registry(target)
-        telemetry = Telemetry(service, version, environment, target, provider, multiprocess_dir)
+        telemetry = Telemetry(
+            service, version, environment, target, provider, multiprocess_dir, declared
+        )
         _state = (key, telemetry)
-        return telemetry
+    if declared and _slos_read_early:
+        warnings.warn(
+            "a middleware was built before configure(slos=...): its duration buckets lack "
+            "these SLO thresholds; call configure() first, or give the middleware slos=",
+            ButtressWarning,
+            stacklevel=2,
+        )
+    return telemetry
 
 
 def _reset() -> None:
     """Forget the configuration (for tests); a tracer provider, once set, stays."""
-    global _state
+    global _state, _slos_read_early
     from prometheus_client import REGISTRY
 
     from . import _logging, _metrics
 
     with _lock:
         _state = None
+        _slos_read_early = False
         _logging.unconfigure_logging()
         _metrics.set_target_registry(REGISTRY)

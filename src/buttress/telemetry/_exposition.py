@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from ._metrics import target_registry
 
 __all__ = ["render"]
 
@@ -18,7 +20,10 @@ __all__ = ["render"]
 def render(
     registry: CollectorRegistry | None = None, accept: str | None = None
 ) -> tuple[bytes, str]:
-    """``(body, content_type)`` for a scrape that sent the ``accept`` header."""
+    """``(body, content_type)`` for a scrape that sent the ``accept`` header.
+
+    ``registry`` defaults to the one buttress records into (``configure(registry=...)``).
+    """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Read at scrape time on purpose: the variable is what makes prometheus_client
         # write per-process files at all, so it decides the mode for us too.
@@ -27,6 +32,6 @@ def render(
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     elif registry is None:
-        registry = REGISTRY
+        registry = target_registry()  # the one configure() chose
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type

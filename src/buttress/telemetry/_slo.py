@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from .._errors import ConfigurationError
 from ._names import (
@@ -26,7 +26,7 @@ from ._names import (
     LABEL_SLO_WINDOW,
 )
 
-__all__ = ["SLO", "buckets_with_thresholds", "load_slos", "parse_duration"]
+__all__ = ["SLO", "SLOLike", "buckets_with_thresholds", "load_slos", "parse_duration"]
 
 DEFAULT_WINDOW: Final = timedelta(days=30)
 DEFAULT_MIN_RATE: Final = 0.1
@@ -220,8 +220,15 @@ def _check_labels(slo: str, field_name: str, value: object) -> dict[str, str]:
     return result
 
 
+class SLOLike(Protocol):
+    """Anything with a latency ``threshold`` in seconds (``None`` for availability SLOs)."""
+
+    @property
+    def threshold(self) -> float | None: ...
+
+
 def buckets_with_thresholds(
-    slos: Iterable[SLO], base: Iterable[float] = DURATION_BUCKETS
+    slos: Iterable[SLOLike], base: Iterable[float] = DURATION_BUCKETS
 ) -> tuple[float, ...]:
     """The histogram boundaries ``base`` plus every latency SLO threshold, sorted.
 
