@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +111,9 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
     await service.start()
     outcome.service_url = service.url
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+    catch_signals = _can_catch_signals()
+    if catch_signals:  # Ctrl-C ends the traffic early; the artifacts are still written
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
     prometheus = _start_prometheus(out, service.port) if options.prometheus else None
     print(
@@ -145,12 +147,20 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
         if prometheus is not None:
             outcome.prometheus = await prometheus.snapshot()
             prometheus.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+        if catch_signals:
+            for sig in _STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         await client.aclose()
         await service.stop()
         await upstream.stop()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _can_catch_signals() -> bool:
+    # The loop takes signals only in the main thread, and not at all on Windows.
+    return sys.platform != "win32" and threading.current_thread() is threading.main_thread()
 
 
 class _Prometheus:
