@@ -152,3 +152,25 @@ async def test_never_grants_more_than_rate_times_time_plus_burst_across_1000_tas
 def test_bad_configuration(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         RateLimiter("api", **kwargs)  # type: ignore[arg-type]
+
+
+def test_waits_go_through_an_injected_sleep_sync_and_async() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter("r", rate=2, burst=1, max_wait=1.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()  # the next token is 0.5 s away: reserved, and the fake sleep waits
+    assert clock.sleeps == [0.5]
+
+    alimiter = RateLimiter("a", rate=2, burst=1, max_wait=1.0, clock=clock, sleep=clock.async_sleep)
+
+    async def take_two() -> None:
+        await alimiter.acquire_async()
+        await alimiter.acquire_async()
+
+    asyncio.run(take_two())
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_a_sleep_that_is_not_callable_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="42"):
+        RateLimiter("r", rate=1, sleep=42)  # type: ignore[arg-type]

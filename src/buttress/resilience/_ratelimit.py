@@ -10,6 +10,7 @@ is due: reservations queue in order, so waiting callers can never exceed the rat
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import threading
 import time
@@ -94,7 +95,7 @@ class RateLimiter(Strategy):
     bucket between processes.
     """
 
-    __slots__ = ("_backend", "_registry", "burst", "max_wait", "name", "rate")
+    __slots__ = ("_backend", "_registry", "_sleep", "burst", "max_wait", "name", "rate")
 
     def __init__(
         self,
@@ -106,9 +107,15 @@ class RateLimiter(Strategy):
         max_wait: float | timedelta = 0.0,
         store: RedisStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
         registry: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
+        if sleep is not None and not callable(sleep):
+            raise ConfigurationError(f"sleep must be callable, got {sleep!r}")
+        # Waits for a token go through ``sleep`` when given (a fake clock's, in tests; its
+        # result is awaited in async calls when awaitable), else time.sleep/asyncio.sleep.
+        self._sleep = sleep
         if (
             not isinstance(rate, int | float)
             or isinstance(rate, bool)
@@ -152,7 +159,7 @@ class RateLimiter(Strategy):
         if wait > 0:
             if self._registry.active:
                 self._registry.emit(RateLimitWaited(self.name, wait))
-            time.sleep(wait)
+            (self._sleep or time.sleep)(wait)
 
     async def acquire_async(self) -> None:
         """Take a token for this task, sleeping for it if ``max_wait`` allows."""
@@ -170,7 +177,12 @@ class RateLimiter(Strategy):
             raise self._refused(-wait)
         if self._registry.active:
             self._registry.emit(RateLimitWaited(self.name, wait))
-        await asyncio.sleep(wait)
+        if self._sleep is None:
+            await asyncio.sleep(wait)
+        else:
+            slept = self._sleep(wait)
+            if inspect.isawaitable(slept):
+                await slept
 
     def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
