@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 import typing
 from collections.abc import Iterator
 
@@ -108,16 +109,41 @@ def test_labelled_children_are_cached(registry: CollectorRegistry) -> None:
     event = ev.RetryScheduled("pay", 1, 0.1, "OSError")
     listener(event)
     family = _metrics.metrics_for(registry).retry_attempts
-
-    def no_lookup(*labels: str) -> None:
-        raise AssertionError(f"labels{labels} looked up again")
-
-    family._metric.labels = no_lookup  # type: ignore[method-assign, assignment]
+    first = family.child("pay", "OSError")
     listener(event)
     listener(event)
+    assert family.child("pay", "OSError") is first  # one child, found again, never rebuilt
     assert (
         registry.get_sample_value(n.RETRY_ATTEMPTS, {"policy": "pay", "error_type": "OSError"}) == 3
     )
+
+
+def test_concurrent_increments_are_never_lost(registry: CollectorRegistry) -> None:
+    listener = _listeners.PrometheusListener(registry)
+    event = ev.RetryFinished("pay", 1, "success", "")
+    barrier = threading.Barrier(16)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(2_000):
+            listener(event)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    labels = {"policy": "pay", "outcome": "success"}
+    assert registry.get_sample_value(n.RETRY_CALLS, labels) == 16 * 2_000
+    assert registry.get_sample_value(n.RETRY_CALLS.removesuffix("_total") + "_created", labels)
+
+
+def test_a_second_registration_of_the_same_counter_is_refused(
+    registry: CollectorRegistry,
+) -> None:
+    _metrics.metrics_for(registry)
+    with pytest.raises(ValueError, match="Duplicated"):
+        _metrics.ResilienceMetrics(registry)
 
 
 def test_one_set_of_instruments_per_registry(registry: CollectorRegistry) -> None:

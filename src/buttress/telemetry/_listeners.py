@@ -66,7 +66,10 @@ class PrometheusListener:
         return self._metrics is None
 
     def __call__(self, event: Event, /) -> None:
-        (self._metrics or _metrics.current()).record(event)
+        # Inlined dispatch: this runs on every decorated call that succeeds at once.
+        handler = _metrics.HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self._metrics or _metrics.current(), event)
 
 
 # --- what each event says, as (name, fields) -------------------------------------------------
@@ -207,11 +210,15 @@ class SpanListener:
     __slots__ = ()
 
     def __call__(self, event: Event, /) -> None:
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return
         describe = _DESCRIBE.get(type(event))
         if describe is None:
+            return
+        # A call that succeeded at its first attempt says nothing a span event would add;
+        # it happens on nearly every call, and a span event costs more than the call.
+        if isinstance(event, RetryFinished) and event.attempts == 1 and event.outcome == "success":
+            return
+        span = trace.get_current_span()
+        if not span.is_recording():
             return
         _, name, fields = describe(event)
         # An empty error type (a retried call that succeeded) is not an error.
