@@ -9,14 +9,12 @@ are bounded (known methods, at most ``MAX_HOSTS`` hosts, status codes).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from ..telemetry import _names as names
-from ..telemetry._metrics import target_registry
+from ..telemetry._metrics import PerRegistry, target_registry
 
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
@@ -74,19 +72,9 @@ class ClientMetrics:
             child.observe(duration)
 
 
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-_lock = threading.Lock()
+_client = PerRegistry(ClientMetrics)
 
 
 def client_metrics_for(registry: CollectorRegistry | None) -> ClientMetrics:
     """The instruments on ``registry`` (the one ``buttress.configure`` chose when ``None``)."""
-    registry = target_registry() if registry is None else registry
-    metrics = _by_registry.get(registry)
-    if metrics is None:
-        with _lock:
-            metrics = _by_registry.get(registry)
-            if metrics is None:
-                metrics = _by_registry[registry] = ClientMetrics(registry)
-    return metrics
+    return _client.get(target_registry() if registry is None else registry)

@@ -293,23 +293,41 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     FaultInjected: _fault,
 }
 
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ResilienceMetrics] = (
-    weakref.WeakKeyDictionary()
-)
+T = TypeVar("T")
+
+
+class PerRegistry(Generic[T]):
+    """One instrument set per registry, made on first use and kept while the registry lives.
+
+    Registering the same names twice on one registry raises "Duplicated timeseries", so
+    every user of a registry must share one set: the first look-up makes it under a lock.
+    """
+
+    __slots__ = ("_lock", "_make", "_sets")
+
+    def __init__(self, make: Callable[[CollectorRegistry], T]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._sets: weakref.WeakKeyDictionary[CollectorRegistry, T] = weakref.WeakKeyDictionary()
+
+    def get(self, registry: CollectorRegistry) -> T:
+        made = self._sets.get(registry)
+        if made is None:
+            with self._lock:
+                made = self._sets.get(registry)
+                if made is None:
+                    made = self._sets[registry] = self._make(registry)
+        return made
+
+
+_resilience = PerRegistry(ResilienceMetrics)
 _target: CollectorRegistry = REGISTRY
 _current: ResilienceMetrics | None = None
 
 
 def metrics_for(registry: CollectorRegistry) -> ResilienceMetrics:
     """The instruments on ``registry``, registered there on first use."""
-    metrics = _by_registry.get(registry)
-    if metrics is None:
-        with _lock:  # registering twice on one registry would raise "Duplicated timeseries"
-            metrics = _by_registry.get(registry)
-            if metrics is None:
-                metrics = _by_registry[registry] = ResilienceMetrics(registry)
-    return metrics
+    return _resilience.get(registry)
 
 
 def target_registry() -> CollectorRegistry:
