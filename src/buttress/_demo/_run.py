@@ -25,7 +25,7 @@ from ._service import OBJECTIVE, build_service, demo_slos
 from ._stats import DemoStats
 from ._traffic import drive
 from ._upstream import UpstreamControl, build_upstream
-from ._view import make_view, summary_line
+from ._view import make_view
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -137,10 +137,10 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
             await asyncio.wait({traffic}, timeout=0.25)
         outcome.sent = traffic.result()
     finally:
+        # The last state, with every request the generator waited for counted.
+        view.update(stats, phase, time.monotonic() - begin, options.duration)
         view.close()
         outcome.interrupted = stop.is_set()
-        elapsed = time.monotonic() - begin
-        print(summary_line(stats, phase, elapsed, options.duration))
         outcome.upstream_calls = control.calls
         async with httpx.AsyncClient(base_url=service.url) as scraper:
             outcome.metrics_text = (await scraper.get("/metrics")).text

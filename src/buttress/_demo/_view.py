@@ -39,19 +39,25 @@ def summary_line(stats: DemoStats, phase: Phase, elapsed: float, duration: float
 
 
 class PlainView:
-    """Prints :func:`summary_line` every ``every`` seconds."""
+    """Prints :func:`summary_line` every ``every`` seconds, and the last state on close."""
 
     def __init__(self, *, every: float = 2.0) -> None:
         self._every = every
         self._last = -every
+        self._pending: str | None = None
 
     def update(self, stats: DemoStats, phase: Phase, elapsed: float, duration: float) -> None:
+        line = summary_line(stats, phase, elapsed, duration)
         if elapsed - self._last >= self._every:
             self._last = elapsed
-            print(summary_line(stats, phase, elapsed, duration), flush=True)
+            print(line, flush=True)
+            self._pending = None
+        else:
+            self._pending = line
 
     def close(self) -> None:
-        return None
+        if self._pending is not None:
+            print(self._pending, flush=True)
 
 
 class RichView:
