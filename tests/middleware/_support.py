@@ -38,6 +38,7 @@ class Telemetry:
 
     def count(self, **labels: str) -> float:
         """Observations of the duration histogram with these labels."""
+        labels = {names.LABEL_ERROR_TYPE: "", **labels}
         value = self.registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", labels)
         return value or 0.0
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -26,6 +26,8 @@ from buttress.middleware import ASGIMiddleware
 from buttress.telemetry import _names as names
 
 from ._support import Message, Telemetry, call_asgi, response_header
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -77,6 +79,7 @@ async def test_two_interleaved_requests_see_only_their_own_ids_and_sizes(
             "http_request_method": "GET",
             "http_route": names.ROUTE_UNMATCHED,
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert size_sum == 1015
@@ -87,6 +90,7 @@ async def test_two_interleaved_requests_see_only_their_own_ids_and_sizes(
                 "http_request_method": "GET",
                 "http_route": names.ROUTE_UNMATCHED,
                 "http_response_status_code": "200",
+                "error_type": "",
                 "le": le,
             },
         )
@@ -112,6 +116,7 @@ async def test_client_disconnect_is_recorded(telemetry: Telemetry) -> None:
             http_request_method="GET",
             http_route=names.ROUTE_UNMATCHED,
             http_response_status_code=names.STATUS_CLIENT_CLOSED,
+            error_type=names.ERROR_CLIENT_DISCONNECT,
         )
         == 1
     )
@@ -157,6 +162,7 @@ async def test_error_response_off_leaves_the_500_to_the_server(telemetry: Teleme
             http_request_method="GET",
             http_route=names.ROUTE_UNMATCHED,
             http_response_status_code="500",
+            error_type="KeyError",
         )
         == 1
     )
@@ -192,6 +198,7 @@ async def test_unsampled_requests_record_metrics_without_span_work() -> None:
             "http_request_method": "GET",
             "http_route": names.ROUTE_UNMATCHED,
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert count == 1
@@ -361,13 +368,40 @@ def get_header(sent: list[Message], name: bytes) -> bytes:
     return response_header(sent, name) or b""
 
 
-async def test_a_request_without_trace_headers_starts_a_root_span(telemetry: Telemetry) -> None:
+async def test_a_request_without_trace_headers_and_no_current_span_is_a_root(
+    telemetry: Telemetry,
+) -> None:
+    await call_asgi(ASGIMiddleware(ok_app, **telemetry.options()), "/")
+    (span,) = telemetry.spans()
+    assert span.parent is None
+
+
+async def test_the_server_span_is_a_child_of_the_current_context(telemetry: Telemetry) -> None:
+    # An outer middleware's (non-server) span is current: ours joins its trace, so the
+    # request has one trace, whatever the headers say.
     middleware = ASGIMiddleware(ok_app, **telemetry.options())
-    outer = telemetry.provider.get_tracer("test").start_span("unrelated")
+    outer = telemetry.provider.get_tracer("test").start_span("outer")
     with trace.use_span(outer, end_on_exit=True):
-        await call_asgi(middleware, "/")
+        await call_asgi(middleware, "/", headers=[(b"traceparent", TRACEPARENT.encode())])
     (span,) = [s for s in telemetry.spans() if s.name == "GET"]
-    assert span.parent is None  # never a child of whatever happened to be current
+    assert span.parent is not None
+    assert span.parent.span_id == outer.get_span_context().span_id
+    assert span.context.trace_id == outer.get_span_context().trace_id
+
+
+async def test_a_current_server_span_is_enriched_not_doubled(telemetry: Telemetry) -> None:
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    outer = telemetry.provider.get_tracer("other").start_span("GET", kind=SpanKind.SERVER)
+    with trace.use_span(outer, end_on_exit=False):
+        sent = await call_asgi(middleware, "/")
+    assert telemetry.spans() == []  # ours ended nothing: the span belongs to its starter
+    outer.end()
+    (span,) = telemetry.spans()
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    trace_id = format(outer.get_span_context().trace_id, "032x")
+    assert span.attributes["buttress.request_id"] == trace_id
+    assert response_header(sent, b"x-request-id") == trace_id.encode()
 
 
 async def test_a_propagator_without_declared_fields_is_always_asked(telemetry: Telemetry) -> None:

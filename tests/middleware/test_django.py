@@ -24,11 +24,12 @@ def _fresh_spans() -> None:
     django_app.exporter.clear()
 
 
-def count(route: str, status: str, method: str = "GET") -> float:
+def count(route: str, status: str, method: str = "GET", error_type: str = "") -> float:
     labels = {
         "http_request_method": method,
         "http_route": route,
         "http_response_status_code": status,
+        "error_type": error_type,
     }
     value = django_app.registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", labels)
     return value or 0.0
@@ -56,7 +57,7 @@ def test_django_wsgi(caplog: pytest.LogCaptureFixture) -> None:
 
     assert count("/users/<int:pk>/", "200") == before + 1
     assert count("/api/orders/<slug:ref>", "200") >= 1
-    assert count("/boom", "500") >= 1
+    assert count("/boom", "500", error_type=f"{django_app.__name__}.Kaput") >= 1
     assert count(names.ROUTE_UNMATCHED, "404") >= 1
     assert metrics.headers["content-type"].startswith("application/openmetrics-text")
     assert 'http_route="/users/<int:pk>/"' in metrics.text
@@ -75,7 +76,12 @@ def test_django_wsgi(caplog: pytest.LogCaptureFixture) -> None:
     assert failed.attributes["http.response.status_code"] == 500
     size = django_app.registry.get_sample_value(
         f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum",
-        {"http_request_method": "GET", "http_route": "/stream", "http_response_status_code": "200"},
+        {
+            "http_request_method": "GET",
+            "http_route": "/stream",
+            "http_response_status_code": "200",
+            "error_type": "",
+        },
     )
     assert size is not None
     assert size >= len(streamed.content)
@@ -113,6 +119,7 @@ def test_django_asgi_uses_the_async_twin() -> None:
             "http_request_method": "GET",
             "http_route": "/astream",
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert size == len(streamed.content)

@@ -54,13 +54,14 @@ def flask_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(url, tmp)
 
 
-def _labels(route: str, status: str) -> tuple[tuple[str, str], ...]:
+def _labels(route: str, status: str, error_type: str = "") -> tuple[tuple[str, str], ...]:
     return tuple(
         sorted(
             {
                 "http_request_method": "GET",
                 "http_route": route,
                 "http_response_status_code": status,
+                "error_type": error_type,
             }.items()
         )
     )
@@ -110,15 +111,22 @@ def test_flask_error_streaming_and_unmatched(flask_server: Server) -> None:
     for i in range(10):
         assert httpx.get(f"{flask_server.url}/random/{i}").status_code == 404
     metrics = flask_server.metrics()
-    assert metrics[(f"{names.HTTP_SERVER_DURATION}_count", _labels("/boom", "500"))] == 1
+    assert (
+        metrics[(f"{names.HTTP_SERVER_DURATION}_count", _labels("/boom", "500", "LookupError"))]
+        == 1
+    )
     stream_size = (f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum", _labels("/stream", "200"))
     assert metrics[stream_size] == len(stream.content)
     unmatched = (f"{names.HTTP_SERVER_DURATION}_count", _labels(names.ROUTE_UNMATCHED, "404"))
     assert metrics[unmatched] == 10
     assert not any("/random/" in dict(labels).get("http_route", "") for _, labels in metrics)
     (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /boom"]
+    # Flask answered the exception with its own 500: the span still names it.
     assert span["status"] == "ERROR"
-    assert span["attributes"]["error.type"] == "500"
+    assert span["attributes"]["error.type"] == "LookupError"
+    assert span["events"] == ["exception"]
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/boom"]
+    assert line["error_type"] == "LookupError"
 
 
 def test_metrics_endpoint_merges_workers_in_multiprocess_mode(

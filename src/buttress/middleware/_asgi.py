@@ -16,6 +16,7 @@ from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
+from ._swallowed import handled_exception
 
 __all__ = ["ASGIMiddleware"]
 
@@ -130,7 +131,11 @@ class ASGIMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 started = True
-                exchange.status = message["status"]
+                status = exchange.status = message["status"]
+                if status >= 500 and exchange.error is None:
+                    # An exception handler (Starlette's, FastAPI's) answering from its
+                    # except block: the exception it swallowed is the request's error.
+                    exchange.error = handled_exception(status)
                 if id_header is not None:
                     message = _with_header(message, id_header, id_key)
             elif kind == "http.response.body":

@@ -18,11 +18,12 @@ from ..telemetry._exposition import render
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._swallowed import REQUEST_ATTR, watch_django
 from ._wsgi import _getter
 
 __all__ = ["DjangoMiddleware"]
 
-_ERROR_KEY: Final = "_buttress_error"  # where process_exception leaves the view's exception
+_ERROR_KEY: Final = REQUEST_ATTR  # where process_exception leaves the view's exception
 
 
 class DjangoMiddleware:
@@ -42,6 +43,7 @@ class DjangoMiddleware:
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
         self._deadline_meta = environ_key(deadline) if deadline is not None else None
+        watch_django()  # exceptions Django answers below us (other middleware) are named too
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)

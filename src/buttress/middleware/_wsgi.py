@@ -21,6 +21,7 @@ from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._swallowed import ENVIRON_KEY, watch_flask
 
 __all__ = ["WSGIMiddleware"]
 
@@ -67,6 +68,7 @@ class WSGIMiddleware:
         self._id_name = header.lower() if header is not None else ""
         deadline = self.observer.deadline_header
         self._deadline_env = environ_key(deadline) if deadline is not None else None
+        watch_flask()  # the exceptions Flask answers with its own 500 are named too
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         observer = self.observer
@@ -109,6 +111,8 @@ class WSGIMiddleware:
             status: str, headers: Headers, exc_info: Any = None
         ) -> Callable[[bytes], object]:
             exchange.status = int(status[:3]) if status[:3].isdigit() else 0
+            if exchange.error is None:
+                exchange.error = environ.get(ENVIRON_KEY)  # what Flask answered with a 500
             # Read the route now: Flask drops its request from the environ when it pops
             # the request context, before the server iterates the body.
             route[0] = _route(environ)
