@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,35 @@ def test_metrics_endpoint_merges_workers_in_multiprocess_mode(
     assert counts[_labels("/users/<int:user_id>", "200")] == 20
     pids = {p.name for p in metrics_dir.iterdir() if p.name.startswith("histogram_")}
     assert len(pids) >= 1
+
+
+def test_an_exception_after_the_first_chunk_is_an_error(flask_server: Server) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(f"{flask_server.url}/half")
+    metrics = flask_server.metrics()
+    key = (f"{names.HTTP_SERVER_DURATION}_count", _labels("/half", "200", "flask_app.Broken"))
+    assert metrics[key] == 1
+    (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /half"]
+    assert span["status"] == "ERROR"
+    assert span["attributes"]["error.type"] == "flask_app.Broken"
+    assert span["attributes"]["http.response.status_code"] == 200
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/half"]
+    assert line["error_type"] == "flask_app.Broken"
+
+
+def test_a_stream_cut_by_the_client_is_a_disconnect(flask_server: Server) -> None:
+    host, port = flask_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        sock.recv(1024)  # then the client gives up
+    metrics = flask_server.metrics()  # the sync worker is done with /big by now
+    key = (
+        f"{names.HTTP_SERVER_DURATION}_count",
+        _labels("/big", "200", names.ERROR_CLIENT_DISCONNECT),
+    )
+    assert metrics[key] == 1
+    (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /big"]
+    assert span["attributes"]["error.type"] == names.ERROR_CLIENT_DISCONNECT
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/big"]
+    assert line["disconnected"] is True
+    assert line["response_size"] < 400 * 65536

@@ -168,3 +168,24 @@ def test_metrics_endpoint_and_exclusions(telemetry: Telemetry) -> None:
     )
     assert f"{names.HTTP_SERVER_DURATION}_count{{{labels}}} 1.0" in text
     assert "healthz" not in text
+
+
+def test_log_lines_while_a_body_streams_carry_the_request_id(telemetry: Telemetry) -> None:
+    seen: list[str | None] = []
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterable[bytes]:
+            for i in range(3):
+                seen.append(get_correlation_id())  # runs as the server pulls each chunk
+                yield b"%d" % i
+
+        return body()
+
+    middleware = WSGIMiddleware(app, **telemetry.options())
+    body = middleware(environ("/s", HTTP_X_REQUEST_ID="stream-1"), Recorder())
+    assert b"".join(body) == b"012"
+    assert get_correlation_id() is None  # only bound while a chunk is made
+    body.close()  # type: ignore[attr-defined]
+    assert seen == ["stream-1"] * 3

@@ -1,7 +1,7 @@
 """The ASGI shell: any ASGI app, and Starlette/FastAPI routes read after routing.
 
 Per-request state lives in local variables and the wrapped ``send``/``receive`` closures,
-never on the middleware instance. Websocket and lifespan scopes pass through untouched.
+never on the middleware instance. Lifespan scopes pass through untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Final
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
+from ._disconnect import ReceiveWatch
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
@@ -126,6 +127,16 @@ class ASGIMiddleware:
         entry_app = scope.get("app")
         started = False
 
+        def client_left() -> None:
+            # The client went away before the response ended: record it now, as what the
+            # client got (499 before any response, else the status with client_disconnect),
+            # however long the app goes on working.
+            if not exchange.finished:
+                exchange.disconnected = True
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
+
+        watch = ReceiveWatch(receive, client_left) if exchange.observed else None
+
         async def observed_send(message: Message) -> None:
             nonlocal started
             kind = message["type"]
@@ -145,19 +156,19 @@ class ASGIMiddleware:
                     # chunk means a client that has the whole body also finds the request
                     # in metrics, spans and logs, and background tasks the app runs after
                     # the body are not counted as request latency.
+                    if watch is not None:
+                        watch.stop()
                     observer.finish(exchange, self._route(scope, root_path, entry_app))
             elif kind == "http.response.pathsend":
+                if watch is not None:
+                    watch.stop()
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
             await send(message)
 
-        async def observed_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not exchange.finished:
-                exchange.disconnected = True
-            return message
-
         try:
-            await self._observed_app(scope, observed_receive, observed_send)
+            await self._observed_app(
+                scope, watch.receive if watch is not None else receive, observed_send
+            )
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True
@@ -169,6 +180,8 @@ class ASGIMiddleware:
                     await self._answer_500(observed_send)
             raise
         finally:
+            if watch is not None:
+                watch.stop()
             if not exchange.finished:
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
             observer.release(exchange)
@@ -184,6 +197,9 @@ class ASGIMiddleware:
                     "headers": [
                         (b"content-type", b"text/plain; charset=utf-8"),
                         (b"content-length", str(len(_ERROR_BODY)).encode()),
+                        # The app failed mid-request: the connection may hold an unread
+                        # body, so close it rather than have the server reset it later.
+                        (b"connection", b"close"),
                     ],
                 }
             )

@@ -2,7 +2,7 @@
 
 The request ends when the server closes the response iterable (the body has been sent),
 so streamed bodies are timed to their last chunk. The correlation id and trace context are
-bound while the app's callable runs (not while the server iterates a streamed body).
+bound while the app's callable runs and while each chunk of its body is produced.
 Per-request state lives in locals, the wrapped ``start_response`` and the body wrapper,
 never on the middleware instance.
 """
@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import Token
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
+from ..telemetry._correlation import correlation_id
 from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
@@ -185,13 +189,22 @@ class _ObservedBody:
 
     def __iter__(self) -> Iterator[bytes]:
         exchange = self._exchange
-        try:
-            for chunk in self._iterable:
-                exchange.size += len(chunk)
-                yield chunk
-        except Exception as error:
-            exchange.error = error
-            raise
+        chunks = iter(self._iterable)
+        while True:
+            # The app's generator runs as the server pulls each chunk: bind the request's
+            # id and span around each step, so its log lines carry them too.
+            tokens = _bind(exchange)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as error:
+                exchange.error = error
+                raise
+            finally:
+                _unbind(tokens)
+            exchange.size += len(chunk)
+            yield chunk
         self._exhausted = True
 
     def close(self) -> None:
@@ -205,6 +218,23 @@ class _ObservedBody:
                 # Closed before the last chunk: the server gave up writing to the client.
                 exchange.disconnected = True
             self._observer.finish(exchange, self._route[0] or _route(self._environ))
+
+
+def _bind(exchange: Exchange) -> tuple[Token[str | None] | None, object | None]:
+    rid = exchange.request_id
+    span = exchange.span
+    return (
+        correlation_id.set(rid) if rid is not None else None,
+        otel_context.attach(trace.set_span_in_context(span)) if span is not None else None,
+    )
+
+
+def _unbind(tokens: tuple[Token[str | None] | None, object | None]) -> None:
+    cid_token, otel_token = tokens
+    if otel_token is not None:
+        otel_context.detach(otel_token)  # type: ignore[arg-type]
+    if cid_token is not None:
+        correlation_id.reset(cid_token)
 
 
 def _route(environ: Environ) -> str | None:
