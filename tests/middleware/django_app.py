@@ -6,8 +6,10 @@ Django settings are process-wide, so the telemetry sinks live here and tests res
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import django
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
@@ -30,7 +32,7 @@ if not settings.configured:
         SECRET_KEY="buttress-tests-only",
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=[],
-        MIDDLEWARE=["buttress.middleware.DjangoMiddleware"],
+        MIDDLEWARE=["buttress.middleware.DjangoMiddleware", f"{__name__}.raise_below"],
         BUTTRESS_MIDDLEWARE={
             "service": "django-test",
             "tracer_provider": provider,
@@ -44,6 +46,30 @@ if not settings.configured:
 
 class Kaput(RuntimeError):
     pass
+
+
+def raise_below(get_response: Any) -> Any:
+    """A middleware under buttress's that fails on /below: Django answers it with a 500."""
+
+    if iscoroutinefunction(get_response):
+
+        async def amiddleware(request: HttpRequest) -> Any:
+            if request.path == "/below":
+                raise Kaput("in a middleware")
+            return await get_response(request)
+
+        return markcoroutinefunction(amiddleware)
+
+    def middleware(request: HttpRequest) -> Any:
+        if request.path == "/below":
+            raise Kaput("in a middleware")
+        return get_response(request)
+
+    return middleware
+
+
+raise_below.sync_capable = True  # type: ignore[attr-defined]
+raise_below.async_capable = True  # type: ignore[attr-defined]
 
 
 def user(request: HttpRequest, pk: int) -> JsonResponse:

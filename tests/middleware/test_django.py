@@ -149,3 +149,29 @@ def test_django_binds_the_deadline_header_sync_and_async() -> None:
     assert 0 < async_left <= 2.5
     assert sync_absent is None
     assert async_absent is None
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_an_exception_django_answers_below_us_is_named(kind: str) -> None:
+    from django.core.asgi import get_asgi_application
+    from django.core.wsgi import get_wsgi_application
+
+    serving = (
+        serve_wsgi(get_wsgi_application())
+        if kind == "wsgi"
+        else serve_asgi(get_asgi_application(), lifespan="off")
+    )
+    with serving as url:
+        response = httpx.get(f"{url}/below", headers={"X-Request-ID": f"below-{kind}"})
+    assert response.status_code == 500  # Django's own answer, from below our middleware
+    assert response.headers["x-request-id"] == f"below-{kind}"
+    error_type = f"{django_app.__name__}.Kaput"
+    assert _eventually(lambda: count(names.ROUTE_UNMATCHED, "500", error_type=error_type) >= 1)
+    (span,) = [
+        s
+        for s in django_app.exporter.get_finished_spans()
+        if (s.attributes or {}).get("buttress.request_id") == f"below-{kind}"
+    ]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == error_type
+    assert [e.name for e in span.events] == ["exception"]
