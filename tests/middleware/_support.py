@@ -89,7 +89,7 @@ def serve_hypercorn(app: Any) -> Iterator[str]:
     stop = asyncio.Event()
 
     async def run() -> None:
-        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(app, config, shutdown_trigger=stop.wait)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
     thread.start()

@@ -55,7 +55,7 @@ def _starlette() -> Any:
         return JSONResponse({"id": request.path_params["user_id"]})
 
     starlette = Starlette(routes=[Route("/users/{user_id:int}", user)])
-    starlette.add_middleware(ASGIMiddleware, **OPTIONS)  # type: ignore[arg-type]
+    starlette.add_middleware(ASGIMiddleware, **OPTIONS)
     return starlette
 
 
@@ -75,7 +75,7 @@ def _flask(instrumentor: bool) -> Any:
     if instrumentor:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-        FlaskInstrumentor().instrument_app(flask)
+        FlaskInstrumentor().instrument_app(flask)  # type: ignore[no-untyped-call]
     return flask
 
 
@@ -128,4 +128,4 @@ BUILD = {
     "django-wsgi": lambda: _django(asgi=False),
     "django-asgi": lambda: _django(asgi=True),
 }
-app = BUILD[STACK]()
+app = BUILD[STACK]()  # type: ignore[no-untyped-call]

@@ -284,7 +284,7 @@ def test_two_middlewares_on_one_registry_must_agree_on_buckets(telemetry: Teleme
         ASGIMiddleware(ok_app, buckets=(1.0,), **telemetry.options())
 
 
-async def test_websocket_and_lifespan_pass_through(telemetry: Telemetry) -> None:
+async def test_lifespan_passes_through_and_a_websocket_is_observed(telemetry: Telemetry) -> None:
     events: list[str] = []
 
     async def echo(websocket: WebSocket) -> None:
@@ -317,8 +317,9 @@ async def test_websocket_and_lifespan_pass_through(telemetry: Telemetry) -> None
     assert [m["type"] for m in ws_out] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert ws_out[1]["text"] == "ping"
     assert events == ["startup", "shutdown"]
-    assert telemetry.spans() == []
-    assert telemetry.series() == set()
+    (span,) = telemetry.spans()  # the websocket's; lifespan records nothing
+    assert span.name == "WS /ws"
+    assert telemetry.series() == set()  # no HTTP request was served
 
 
 async def test_starlette_405_uses_the_route(telemetry: Telemetry) -> None:

@@ -66,7 +66,7 @@ def app(telemetry: Telemetry, release: asyncio.Event | None = None) -> Any:
             Route("/boom", boom),
         ]
     )
-    starlette.add_middleware(ASGIMiddleware, **telemetry.options())  # type: ignore[arg-type]
+    starlette.add_middleware(ASGIMiddleware, **telemetry.options())
     return starlette
 
 
@@ -97,7 +97,11 @@ def _span(telemetry: Telemetry, name: str) -> Any:
 
 def _access(caplog: pytest.LogCaptureFixture, route: str) -> Any:
     def lines() -> list[Any]:
-        return [r for r in caplog.records if r.name == "buttress.access" and r.route == route]
+        return [
+            r
+            for r in caplog.records
+            if r.name == "buttress.access" and getattr(r, "route", None) == route
+        ]
 
     assert eventually(lambda: len(lines()) == 1)
     return lines()[0]

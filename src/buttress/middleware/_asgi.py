@@ -18,6 +18,7 @@ from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._swallowed import handled_exception
+from ._websocket import observe_websocket
 
 __all__ = ["ASGIMiddleware"]
 
@@ -75,6 +76,19 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                root, entry = scope.get("root_path", ""), scope.get("app")
+                await observe_websocket(
+                    self.observer,
+                    self.app,
+                    scope,
+                    receive,
+                    send,
+                    lambda: self._route(scope, root, entry),
+                    scope["headers"],
+                    _getter,
+                )
+                return
             await self.app(scope, receive, send)
             return
         observer = self.observer

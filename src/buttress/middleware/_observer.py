@@ -259,6 +259,13 @@ class Observer:
         bound = self._bound = (registry, metrics_for(registry, self.buckets))
         return bound
 
+    def metrics_registry(self) -> CollectorRegistry | None:
+        """The registry this request's metrics go to (``None`` with ``metrics=False``)."""
+        if self._bound is None:
+            return None
+        follow = self._follow
+        return follow() if follow is not None else self._bound[0]
+
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
