@@ -196,7 +196,10 @@ async def call_asgi(
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": query,
-        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "headers": [
+            *([] if any(k == b"host" for k, _ in headers or []) else [(b"host", b"testserver")]),
+            *(headers or []),
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }

@@ -12,7 +12,7 @@ import django
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -80,6 +80,10 @@ def order(request: HttpRequest, ref: str) -> HttpResponse:
     return HttpResponse(f"order {ref}")
 
 
+def article(request: HttpRequest, year: str) -> HttpResponse:
+    return HttpResponse(f"articles of {year}")
+
+
 def budget(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"left": remaining()})
 
@@ -116,4 +120,6 @@ urlpatterns = [
     path("budget", budget),
     path("abudget", abudget),
     path("stream", stream),
+    re_path(r"^articles/(?P<year>[0-9]{4})/$", article),
+    re_path(r"^legacy/", include([re_path(r"^items/(?P<ref>\w+)\.json$", order)])),
 ]

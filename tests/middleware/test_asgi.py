@@ -466,3 +466,42 @@ async def test_pathsend_ends_the_request(telemetry: Telemetry) -> None:
         == 1
     )
     assert [s.name for s in telemetry.spans()] == ["GET"]
+
+
+async def test_a_rejected_incoming_id_is_replaced_by_the_trace_id(telemetry: Telemetry) -> None:
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    sent = await call_asgi(middleware, "/", headers=[(b"x-request-id", b"no spaces <allowed>")])
+    (span,) = telemetry.spans()
+    trace_id = format(span.context.trace_id, "032x")
+    assert response_header(sent, b"x-request-id") == trace_id.encode()
+    assert span.attributes is not None
+    assert span.attributes["buttress.request_id"] == trace_id
+
+
+async def test_host_routing_keeps_the_host_in_the_route(telemetry: Telemetry) -> None:
+    async def endpoint(request: Any) -> Any:
+        from starlette.responses import PlainTextResponse
+
+        return PlainTextResponse("ok")
+
+    from starlette.routing import Host, Router
+
+    api = Router(routes=[Route("/users/{id}", endpoint)])
+    admin = Router(routes=[Route("/users/{id}", endpoint)])
+    app = Starlette(routes=[Host("api.example.com", api), Host("{name}.admin.example.com", admin)])
+    app.add_middleware(ASGIMiddleware, **telemetry.options())
+    for host in (b"api.example.com", b"eu.admin.example.com"):
+        await call_asgi(app, "/users/1", headers=[(b"host", host)])
+    routes = sorted((s.attributes or {})["http.route"] for s in telemetry.spans())
+    assert routes == ["api.example.com/users/{id}", "{name}.admin.example.com/users/{id}"]
+
+
+async def test_otel_service_name_names_the_service_in_the_access_line(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for the spans' resource (configure() reads the same variable): the variable wins.
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout-eu")
+    caplog.set_level(logging.INFO, logger="buttress.access")
+    await call_asgi(ASGIMiddleware(ok_app, service="checkout", **telemetry.options()), "/")
+    (line,) = [r for r in caplog.records if r.name == "buttress.access"]
+    assert getattr(line, "service", None) == "checkout-eu"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
+from buttress.middleware._routes import regex_template
 from buttress.telemetry import _names as names
 
 from . import django_app
@@ -175,3 +176,30 @@ def test_an_exception_django_answers_below_us_is_named(kind: str) -> None:
     assert span.attributes is not None
     assert span.attributes["error.type"] == error_type
     assert [e.name for e in span.events] == ["exception"]
+
+
+def test_re_path_routes_are_labelled_as_templates() -> None:
+    from django.core.wsgi import get_wsgi_application
+
+    with serve_wsgi(get_wsgi_application()) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/articles/2024/").status_code == 200
+        assert client.get("/legacy/items/abc.json").text == "order abc"
+    assert count("/articles/<year>/", "200") >= 1
+    assert count("/legacy/items/<ref>.json", "200") >= 1
+    names_ = {s.name for s in django_app.exporter.get_finished_spans()}
+    assert {"GET /articles/<year>/", "GET /legacy/items/<ref>.json"} <= names_
+
+
+@pytest.mark.parametrize(
+    ("regex", "template"),
+    [
+        (r"^articles/(?P<year>[0-9]{4})/$", "articles/<year>/"),
+        (r"^api/v1/(?P<x>\d+)/(?P<y>[a-z-]+)\Z", "api/v1/<x>/<y>"),
+        (r"^(?:en|fr)/about$", "<param>/about"),
+        (r"^files/\d+\.txt$", "files/<param>.txt"),
+        (r"^a/(\w+)/b/(?P<n>(?:x|y)+)/$", "a/<param>/b/<n>/"),
+        ("users/<int:pk>/", "users/<int:pk>/"),
+    ],
+)
+def test_regex_templates(regex: str, template: str) -> None:
+    assert regex_template(regex) == template

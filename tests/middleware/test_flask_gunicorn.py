@@ -189,3 +189,11 @@ def test_a_stream_cut_by_the_client_is_a_disconnect(flask_server: Server) -> Non
     (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/big"]
     assert line["disconnected"] is True
     assert line["response_size"] < 400 * 65536
+
+
+def test_a_405_keeps_the_route_it_matched(flask_server: Server) -> None:
+    assert httpx.delete(f"{flask_server.url}/users/5").status_code == 405
+    metrics = flask_server.metrics()
+    labels = dict(_labels("/users/<int:user_id>", "405"), http_request_method="DELETE")
+    key = (f"{names.HTTP_SERVER_DURATION}_count", tuple(sorted(labels.items())))
+    assert metrics[key] == 1

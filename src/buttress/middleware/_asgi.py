@@ -230,9 +230,10 @@ class ASGIMiddleware:
         if cached is not None and cached[0] is route:
             return cached[1]
         label = _template(route)
-        if label is not None and scope.get("root_path", "") != root_path:
-            # Reached through a Mount: the scope holds the mount's raw prefix only, so the
-            # template prefix comes from the route tree (walked once per route).
+        if label is not None:
+            # Reached through a Mount or a Host: the scope holds the mount's raw prefix
+            # only, and nothing of the host, so the template's prefix comes from the
+            # route tree (walked once per route, then cached).
             for root in (entry_app, self.app):
                 prefix = _mount_prefix(getattr(root, "routes", None), route)
                 if prefix is not None:
@@ -292,6 +293,9 @@ def _mount_prefix(routes: object, target: object, _depth: int = 0) -> str | None
         if children:
             found = _mount_prefix(children, target, _depth + 1)
             if found is not None:
+                host = getattr(route, "host_format", None)
+                if isinstance(host, str):  # Host("{sub}.example.com"): one series per host
+                    return host + found
                 mount = _template(route) or ""
                 return mount.removesuffix("/{path}") + found
     return None

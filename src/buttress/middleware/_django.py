@@ -18,6 +18,7 @@ from ..telemetry._exposition import render
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._routes import regex_template
 from ._swallowed import REQUEST_ATTR, watch_django
 from ._wsgi import _getter
 
@@ -167,4 +168,5 @@ def _route(request: HttpRequest) -> str | None:
     route = getattr(match, "route", None)
     if not isinstance(route, str):
         return None
+    route = regex_template(route)  # re_path routes come as their regular expression
     return route if route.startswith("/") else "/" + route

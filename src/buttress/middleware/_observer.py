@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
@@ -30,7 +31,12 @@ from .._errors import ConfigurationError
 from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
-from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._correlation import (
+    MAX_LENGTH,
+    accept_correlation_id,
+    correlation_id,
+    is_valid_correlation_id,
+)
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
@@ -211,7 +217,9 @@ class Observer:
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.service = service
+        # The access line names the service as its spans' resource does: like configure(),
+        # OTEL_SERVICE_NAME wins over the name in code.
+        self.service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or service
         self.request_id_header = _header_option(request_id_header, "request_id_header")
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
         self.deadline_header = _header_option(deadline_header, "deadline_header")
@@ -312,13 +320,18 @@ class Observer:
             exchange.request_id = None
             cid_token = None
         else:
-            if incoming_id is None and span is not None:
-                # No id from the client: the trace id serves, so logs, spans and the
-                # response header share one value a support engineer can search for.
-                ctx = span.get_span_context()
-                rid = format(ctx.trace_id, "032x") if ctx.is_valid else accept_correlation_id(None)
-            else:
+            if incoming_id is not None and is_valid_correlation_id(
+                incoming_id, max_length=MAX_LENGTH
+            ):
                 rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
+            else:
+                # No usable id from the client: the trace id serves, so logs, spans and
+                # the response header share one value a support engineer can search for.
+                ctx = span.get_span_context() if span is not None else None
+                if ctx is not None and ctx.is_valid:
+                    rid = format(ctx.trace_id, "032x")
+                else:
+                    rid = accept_correlation_id(None)
             exchange.request_id = rid
             cid_token = correlation_id.set(rid)
         deadline_token = None

@@ -25,6 +25,7 @@ from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._routes import method_not_allowed_rule
 from ._swallowed import ENVIRON_KEY, watch_flask
 
 __all__ = ["WSGIMiddleware"]
@@ -120,6 +121,8 @@ class WSGIMiddleware:
             # Read the route now: Flask drops its request from the environ when it pops
             # the request context, before the server iterates the body.
             route[0] = _route(environ)
+            if route[0] is None and exchange.status == 405:
+                route[0] = method_not_allowed_rule(environ)  # the path matched a rule
             if id_header is not None and not any(k.lower() == id_name for k, _ in headers):
                 headers = [*headers, id_header]
             write = start_response(status, headers, exc_info)
