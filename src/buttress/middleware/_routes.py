@@ -26,8 +26,8 @@ def regex_template(route: str) -> str:
     if not _REGEX_MARKS.intersection(route):
         return route
     text = route.removeprefix("^")
-    for end in ("\\Z", "$"):
-        text = text.removesuffix(end)
+    for suffix in ("\\Z", "$"):
+        text = text.removesuffix(suffix)
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -38,11 +38,11 @@ def regex_template(route: str) -> str:
             out.append(following if not following.isalnum() else _PARAM)
             i += 2
         elif char == "(":
-            end = _closing(text, i)
+            group_end = _closing(text, i)
             named = text.startswith("(?P<", i)
             name_end = text.find(">", i) if named else -1
             out.append(f"<{text[i + 4 : name_end]}>" if named and name_end > 0 else _PARAM)
-            i = end + 1
+            i = group_end + 1
         elif char == "[":
             out.append(_PARAM)
             i = _class_end(text, i) + 1
