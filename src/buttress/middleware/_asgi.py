@@ -126,6 +126,7 @@ class ASGIMiddleware:
             host=host.decode("latin-1") if host is not None else None,
             server=scope.get("server"),
             client_address=client[0] if client else None,
+            client_port=client[1] if client else None,
             user_agent=agent.decode("latin-1") if agent is not None else None,
             headers=observer.captured_headers(lambda h: _first(headers, h))
             if observer.capture_headers

@@ -104,6 +104,7 @@ class DjangoMiddleware:
             host=meta.get("HTTP_HOST"),
             server=(meta.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
             client_address=meta.get("REMOTE_ADDR"),
+            client_port=meta.get("REMOTE_PORT"),
             user_agent=meta.get("HTTP_USER_AGENT"),
             headers=observer.captured_headers(lambda h: meta.get(environ_key(h)))
             if observer.capture_headers

@@ -119,6 +119,7 @@ class Exchange:
 
     __slots__ = (
         "client_address",
+        "client_port",
         "disconnected",
         "error",
         "finished",
@@ -158,6 +159,7 @@ class Exchange:
         client_address: str | None = None,
         user_agent: str | None = None,
         headers: Mapping[str, str] | None = None,
+        client_port: int | str | None = None,
     ) -> None:
         self.method = method
         self.method_original = method_original
@@ -169,6 +171,8 @@ class Exchange:
         self.host = host
         self.server = server
         self.client_address = client_address
+        # Servers give the port as an int (ASGI) or a string (WSGI's REMOTE_PORT).
+        self.client_port = client_port if isinstance(client_port, int) else _port(client_port)
         self.user_agent = user_agent
         self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
         self.start = 0.0
@@ -453,12 +457,16 @@ class Observer:
         address, port = split_host(exchange.host) if exchange.host else (None, None)
         if address is None and exchange.server is not None:
             address, port = exchange.server
+        elif address is not None and port is None:
+            port = _DEFAULT_PORTS.get(exchange.scheme)  # a Host without a port: the scheme's
         if address:
             attributes[names.ATTR_SERVER_ADDRESS] = address
         if port:
             attributes[names.ATTR_SERVER_PORT] = port
         if exchange.client_address:
             attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
+        if exchange.client_port:
+            attributes[names.ATTR_CLIENT_PORT] = exchange.client_port
         if exchange.user_agent:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
@@ -530,6 +538,13 @@ class Observer:
 def cgi_key(header: str) -> str:
     """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
     return "HTTP_" + header.upper().replace("-", "_")
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _port(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() and len(text) <= 5 else None
 
 
 def is_server_span(span: trace.Span) -> bool:

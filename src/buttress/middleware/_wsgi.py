@@ -93,6 +93,7 @@ class WSGIMiddleware:
             host=environ.get("HTTP_HOST"),
             server=(environ.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
             client_address=environ.get("REMOTE_ADDR"),
+            client_port=environ.get("REMOTE_PORT"),
             user_agent=environ.get("HTTP_USER_AGENT"),
             headers=observer.captured_headers(lambda h: environ.get(environ_key(h)))
             if observer.capture_headers
