@@ -14,6 +14,13 @@ from typing import Any
 
 import buttress
 
+try:
+    import fastapi.telemetry  # noqa: F401  (FastAPI with native OpenTelemetry)
+
+    NATIVE = True
+except ImportError:
+    NATIVE = False
+
 STACK = os.environ["MATRIX_STACK"]
 OPTIONS: dict[str, Any] = {"service": "matrix", "metrics_path": "/metrics"}
 log = logging.getLogger("matrix.handler")
@@ -27,7 +34,9 @@ def _fastapi(native: bool, instrumentor: bool) -> Any:
     from buttress.middleware import ASGIMiddleware
 
     off = {"tracing": False, "metrics": False, "logs": False}
-    api = FastAPI() if native else FastAPI(telemetry=off)  # type: ignore[arg-type]
+    # FastAPI releases before its native telemetry have no such option (and nothing to
+    # switch off).
+    api = FastAPI(telemetry=off) if not native and NATIVE else FastAPI()  # type: ignore[arg-type]
 
     @api.get("/users/{user_id}")
     async def user(user_id: int) -> dict[str, int]:

@@ -58,9 +58,8 @@ class ASGIMiddleware:
     observer (see docs/middleware.md); each feature can be switched off.
     """
 
-    def __init__(
-        self, app: ASGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
-    ) -> None:
+    # ``app`` may come by keyword: Starlette before 0.38 builds middleware as cls(app=app).
+    def __init__(self, app: ASGIApp, *, faults: HTTPFaults | None = None, **options: Any) -> None:
         self.app = app
         self.observer = Observer(**options)
         # Faults sit inside the observer, so injected responses are measured like real ones.
