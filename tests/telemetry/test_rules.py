@@ -29,6 +29,9 @@ SLOS = [
     # The same quiet traffic without the low-traffic guard pages: the guard is what holds.
     SLO("unguarded", service="quiet", objective=0.999, min_rate=0),
     SLO("latency", service="sluggish", objective=0.99, threshold=0.25),  # half slow: pages
+    # Failures after the status line count, client disconnects do not; the budget is
+    # large enough that nothing fires.
+    SLO("availability", service="truncated", objective=0.5),
     SLO(
         "checkout",
         service="routes",
@@ -63,6 +66,18 @@ def _input_series() -> list[dict[str, str]]:
         + _availability("routes", 0, 100, "/cart/123")
         + _availability("routes", 0, 100, "/cart/{id}/items")
     )
+    # A minute: 100 fine, 10 cut by an exception after a 200, 20 left by the client, 10 500s.
+    for status, error_type, per_minute in (
+        ("200", "", 100),
+        ("200", "app.Broken", 10),
+        ("200", names.ERROR_CLIENT_DISCONNECT, 20),
+        ("500", "KeyError", 10),
+    ):
+        labels = (
+            f'job="truncated",{names.LABEL_ROUTE}="/",{names.LABEL_STATUS}="{status}",'
+            f'{names.LABEL_ERROR_TYPE}="{error_type}"'
+        )
+        series.append({"series": f"{COUNT}{{{labels}}}", "values": f"0+{per_minute}x180"})
     # 600 requests a minute, 300 of them under 250 ms.
     for le, per_minute in (("0.1", 100), ("0.25", 300), ("+Inf", 600)):
         labels = f'job="sluggish",{names.LABEL_ROUTE}="/",le="{le}"'
@@ -141,6 +156,20 @@ def _promtool_tests(rules: dict[str, Any]) -> dict[str, Any]:
                                 "labels": 'slo:sli_error:ratio_rate1h{sloth_id="sluggish-latency",'
                                 'sloth_service="sluggish",sloth_slo="latency",sloth_window="1h"}',
                                 "value": 0.5,
+                            }
+                        ],
+                    },
+                    {
+                        # (10 cut + 10 500s) / 140 requests.
+                        "expr": 'round(slo:sli_error:ratio_rate5m{sloth_service="truncated"}, '
+                        "0.0001)",
+                        "eval_time": "30m",
+                        "exp_samples": [
+                            {
+                                "labels": '{sloth_id="truncated-availability",'
+                                'sloth_service="truncated",sloth_slo="availability",'
+                                'sloth_window="5m"}',
+                                "value": 0.1429,
                             }
                         ],
                     },

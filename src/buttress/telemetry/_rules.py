@@ -115,9 +115,17 @@ def error_ratio_expr(slo: SLO, window: str) -> str:
     total = request_rate_expr(slo, window)
     if slo.threshold is None:
         bad = [*base, (names.LABEL_STATUS, "=~", "5..")]
+        # A request that failed after its status line went out (a body cut by an
+        # exception) has a 2xx status but an error_type: bad too. A client that went away
+        # is not the service failing.
+        broken = [*base, (names.LABEL_ERROR_TYPE, "!~", f"|{names.ERROR_CLIENT_DISCONNECT}")]
         count = names.HTTP_SERVER_DURATION + "_count"
-        # "or vector(0)": with no 5xx series yet, the ratio is 0 rather than empty.
-        errors = f"(sum(rate({count}{label_matchers(bad)}[{window}])) or vector(0))"
+        # "or" keeps a series matched by both once; "or vector(0)": with no bad series
+        # yet, the ratio is 0 rather than empty.
+        errors = (
+            f"(sum(rate({count}{label_matchers(bad)}[{window}])"
+            f" or rate({count}{label_matchers(broken)}[{window}])) or vector(0))"
+        )
         return f"{errors}\n/\n{total}"
     good = [*base, (names.LABEL_LE, "=~", _le_pattern(slo.threshold))]
     bucket = names.HTTP_SERVER_DURATION + "_bucket"
