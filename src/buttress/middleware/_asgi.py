@@ -58,9 +58,14 @@ class ASGIMiddleware:
     observer (see docs/middleware.md); each feature can be switched off.
     """
 
-    # ``app`` may come by keyword: Starlette before 0.38 builds middleware as cls(app=app).
-    def __init__(self, app: ASGIApp, *, faults: HTTPFaults | None = None, **options: Any) -> None:
-        self.app = app
+    def __init__(
+        self, app: ASGIApp | None = None, /, *, faults: HTTPFaults | None = None, **options: Any
+    ) -> None:
+        if app is None:  # Starlette before 0.38 builds middleware as cls(app=app)
+            app = options.pop("app", None)
+            if app is None:
+                raise TypeError("ASGIMiddleware needs the ASGI app it wraps")
+        self.app: ASGIApp = app
         self.observer = Observer(**options)
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
