@@ -190,7 +190,7 @@ def test_every_dashboard_loads_into_grafanas_typed_models(dashboard: dict[str, A
     names_typed = [v.name for v in typed.templating.list_val or []]
     assert names_typed == [v["name"] for v in dashboard["templating"]["list"]]
     # And back: the typed model writes the same queries.
-    again = typed.to_json()
+    again: dict[str, Any] = typed.to_json()
     assert len(again["panels"]) == len(dashboard["panels"])
 
 
