@@ -205,6 +205,7 @@ def test_v2_panels() -> None:
         links = panel["fieldConfig"]["defaults"]["links"]
         assert any("${traces}" in link["url"] for link in links), title
     assert by_title["Latency distribution"]["type"] == "heatmap"
+    assert by_title["Latency distribution"]["targets"][0]["format"] == "heatmap"
     assert by_title["Top routes"]["type"] == "table"
     assert all(t["instant"] for t in by_title["Top routes"]["targets"])
     assert "4.." in by_title["Client error ratio by route"]["targets"][0]["expr"]

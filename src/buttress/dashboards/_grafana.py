@@ -139,6 +139,9 @@ class Panel:
             }
         if self.kind == "heatmap":
             defaults["custom"] = {"scaleDistribution": {"type": "linear"}}
+            for item in targets:
+                # Bucket series as Grafana's heatmap reads them: one row per le, sorted.
+                item["format"] = "heatmap"
         panel: dict[str, Any] = {
             "datasource": DATASOURCE,
             "description": self.description,
