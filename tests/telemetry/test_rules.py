@@ -192,6 +192,12 @@ def _ids(slo_id: str, window: str | None = None) -> dict[str, str]:
     return labels if window is None else {**labels, "sloth_window": window}
 
 
+def _firing(service: str, severity: str, at: str, count: int) -> dict[str, Any]:
+    """How many alerts of ``severity`` fire for ``service`` at ``at``: read from ALERTS."""
+    alerts = f'ALERTS{{alertstate="firing",sloth_service="{service}",sloth_severity="{severity}"}}'
+    return _sample(f"count({alerts}) or vector(0)", at, count)
+
+
 def _eval_order(rules: dict[str, Any]) -> list[str]:
     """Recordings, then meta rules, then alerts: each reads this evaluation's values.
 
@@ -337,6 +343,15 @@ def _minute_tests(rules: dict[str, Any]) -> dict[str, Any]:
                         0.05,
                         **_ids("recovered-availability", "2h"),
                     ),
+                    # Recovery: the burn ended at minute 60. At 89 the 30m window still holds
+                    # minute 59-60's errors (120 of 18000 = 0.67% > 6 x 0.1%): paging; at 91
+                    # it is clean and the page is over, while the ticket goes on.
+                    _firing("recovered", "page", "89m", 1),
+                    _firing("recovered", "page", "91m", 0),
+                    _firing("recovered", "ticket", "91m", 1),
+                    # The slow burn (5x) tickets and never pages.
+                    _firing("slow", "page", "150m", 0),
+                    _firing("slow", "ticket", "150m", 1),
                     # The stray error is one event in the hour: under the guard of 3.
                     _sample(
                         'round(slo:sli_error:increase1h{sloth_slo="availability",'
