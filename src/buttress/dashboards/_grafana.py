@@ -68,16 +68,24 @@ def target(
 
 def trace_link() -> dict[str, Any]:
     """A data link from an exemplar's trace id to the trace, in the ``$traces`` datasource."""
+    from ..telemetry._names import LOG_KEY_TRACE_ID
+
+    # An exemplar's labels are fields of its row: the middleware names the trace id so.
+    trace_id = "${__data.fields." + LOG_KEY_TRACE_ID + "}"
     left = (
         '{"datasource":"${' + TRACES_VARIABLE + '}","queries":[{"refId":"A",'
-        '"queryType":"traceql","query":"${__value.raw}"}]}'
+        '"queryType":"traceql","query":"' + trace_id + '"}]}'
     )
     return {"title": "Open trace", "url": f"/explore?left={left}", "targetBlank": True}
 
 
-def dashboard_link(uid: str, title: str, **variables: str) -> dict[str, Any]:
-    """A data link to another dashboard, keeping the time range and the named variables."""
-    query = "&".join(f"var-{name}={value}" for name, value in variables.items())
+def dashboard_link(uid: str, title: str, *, raw: str = "", **variables: str) -> dict[str, Any]:
+    """A data link to another dashboard, keeping the time range and the named variables.
+
+    ``raw`` is added to the query as it is (``${job:queryparam}`` carries every value).
+    """
+    parts = [f"var-{name}={value}" for name, value in variables.items()]
+    query = "&".join([raw, *parts] if raw else parts)
     return {
         "title": title,
         "url": f"/d/{uid}?${{__url_time_range}}" + (f"&{query}" if query else ""),

@@ -25,8 +25,12 @@ BUCKET: Final = n.HTTP_SERVER_DURATION + "_bucket"
 SERVER_ERRORS: Final = (n.LABEL_STATUS, "=~", "5..")
 CLIENT_REJECTS: Final = (n.LABEL_STATUS, "=~", "4..")
 # Drill-downs keep the job, instance and route of the row clicked, and the time range.
+# The job variable as it is (all its values), the instance of the series clicked.
 _TO_RESILIENCE: Final = dashboard_link(
-    "buttress-resilience", "Resilience of this job", job="${__field.labels.job}"
+    "buttress-resilience",
+    "Resilience of this instance",
+    raw="${job:queryparam}",
+    instance="${__field.labels.instance}",
 )
 CLIENT_COUNT: Final = n.HTTP_CLIENT_DURATION + "_count"
 CLIENT_BUCKET: Final = n.HTTP_CLIENT_DURATION + "_bucket"

@@ -44,8 +44,12 @@ def _per_slo_expr(expr: str) -> str:
     return f"max by ({_KEYS}) ({expr})"
 
 
+# A series' labels in a time series panel, a row's fields in a table.
 _TO_SERVICE: Final = dashboard_link(
     "buttress-service", "Service dashboard", job="${__field.labels.sloth_service}"
+)
+_ROW_TO_SERVICE: Final = dashboard_link(
+    "buttress-service", "Service dashboard", job="${__data.fields.sloth_service}"
 )
 _TO_SLO: Final = dashboard_link(
     "buttress-slo",
@@ -102,7 +106,7 @@ def _overview() -> Panel:
         height=7,
         instant=True,
         minimum=None,
-        links=[_TO_SLO, _TO_SERVICE],
+        links=[_TO_SLO, _ROW_TO_SERVICE],
     )
 
 
