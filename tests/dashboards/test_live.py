@@ -59,6 +59,8 @@ OTEL_JOB = "otel-shop"
 OTEL_SLOS = [
     SLO("availability", service=OTEL_JOB, objective=0.99),
     SLO("latency", service=OTEL_JOB, objective=0.99, threshold=0.3),
+    # Over a route: the OTel service has no http_route label, so this SLO sees nothing.
+    SLO("items", service=OTEL_JOB, objective=0.99, routes=["/items/{item_id}"]),
 ]
 # Panels that read what an OpenTelemetry-only ASGI service does not export: its outbound
 # calls (no instrumented client) and buttress's resilience metrics.
@@ -250,6 +252,23 @@ def test_the_route_check_sees_the_opentelemetry_service(
 
     assert _eventually(lambda: [] if count(OTEL_JOB) > 0 else ["no series yet"], deadline) == []
     assert count(JOB) == 0
+
+
+def test_a_route_scoped_slo_over_an_unrouted_service_says_it_sees_nothing(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """Its metric-absent alert is pending (it fires after 10 minutes); the others are not."""
+    query = (
+        f'{n.PROMETHEUS_ALERTS}{{{n.LABEL_ALERT_NAME}="{n.ALERT_SLO_METRIC_ABSENT}",'
+        f'{n.LABEL_ALERT_STATE}="pending"}}'
+    )
+
+    def pending() -> set[str]:
+        return {r["metric"][n.LABEL_SLO_ID] for r in prometheus.query(query)}
+
+    # Until both jobs are scraped every SLO's metric is absent: wait for that to settle.
+    expected = {f"{OTEL_JOB}-items"}
+    assert _eventually(lambda: [] if pending() == expected else [str(pending())], deadline) == []
 
 
 def test_opentelemetry_slis_read_its_failures(prometheus: Prometheus, deadline: float) -> None:
