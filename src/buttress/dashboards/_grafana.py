@@ -161,16 +161,22 @@ class Panel:
             "title": self.title,
             "type": self.kind,
         }
-        if self.kind == "table" and len(targets) > 1:
-            # One row per series, one column per query.
-            panel["transformations"] = [
-                {"id": "merge", "options": {}},
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-            ]
-        elif self.kind == "table":
-            panel["transformations"] = [
-                {"id": "organize", "options": {"excludeByName": {"Time": True}}}
-            ]
+        if self.kind == "table":
+            # One row per series, one column per query, named by the query's legend.
+            names = (
+                {
+                    f"Value #{t['refId']}": legend
+                    for t, (_, legend) in zip(targets, self.exprs, strict=True)
+                }
+                if len(targets) > 1
+                else {"Value": self.exprs[0][1]}
+            )
+            organize = {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True}, "renameByName": names},
+            }
+            merge = [{"id": "merge", "options": {}}] if len(targets) > 1 else []
+            panel["transformations"] = [*merge, organize]
         if self.time_from is not None:
             panel["timeFrom"] = self.time_from
         return panel
