@@ -182,3 +182,29 @@ def test_an_exception_before_or_after_the_first_chunk_is_an_error(
     }
     assert telemetry.count(**labels) == 1
     assert _access(caplog, path).error_type == error_type
+
+
+async def test_a_server_that_repeats_the_body_does_not_make_the_watch_spin(
+    telemetry: Telemetry,
+) -> None:
+    # Against ASGI, this receive() never waits for the disconnect: the watch must stop
+    # reading ahead instead of looping (or buffering) forever, and the request is a 200.
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0)  # lets the watch run
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    await asyncio.wait_for(ASGIMiddleware(endpoint, **telemetry.options())(scope, receive, send), 5)
+    assert sent[0]["status"] == 200
+    labels = {"http_request_method": "GET", "http_route": names.ROUTE_UNMATCHED}
+    assert telemetry.count(**labels, http_response_status_code="200") == 1

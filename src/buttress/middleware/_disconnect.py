@@ -38,6 +38,7 @@ class ReceiveWatch:
 
     async def _pump(self) -> None:
         receive = self._receive
+        body_done = False
         while True:
             try:
                 message = await receive()
@@ -49,10 +50,18 @@ class ReceiveWatch:
             if kind == "http.disconnect":
                 self._on_disconnect()
                 return
-            if kind == "http.request" and message.get("more_body", False):
+            if kind != "http.request":
+                return  # not a message this protocol has: leave the rest to the app
+            if message.get("more_body", False):
                 # More body to come: read on only once the app took this chunk.
                 self._taken.clear()
                 await self._taken.wait()
+            elif body_done:
+                # A second complete body: the server does not wait for the disconnect as
+                # ASGI says it should; stop reading ahead rather than spin.
+                return
+            else:
+                body_done = True
 
     async def receive(self) -> Message:
         """The next message for the app, in the order the server gave them."""
