@@ -73,6 +73,8 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _flushing_send(send)
             await self.app(scope, receive, send)
             return
         observer = self.observer
@@ -223,6 +225,24 @@ class ASGIMiddleware:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+def _flushing_send(send: Send) -> Send:
+    """``send`` for the lifespan scope: telemetry flushed before the shutdown is reported.
+
+    The server stops the process soon after ``lifespan.shutdown.complete`` (uvicorn then
+    re-raises SIGTERM, so ``atexit`` never runs): this is the last moment to export what
+    the last requests left pending. Bounded by configure()'s ``flush_timeout``.
+    """
+
+    async def flushing_send(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            from ..telemetry._shutdown import flush
+
+            await asyncio.get_running_loop().run_in_executor(None, flush)
+        await send(message)
+
+    return flushing_send
 
 
 def _first(headers: RawHeaders, name: str) -> str | None:

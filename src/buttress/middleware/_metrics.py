@@ -30,6 +30,7 @@ from prometheus_client.utils import floatToGoString
 
 from .._errors import ConfigurationError
 from ..telemetry import _names as names
+from ..telemetry import _otel_metrics as otel_metrics
 from ..telemetry._metrics import target_registry
 
 __all__ = ["HTTPServerMetrics", "metrics_for"]
@@ -246,4 +247,5 @@ def metrics_for(registry: CollectorRegistry | None, buckets: Sequence[float]) ->
                 f"{existing.buckets}, not {buckets}: give every middleware on one "
                 "registry the same buckets and SLOs"
             )
-        return existing
+    # OpenTelemetry instruments too (or instead), when configure() chose them.
+    return otel_metrics.server(existing)
