@@ -238,7 +238,6 @@ class OTLPLogHandler(logging.Handler):
             return
         try:
             from opentelemetry._logs import LogRecord, SeverityNumber
-            from opentelemetry.context import get_current
 
             fields = json.loads(self.format(record))
             body = fields.get("event", record.getMessage())
@@ -255,7 +254,7 @@ class OTLPLogHandler(logging.Handler):
             logger.emit(
                 LogRecord(
                     timestamp=int(record.created * 1e9),
-                    context=get_current(),
+                    context=_context(fields.get("trace_id"), fields.get("span_id")),
                     severity_text=level,
                     severity_number=SeverityNumber(_severity(record.levelno)),
                     body=body if isinstance(body, str) else json.dumps(body),
@@ -264,6 +263,29 @@ class OTLPLogHandler(logging.Handler):
             )
         except Exception:
             self.handleError(record)
+
+
+def _context(trace_id: object, span_id: object) -> Any:
+    """The context whose span the record belongs to.
+
+    The line's own ids win: the access line of a WSGI response is written when the body
+    has been sent, after the request's context was left, and names its request's span.
+    """
+    from opentelemetry import trace
+    from opentelemetry.context import get_current
+
+    current = get_current()
+    if not (isinstance(trace_id, str) and isinstance(span_id, str)):
+        return current
+    now = trace.get_current_span(current).get_span_context()
+    try:
+        wanted = (int(trace_id, 16), int(span_id, 16))
+    except ValueError:
+        return current
+    if now.is_valid and (now.trace_id, now.span_id) == wanted:
+        return current
+    span = trace.NonRecordingSpan(trace.SpanContext(*wanted, is_remote=False))
+    return trace.set_span_in_context(span, current)
 
 
 def _severity(level: int) -> int:
