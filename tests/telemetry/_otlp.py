@@ -57,13 +57,15 @@ class OTLPReceiver:
                 request.ParseFromString(body)
                 if delay:
                     time.sleep(delay)
+                lists: dict[str, list[Any]] = {
+                    "/v1/traces": receiver.requests,
+                    "/v1/metrics": receiver.metric_requests,
+                    "/v1/logs": receiver.log_requests,
+                }
+                kept = lists[self.path]
                 with receiver.changed:
                     receiver.paths.append(self.path)
-                    {
-                        "/v1/traces": receiver.requests,
-                        "/v1/metrics": receiver.metric_requests,
-                        "/v1/logs": receiver.log_requests,
-                    }[self.path].append(request)
+                    kept.append(request)
                     receiver.changed.notify_all()
                 reply = kinds[1]().SerializeToString()
                 try:

@@ -99,9 +99,7 @@ def _check_one_resource(receiver: OTLPReceiver) -> dict[str, Any]:
 
 def _check_everything_arrived(receiver: OTLPReceiver, trace_ids: list[str], route: str) -> None:
     # Ours: FastAPI's own instrumentation may add server spans of its own beside them.
-    servers = [
-        s for _, s in receiver.spans() if "buttress.request_id" in attributes(s.attributes)
-    ]
+    servers = [s for _, s in receiver.spans() if "buttress.request_id" in attributes(s.attributes)]
     assert sorted(s.trace_id.hex() for s in servers) == sorted(trace_ids)
     assert {s.name for s in servers} == {f"GET {route}"}
 
