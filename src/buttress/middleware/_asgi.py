@@ -59,7 +59,7 @@ class ASGIMiddleware:
         self, app: ASGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.observer = Observer(**options)
+        self.observer = Observer(**{"frameworks": ("FASTAPI", "STARLETTE"), **options})
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_asgi(app) if checked is not None else app

@@ -37,7 +37,8 @@ class DjangoMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.observer = Observer(**dict(getattr(settings, "BUTTRESS_MIDDLEWARE", {})))
+        options = {"frameworks": ("DJANGO",), **getattr(settings, "BUTTRESS_MIDDLEWARE", {})}
+        self.observer = Observer(**options)
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
@@ -31,6 +32,7 @@ from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
@@ -208,6 +210,7 @@ class Observer:
         metrics_path: str | None = None,
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        frameworks: tuple[str, ...] = (),
     ) -> None:
         self.service = service
         self.request_id_header = _header_option(request_id_header, "request_id_header")
@@ -237,6 +240,17 @@ class Observer:
                 self._follow = target_registry
             self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
+        # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
+        env = http_environment(frameworks)
+        self.exclude_patterns: tuple[re.Pattern[str], ...] = ()
+        if env.excluded is not None and exclude is DEFAULT_EXCLUDE and not exclude_prefixes:
+            exclude, self.exclude_patterns = (), env.excluded
+        capture_headers = tuple(capture_headers)
+        if not capture_headers and env.request_headers is not None:
+            capture_headers = env.request_headers
+        if env.sanitize is not None:  # adds to the redacted names, never replaces them
+            redact_headers = (*redact_headers, *env.sanitize)
+        self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
         self.redact_query_keys = frozenset(k.lower() for k in redact_query_keys)
@@ -260,6 +274,8 @@ class Observer:
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
+            return True
+        if self.exclude_patterns and any(p.search(path) for p in self.exclude_patterns):
             return True
         return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
 

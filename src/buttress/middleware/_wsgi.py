@@ -58,7 +58,7 @@ class WSGIMiddleware:
         self, app: WSGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.observer = Observer(**options)
+        self.observer = Observer(**{"frameworks": ("FLASK",), **options})
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_wsgi(app) if checked is not None else app

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _names as n
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Meter
+    from opentelemetry.metrics import Meter, Observation
 
     from ..middleware._client_metrics import ClientMetrics
     from ..middleware._metrics import HTTPServerMetrics
@@ -134,20 +134,13 @@ class ServerInstruments:
             description="Size of HTTP server response bodies.",
             explicit_bucket_boundaries_advisory=list(n.SIZE_BUCKETS),
         )
-        self._active = meter.create_up_down_counter(
-            n.OTEL_HTTP_SERVER_ACTIVE, unit="{request}", description="HTTP requests in flight."
+        self._active = _InFlight(
+            meter, n.OTEL_HTTP_SERVER_ACTIVE, "HTTP requests in flight.", (n.LABEL_METHOD,)
         )
-        self._by_method: dict[str, dict[str, Any]] = {}
         self._by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    def _method(self, method: str) -> dict[str, Any]:
-        found = self._by_method.get(method)
-        if found is None:
-            found = self._by_method[method] = {n.ATTR_HTTP_REQUEST_METHOD: method}
-        return found
-
     def active_inc(self, method: str) -> None:
-        self._active.add(1, self._method(method))
+        self._active.add((method,), 1)
 
     def record(
         self,
@@ -159,7 +152,7 @@ class ServerInstruments:
         trace_id: str | None,
     ) -> None:
         # The SDK takes the exemplar from the current context itself (trace_based filter).
-        self._active.add(-1, self._method(method))
+        self._active.add((method,), -1)
         key = (method, route, status)
         attributes = self._by_key.get(key)
         if attributes is None:
@@ -225,18 +218,18 @@ class ClientInstruments:
             description="Duration of outbound HTTP requests, until the response headers arrived.",
             explicit_bucket_boundaries_advisory=list(n.DURATION_BUCKETS),
         )
-        self._active = meter.create_up_down_counter(
-            n.OTEL_HTTP_CLIENT_ACTIVE, unit="{request}", description="Outbound requests in flight."
-        )
         self._labels = (n.LABEL_METHOD, n.LABEL_SERVER_ADDRESS)
-        self._children: dict[tuple[str, str], _Child] = {}
+        self._active = _InFlight(
+            meter, n.OTEL_HTTP_CLIENT_ACTIVE, "Outbound requests in flight.", self._labels
+        )
+        self._children: dict[tuple[str, str], _InFlightChild] = {}
         self._by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    def active(self, method: str, host: str) -> _Child:
+    def active(self, method: str, host: str) -> _InFlightChild:
         key = (method, host)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = _Child(self._active, _attributes(self._labels, key))
+            child = self._children[key] = _InFlightChild(self._active, key)
         return child
 
     def observe(self, method: str, host: str, status: str, duration: float, span: Any) -> None:
@@ -248,6 +241,49 @@ class ClientInstruments:
             if not status:
                 attributes[n.ATTR_ERROR_TYPE] = "_OTHER"
         self._duration.record(duration, attributes)
+
+
+class _InFlight:
+    """An in-flight count kept here, read by the SDK only when it collects.
+
+    A synchronous up-down counter would cost two SDK calls per request (each about as
+    much as a histogram record); counting under our own lock and handing the totals to an
+    observable up-down counter at collection costs a dictionary update instead.
+    """
+
+    def __init__(self, meter: Meter, name: str, description: str, labels: tuple[str, ...]):
+        self._labels = labels
+        self._counts: dict[tuple[str, ...], int] = {}
+        self._lock = threading.Lock()
+        meter.create_observable_up_down_counter(
+            name, callbacks=[self._observe], unit="{request}", description=description
+        )
+
+    def add(self, key: tuple[str, ...], amount: int) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def _observe(self, options: Any) -> Iterator[Observation]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            counts = list(self._counts.items())
+        for key, value in counts:
+            yield Observation(value, _attributes(self._labels, key))
+
+
+class _InFlightChild:
+    __slots__ = ("_in_flight", "_key")
+
+    def __init__(self, in_flight: _InFlight, key: tuple[str, ...]) -> None:
+        self._in_flight = in_flight
+        self._key = key
+
+    def inc(self, amount: float = 1) -> None:
+        self._in_flight.add(self._key, int(amount))
+
+    def dec(self, amount: float = 1) -> None:
+        self._in_flight.add(self._key, -int(amount))
 
 
 class _Child:
