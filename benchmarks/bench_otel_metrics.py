@@ -133,7 +133,6 @@ def main(quick: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 if __name__ == "__main__":
     child = os.environ.get("BENCH_OTEL_METRICS_CHILD")
     if child:

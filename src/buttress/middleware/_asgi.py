@@ -117,6 +117,8 @@ class ASGIMiddleware:
             if observer.capture_headers
             else None,
         )
+        if client:
+            exchange.client_port = client[1]
         observer.begin(exchange, incoming, headers, _getter, traced=traced, deadline=deadline)
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
@@ -133,6 +135,11 @@ class ASGIMiddleware:
             if kind == "http.response.start":
                 started = True
                 exchange.status = message["status"]
+                if observer.capture_response_headers:
+                    exchange.response_headers = observer.captured_response_headers(
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in message.get("headers", ())
+                    )
                 if id_header is not None:
                     message = _with_header(message, id_header, id_key)
             elif kind == "http.response.body":
@@ -149,7 +156,10 @@ class ASGIMiddleware:
 
         async def observed_receive() -> Message:
             message = await receive()
-            if message["type"] == "http.disconnect" and not exchange.finished:
+            kind = message["type"]
+            if kind == "http.request":
+                exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
+            elif kind == "http.disconnect" and not exchange.finished:
                 exchange.disconnected = True
             return message
 

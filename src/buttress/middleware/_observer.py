@@ -115,6 +115,7 @@ class Exchange:
 
     __slots__ = (
         "client_address",
+        "client_port",
         "disconnected",
         "error",
         "finished",
@@ -128,6 +129,8 @@ class Exchange:
         "protocol",
         "query",
         "request_id",
+        "request_size",
+        "response_headers",
         "scheme",
         "server",
         "size",
@@ -166,6 +169,9 @@ class Exchange:
         self.client_address = client_address
         self.user_agent = user_agent
         self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
+        self.client_port: int | None = None
+        self.request_size: int | None = None  # bytes of the request body, when known
+        self.response_headers: Mapping[str, str] = _EMPTY
         self.start = 0.0
         self.request_id: str | None = None
         self.status = 0
@@ -436,6 +442,10 @@ class Observer:
             attributes[names.ATTR_SERVER_PORT] = port
         if exchange.client_address:
             attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
+        if exchange.client_port:
+            attributes[names.ATTR_CLIENT_PORT] = exchange.client_port
+        if exchange.request_size is not None:
+            attributes[names.ATTR_HTTP_REQUEST_BODY_SIZE] = exchange.request_size
         if exchange.user_agent:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
@@ -443,6 +453,9 @@ class Observer:
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
+        for header, value in exchange.response_headers.items():
+            recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
+            attributes[f"http.response.header.{header}"] = (recorded,)
         error = exchange.error
         if error is not None:
             error_type = _qualname(error)
@@ -502,6 +515,18 @@ class Observer:
             value = lookup(header)
             if value is not None:
                 found[header] = value
+        return found
+
+    def captured_response_headers(self, headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+        """The configured response headers among ``headers`` (name, value pairs)."""
+        wanted = self.capture_response_headers
+        if not wanted:
+            return _EMPTY
+        found = {}
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in wanted and lowered not in found:
+                found[lowered] = value
         return found
 
 
