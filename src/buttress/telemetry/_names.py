@@ -180,7 +180,6 @@ ERROR_CLIENT_DISCONNECT: Final = "client_disconnect"
 
 OTEL_HTTP_SERVER_DURATION: Final = "http.server.request.duration"
 OTEL_HTTP_SERVER_ACTIVE: Final = "http.server.active_requests"
-OTEL_HTTP_SERVER_RESPONSE_SIZE: Final = "http.server.response.body.size"
 OTEL_HTTP_CLIENT_DURATION: Final = "http.client.request.duration"
 OTEL_HTTP_CLIENT_ACTIVE: Final = "http.client.active_requests"
 # Prometheus name -> (OpenTelemetry name, unit) of each resilience instrument.

@@ -128,12 +128,9 @@ class ServerInstruments:
             description=_DURATION_HELP,
             explicit_bucket_boundaries_advisory=list(self.buckets),
         )
-        self._size = meter.create_histogram(
-            n.OTEL_HTTP_SERVER_RESPONSE_SIZE,
-            unit="By",
-            description="Size of HTTP server response bodies.",
-            explicit_bucket_boundaries_advisory=list(n.SIZE_BUCKETS),
-        )
+        # No body-size histogram: the conventions make it opt-in, and each SDK record costs
+        # about as much as the rest of the middleware's per-request work (it copies and
+        # checks the attributes every time); /metrics keeps its size histogram.
         self._active = _InFlight(
             meter, n.OTEL_HTTP_SERVER_ACTIVE, "HTTP requests in flight.", (n.LABEL_METHOD,)
         )
@@ -159,7 +156,6 @@ class ServerInstruments:
             labels = (n.LABEL_METHOD, n.LABEL_ROUTE, n.LABEL_STATUS)
             attributes = self._by_key[key] = _attributes(labels, key)
         self._duration.record(duration, attributes)
-        self._size.record(size, attributes)
 
 
 class _Both:
