@@ -83,6 +83,7 @@ def test_bad_arguments_are_named(kwargs: dict[str, object], named: str) -> None:
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key"),
         ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "exponential"),
         ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
+        ("OTEL_PROPAGATORS", "tracecontext,b3x"),
     ],
 )
 def test_bad_environment_is_named_and_nothing_is_installed(

@@ -124,6 +124,23 @@ def _check_installed(signal: str, protocol: str) -> None:
         )
 
 
+def _check_propagators(environ: Mapping[str, str]) -> None:
+    # The OpenTelemetry API reads the variable when opentelemetry.propagate is first
+    # imported and raises ValueError there for a name it cannot load: checked here first,
+    # so the mistake is reported by configure(), naming the variable.
+    from importlib.metadata import entry_points
+
+    raw = _get(environ, "OTEL_PROPAGATORS")
+    if raw is None:
+        return
+    for name in (x.strip() for x in raw.split(",") if x.strip()):
+        if name != "none" and not entry_points(group="opentelemetry_propagator", name=name):
+            raise ConfigurationError(
+                f"OTEL_PROPAGATORS={raw!r}: no propagator named {name!r} is installed "
+                "(tracecontext, baggage, or b3/jaeger with their packages)"
+            )
+
+
 def export_plan(environ: Mapping[str, str] = os.environ) -> ExportPlan:
     """Read the metric and log variables; a bad value raises ``ConfigurationError``."""
     # Unset, metrics stay on /metrics only and logs on stderr only, as before: turning on
@@ -150,6 +167,7 @@ def export_plan(environ: Mapping[str, str] = os.environ) -> ExportPlan:
         value = _get(environ, name)
         if value is not None and value.lower() not in allowed:
             raise ConfigurationError(f"{name}={value!r}: use {' or '.join(allowed)}")
+    _check_propagators(environ)
     if "otlp" in metrics:
         _check_installed("metrics", metric_protocol)
     if "otlp" in logs:
