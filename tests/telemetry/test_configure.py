@@ -332,3 +332,25 @@ def test_otlp_only_metrics_leave_prometheus_unrecorded() -> None:
     assert result.stdout.splitlines()[:2] == ["False False", "MeterProvider"]
     # The console exporter printed the point at exit: the flush at the stop.
     assert '"name": "buttress.retry.calls"' in result.stdout
+
+
+def test_a_middleware_built_before_configure_is_warned_about() -> None:
+    result = _run(
+        """
+        import warnings
+        import buttress
+        from buttress.middleware import ASGIMiddleware
+
+        async def app(scope, receive, send):
+            pass
+
+        ASGIMiddleware(app)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            buttress.configure(service="shop", log_format="json")
+        print([str(w.message)[:40] for w in caught])
+        """,
+        {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "600000"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a middleware or transport was built befo" in result.stdout.splitlines()[0]

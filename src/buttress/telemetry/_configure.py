@@ -285,7 +285,13 @@ def _install(key: tuple[Any, ...], target: CollectorRegistry) -> Telemetry:
     provider = _otel.install_tracing(plan, resource=otel_resource)
     meter_provider = _otel_export.install_metrics(exports, otel_resource)
     meter = meter_provider.get_meter("buttress") if meter_provider is not None else None
-    _otel_metrics.choose(meter, prometheus=exports.prometheus)
+    if _otel_metrics.choose(meter, prometheus=exports.prometheus) and meter is not None:
+        warnings.warn(
+            "a middleware or transport was built before configure(): it records into "
+            "Prometheus only, not OTEL_METRICS_EXPORTER's choice; call configure() first",
+            ButtressWarning,
+            stacklevel=3,
+        )
     _metrics.set_target_registry(target)
     if exports.prometheus and multiprocess_dir is None:
         info = TargetInfo(resource)

@@ -28,6 +28,7 @@ __all__ = ["choose", "client", "resilience", "server"]
 
 _meter: Meter | None = None
 _prometheus = True
+_handed_out = False  # a Prometheus-only set went out before any meter was chosen
 _lock = threading.Lock()
 # Prometheus set (by identity) -> what is recorded instead; bounded by the registries in use.
 _made: dict[int, tuple[object, object]] = {}
@@ -42,17 +43,25 @@ _ATTR = {
 }
 
 
-def choose(meter: Meter | None, *, prometheus: bool) -> None:
-    """Record into ``meter`` too (or only, without ``prometheus``) from now on."""
-    global _meter, _prometheus
+def choose(meter: Meter | None, *, prometheus: bool) -> bool:
+    """Record into ``meter`` too (or only, without ``prometheus``) from now on.
+
+    Returns whether instruments were handed out before (they keep recording where they
+    did: the choice is not looked up per request).
+    """
+    global _meter, _prometheus, _handed_out
     with _lock:
         _meter, _prometheus = meter, prometheus
         _made.clear()
+        early, _handed_out = _handed_out, False
+        return early
 
 
 def _combined(prom: Any, make: Any) -> Any:
+    global _handed_out
     meter = _meter
     if meter is None:
+        _handed_out = True
         return prom
     with _lock:
         found = _made.get(id(prom))
