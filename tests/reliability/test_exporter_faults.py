@@ -220,4 +220,7 @@ def test_exporter_faults_never_slow_requests(endpoint: str, scale: float, figure
     else:
         # The exporter is stuck on a dead or slow endpoint: the queue fills and drops.
         assert stats["dropped"] > 0
+    if endpoint == "slow":
+        # A refused connection fails fast enough for the log exporter to keep up at a
+        # slow machine's request rate; an endpoint that answers after 2 s never does.
         assert stats["log_dropped"] > 0
