@@ -9,6 +9,7 @@ import pytest
 
 from buttress import ConfigurationError
 from buttress.middleware import ASGIMiddleware, WSGIMiddleware
+from buttress.telemetry import _names as names
 from buttress.telemetry import _shutdown
 
 from ._support import Telemetry, call_asgi
@@ -20,6 +21,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = [(b"x-cache", b"hit"), (b"set-cookie", b"session=s3cret")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def ok_without_reading(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +116,17 @@ async def test_client_port_and_the_request_body_size(telemetry: Telemetry) -> No
     attributes = dict(span.attributes or {})
     assert attributes["client.port"] == 50000
     assert attributes["http.request.body.size"] == 312
+    labels = {"http_request_method": "POST", "http_route": "<unmatched>"}
+    labels["http_response_status_code"] = "200"
+    registry = telemetry.registry
+    assert registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_sum", labels) == 312
+    assert registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_count", labels) == 1
+    # A request whose body nobody read has no known size: not counted.
+    unread = ASGIMiddleware(ok_without_reading, **telemetry.options())
+    await call_asgi(unread, "/")
+    get = {**labels, "http_request_method": "GET", "http_response_status_code": "204"}
+    assert registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", get) == 1
+    assert registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_count", get) is None
 
 
 def test_wsgi_client_port_body_size_and_response_headers(
@@ -141,6 +158,10 @@ def test_wsgi_client_port_body_size_and_response_headers(
     assert attributes["client.port"] == 40123
     assert attributes["http.request.body.size"] == 42
     assert attributes["http.response.header.x-cache"] == ("miss",)
+    labels = {"http_request_method": "POST", "http_route": "<unmatched>"}
+    labels["http_response_status_code"] = "200"
+    value = telemetry.registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_sum", labels)
+    assert value == 42
 
 
 class _Counting:

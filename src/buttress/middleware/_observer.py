@@ -393,7 +393,15 @@ class Observer:
             span.end()
         metrics = exchange.metrics
         if metrics is not None:
-            metrics.record(exchange.method, label, status_label, duration, exchange.size, exemplar)
+            metrics.record(
+                exchange.method,
+                label,
+                status_label,
+                duration,
+                exchange.size,
+                exemplar,
+                request_size=exchange.request_size,
+            )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration)
 

@@ -37,6 +37,7 @@ METHOD_OTHER: Final = "_OTHER"
 HTTP_SERVER_DURATION: Final = "http_server_request_duration_seconds"
 HTTP_SERVER_ACTIVE: Final = "http_server_active_requests"
 HTTP_SERVER_RESPONSE_SIZE: Final = "http_server_response_body_size_bytes"
+HTTP_SERVER_REQUEST_SIZE: Final = "http_server_request_body_size_bytes"
 
 # --- HTTP client (transports) ------------------------------------------------------------
 

@@ -156,6 +156,7 @@ class ServerInstruments:
         duration: float,
         size: int,
         trace_id: str | None,
+        request_size: int | None = None,
     ) -> None:
         # The SDK takes the exemplar from the current context itself (trace_based filter).
         self._active.add((method,), -1)
