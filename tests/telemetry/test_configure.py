@@ -354,3 +354,21 @@ def test_a_middleware_built_before_configure_is_warned_about() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "a middleware or transport was built befo" in result.stdout.splitlines()[0]
+
+
+def test_sdk_disabled_turns_off_otel_metrics_and_logs_too() -> None:
+    result = _run(
+        """
+        import buttress
+
+        telemetry = buttress.configure(service="shop", log_format="json")
+        print(telemetry.tracer_provider, telemetry.meter_provider, telemetry.logger_provider)
+        """,
+        {
+            "OTEL_SDK_DISABLED": "true",
+            "OTEL_METRICS_EXPORTER": "console",
+            "OTEL_LOGS_EXPORTER": "console",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "None", "None"]

@@ -264,6 +264,8 @@ def _install(key: tuple[Any, ...], target: CollectorRegistry) -> Telemetry:
     multiprocess_dir = _multiprocess_dir()
     plan = _otel.tracing_plan()  # these raise before anything is installed
     exports = _otel_export.export_plan()
+    if plan.disabled:  # the SDK off: no signal of ours goes through it either
+        exports = _otel_export.without_otel(exports)
     otel_resource = _otel.make_resource(service, version, environment)
     resource = {k: str(v) for k, v in otel_resource.attributes.items()}
 

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
 
-__all__ = ["ExportPlan", "OTLPLogHandler", "export_plan", "install_logs", "install_metrics"]
+__all__ = [
+    "ExportPlan",
+    "OTLPLogHandler",
+    "export_plan",
+    "install_logs",
+    "install_metrics",
+    "without_otel",
+]
 
 _METRIC_EXPORTERS = ("otlp", "prometheus", "console", "none")
 _LOG_EXPORTERS = ("otlp", "console", "none")
@@ -173,6 +180,14 @@ def export_plan(environ: Mapping[str, str] = os.environ) -> ExportPlan:
     if "otlp" in logs:
         _check_installed("logs", log_protocol)
     return ExportPlan(metrics, metric_protocol, interval, timeout, logs, log_protocol)
+
+
+def without_otel(plan: ExportPlan) -> ExportPlan:
+    """``plan`` with Prometheus alone for metrics and no log export (``OTEL_SDK_DISABLED``)."""
+    import dataclasses
+
+    kept = ("prometheus",) if plan.prometheus else ()
+    return dataclasses.replace(plan, metric_exporters=kept, log_exporters=())
 
 
 def install_metrics(plan: ExportPlan, resource: Resource) -> MeterProvider | None:
