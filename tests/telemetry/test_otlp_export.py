@@ -150,6 +150,8 @@ def test_uvicorn_sigterm_loses_no_span_metric_point_or_log_record(lifespan: str)
     with OTLPReceiver() as receiver:
         process = _serve(_uvicorn(port, lifespan), _env(receiver), port)
         trace_ids, stderr = _drive_and_stop(process, port)
+        # The flush does not change how the process ends: killed by the signal, as before.
+        assert process.returncode == -signal.SIGTERM
         _check_everything_arrived(receiver, trace_ids, "/items/{item}")
         _check_one_resource(receiver)
     # The JSON lines on stderr stay, with the same resource.
@@ -201,3 +203,50 @@ def test_a_slow_receiver_bounds_the_stop_and_never_the_requests() -> None:
     # its flush bound (5 s by default) plus the server's own shutdown.
     assert serving < 10.0
     assert stopping < 15.0
+
+
+_SCRIPT = """
+import logging, sys, time
+import buttress
+from opentelemetry import trace
+
+buttress.configure(service="otlp-shop", version="2.0.1", environment="test", log_format="json")
+
+@buttress.retry(on=KeyError, name="lookup", attempts=2)
+def lookup():
+    return 1
+
+with trace.get_tracer("job").start_as_current_span("job.step"):
+    lookup()
+    logging.getLogger("job").warning("step done")
+print("ready", flush=True)
+if sys.argv[1] == "wait":
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "sigterm"])
+def test_a_plain_process_flushes_at_exit_and_on_sigterm(end: str) -> None:
+    # A job, a Django management command, Flask's development server: no ASGI lifespan,
+    # no server taking the signal. Interpreter exit runs atexit; SIGTERM's default would
+    # not, so configure() takes it when nothing else does.
+    with OTLPReceiver() as receiver:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT, "wait" if end == "sigterm" else "exit"],
+            env=_env(receiver),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == b"ready"
+        if end == "sigterm":
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        spans = [s for _, s in receiver.spans()]
+        metrics = {m.name for _, m in receiver.metrics()}
+        logs = [r for _, r in receiver.logs() if r.body.string_value == "step done"]
+        _check_one_resource(receiver)
+    assert process.returncode == (-signal.SIGTERM if end == "sigterm" else 0)
+    assert [s.name for s in spans] == ["job.step"]
+    assert "buttress.retry.calls" in metrics
+    assert [r.trace_id for r in logs] == [spans[0].trace_id]
