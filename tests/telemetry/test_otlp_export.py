@@ -78,16 +78,19 @@ def _uvicorn(port: int, lifespan: str = "auto") -> list[str]:
     ]  # fmt: skip
 
 
-def _gunicorn(port: int) -> list[str]:
+def _gunicorn(port: int, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--log-level", "warning", "--graceful-timeout", "10", "otlp_services:flask_app",
     ]  # fmt: skip
 
 
-def _check_one_resource(receiver: OTLPReceiver) -> dict[str, Any]:
-    resources = [r for r, _ in receiver.spans() + receiver.metrics() + receiver.logs()]
-    assert resources
+def _check_one_resource(receiver: OTLPReceiver, processes: int = 1) -> dict[str, Any]:
+    found = [r for r, _ in receiver.spans() + receiver.metrics() + receiver.logs()]
+    assert found
+    # One resource per process, told apart by the instance id alone.
+    assert len({r["service.instance.id"] for r in found}) == processes
+    resources = [{k: v for k, v in r.items() if k != "service.instance.id"} for r in found]
     first = resources[0]
     assert all(r == first for r in resources)
     assert first["service.name"] == "otlp-shop"
@@ -103,10 +106,19 @@ def _check_everything_arrived(receiver: OTLPReceiver, trace_ids: list[str], rout
     assert sorted(s.trace_id.hex() for s in servers) == sorted(trace_ids)
     assert {s.name for s in servers} == {f"GET {route}"}
 
-    metrics = {m.name: m for _, m in receiver.metrics()}
+    # Cumulative points: each process's last export holds its totals (a stop may export
+    # twice, at the lifespan shutdown and at the signal), and the processes' totals add up.
+    last: dict[tuple[str, str], Any] = {}
+    for resource, metric in receiver.metrics():
+        last[(resource["service.instance.id"], metric.name)] = metric
+    by_name: dict[str, list[Any]] = {}
+    for (_, name), metric in last.items():
+        by_name.setdefault(name, []).append(metric)
+    metrics = {name: found[0] for name, found in by_name.items()}
     duration = metrics["http.server.request.duration"]
     assert duration.unit == "s"
-    points = duration.histogram.data_points
+    # Each worker process exports its own points: their counts add up to the requests.
+    points = [p for m in by_name["http.server.request.duration"] for p in m.histogram.data_points]
     assert sum(p.count for p in points) == REQUESTS
     point = points[0]
     assert list(point.explicit_bounds) == SEMCONV_BUCKETS
@@ -117,13 +129,15 @@ def _check_everything_arrived(receiver: OTLPReceiver, trace_ids: list[str], rout
     }
     active = metrics["http.server.active_requests"]
     assert active.unit == "{request}"
-    assert [p.as_int for p in active.sum.data_points] == [0]
+    assert {p.as_int for p in active.sum.data_points} == {0}
     assert not active.sum.is_monotonic
     calls = metrics["buttress.retry.calls"]
     assert calls.sum.is_monotonic
-    assert [(attributes(p.attributes), p.as_int) for p in calls.sum.data_points] == [
-        ({"policy": "lookup", "outcome": "success"}, REQUESTS)
-    ]
+    call_points = [p for m in by_name["buttress.retry.calls"] for p in m.sum.data_points]
+    assert {tuple(sorted(attributes(p.attributes).items())) for p in call_points} == {
+        (("outcome", "success"), ("policy", "lookup"))
+    }
+    assert sum(p.as_int for p in call_points) == REQUESTS
 
     records = [r for _, r in receiver.logs()]
     by_body: dict[str, list[Any]] = {}
@@ -159,13 +173,18 @@ def test_uvicorn_sigterm_loses_no_span_metric_point_or_log_record(lifespan: str)
 
 
 @pytest.mark.slow
-def test_gunicorn_sigterm_loses_no_span_metric_point_or_log_record() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gunicorn_sigterm_loses_no_span_metric_point_or_log_record(workers: int) -> None:
     port = free_port()
     with OTLPReceiver() as receiver:
-        process = _serve(_gunicorn(port), _env(receiver), port)
+        process = _serve(_gunicorn(port, workers), _env(receiver), port)
         trace_ids, _ = _drive_and_stop(process, port)
         _check_everything_arrived(receiver, trace_ids, "/items/<item>")
-        _check_one_resource(receiver)
+        # Each worker that served a request exported under its own instance id.
+        signals = receiver.spans() + receiver.metrics() + receiver.logs()
+        served = len({r["service.instance.id"] for r, _ in signals})
+        assert 1 <= served <= workers
+        _check_one_resource(receiver, processes=served)
 
 
 @pytest.mark.slow

@@ -84,7 +84,10 @@ class Telemetry:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         if self.resource:
-            registry.register(TargetInfo(self.resource))
+            # One series for all workers: the per-process instance id would make each
+            # scrape's target_info another worker's.
+            shared = {k: v for k, v in self.resource.items() if k != "service.instance.id"}
+            registry.register(TargetInfo(shared))
         return registry
 
 

@@ -182,7 +182,8 @@ def make_resource(service: str, version: str | None, environment: str | None) ->
 
     The arguments win over ``OTEL_RESOURCE_ATTRIBUTES`` (argument, then environment,
     then the SDK's defaults), except ``OTEL_SERVICE_NAME``: deploy tooling sets it to
-    rename a service without touching its code, so it wins over ``service``.
+    rename a service without touching its code, so it wins over ``service``. Each process
+    gets a ``service.instance.id`` of its own unless the variable sets one.
     """
     from opentelemetry.sdk.resources import Resource
 
@@ -192,6 +193,12 @@ def make_resource(service: str, version: str | None, environment: str | None) ->
     if environment is not None:
         attributes["deployment.environment.name"] = environment
     resource = Resource.create(attributes)  # reads both variables, ours merged last
+    if "service.instance.id" not in resource.attributes:
+        # Each worker process exports its own cumulative series over OTLP: without an
+        # instance id, two gunicorn workers' points would collide as one series.
+        import uuid
+
+        resource = resource.merge(Resource({"service.instance.id": str(uuid.uuid4())}))
     name = _get(os.environ, "OTEL_SERVICE_NAME")
     if name is not None:
         resource = resource.merge(Resource({"service.name": name}))
