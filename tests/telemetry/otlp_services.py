@@ -3,19 +3,21 @@
 ``fastapi_app`` (uvicorn) and ``flask_app`` (gunicorn) call ``buttress.configure()`` at
 import, as an application does, from the ``OTEL_*`` variables the test sets. Each request
 of ``/items/{item}`` logs one structlog event and one stdlib record inside the request
-and goes through a retry policy, so every signal has something to say about it.
+and goes through a retry policy, so every signal has something to say about it;
+``/proxy/{item}`` calls ``/items/{item}`` through the resilient httpx transport.
 """
 
 from __future__ import annotations
 
 import logging
 
+import httpx
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from flask import Flask
 
 import buttress
-from buttress.middleware import ASGIMiddleware, WSGIMiddleware
+from buttress.middleware import ASGIMiddleware, AsyncResilientTransport, WSGIMiddleware
 
 buttress.configure(service="otlp-shop", version="2.0.1", environment="test", log_format="json")
 
@@ -40,6 +42,14 @@ fastapi_app = FastAPI()
 @fastapi_app.get("/items/{item}")
 async def get_item(item: str) -> dict[str, str]:
     return _handle(item)
+
+
+@fastapi_app.get("/proxy/{item}")
+async def proxy(item: str, request: Request) -> dict[str, str]:
+    # An outbound call through the resilient transport, to this same service.
+    async with httpx.AsyncClient(transport=AsyncResilientTransport()) as client:
+        response = await client.get(f"{request.base_url}items/{item}")
+    return {"upstream": response.json()["item"]}
 
 
 fastapi_app.add_middleware(ASGIMiddleware, service="otlp-shop")

@@ -269,3 +269,33 @@ def test_a_plain_process_flushes_at_exit_and_on_sigterm(end: str) -> None:
     assert [s.name for s in spans] == ["job.step"]
     assert "buttress.retry.calls" in metrics
     assert [r.trace_id for r in logs] == [spans[0].trace_id]
+
+
+@pytest.mark.slow
+def test_outbound_calls_export_the_client_instruments() -> None:
+    port = free_port()
+    with OTLPReceiver() as receiver:
+        process = _serve(_uvicorn(port), _env(receiver), port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/proxy/x").json() == {"upstream": "X"}
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        metrics = {m.name: m for _, m in receiver.metrics()}  # the last export of each
+    duration = metrics["http.client.request.duration"]
+    assert duration.unit == "s"
+    (point,) = duration.histogram.data_points
+    assert point.count == 1
+    assert list(point.explicit_bounds) == SEMCONV_BUCKETS
+    assert attributes(point.attributes) == {
+        "http.request.method": "GET",
+        "server.address": "127.0.0.1",
+        "http.response.status_code": 200,
+    }
+    active = metrics["http.client.active_requests"]
+    assert active.unit == "{request}"
+    assert {p.as_int for p in active.sum.data_points} == {0}
+    routes = {
+        attributes(p.attributes)["http.route"]
+        for p in metrics["http.server.request.duration"].histogram.data_points
+    }
+    assert routes == {"/proxy/{item}", "/items/{item}"}
