@@ -372,3 +372,22 @@ def test_sdk_disabled_turns_off_otel_metrics_and_logs_too() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["None", "None", "None"]
+
+
+def test_multiprocess_exposition_has_one_target_info_for_all_workers(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import buttress
+        from prometheus_client import generate_latest
+
+        telemetry = buttress.configure(service="shop", version="1.2.3", log_format="json")
+        assert "service.instance.id" in telemetry.resource
+        print(generate_latest(telemetry.exposition_registry()).decode())
+        """,
+        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("target_info{")]
+    assert 'service_name="shop"' in line
+    assert 'service_version="1.2.3"' in line
+    assert "service_instance_id" not in line  # the same series whichever worker answers
