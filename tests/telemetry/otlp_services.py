@@ -30,7 +30,7 @@ def _lookup(item: str) -> str:
     return item.upper()
 
 
-def _handle(item: str) -> dict[str, str]:
+def handle(item: str) -> dict[str, str]:
     _events.info("item.looked_up", item=item)
     _stdlib.info("stdlib line for %s", item)
     return {"item": _lookup(item)}
@@ -41,7 +41,7 @@ fastapi_app = FastAPI()
 
 @fastapi_app.get("/items/{item}")
 async def get_item(item: str) -> dict[str, str]:
-    return _handle(item)
+    return handle(item)
 
 
 @fastapi_app.get("/proxy/{item}")
@@ -59,7 +59,7 @@ _flask = Flask(__name__)
 
 @_flask.get("/items/<item>")
 def flask_item(item: str) -> dict[str, str]:
-    return _handle(item)
+    return handle(item)
 
 
 _flask.wsgi_app = WSGIMiddleware(_flask.wsgi_app, service="otlp-shop")  # type: ignore[method-assign]

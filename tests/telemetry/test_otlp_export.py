@@ -78,10 +78,10 @@ def _uvicorn(port: int, lifespan: str = "auto") -> list[str]:
     ]  # fmt: skip
 
 
-def _gunicorn(port: int, workers: int) -> list[str]:
+def _gunicorn(port: int, workers: int, app: str = "otlp_services:flask_app") -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--log-level", "warning", "--graceful-timeout", "10", "otlp_services:flask_app",
+        "--log-level", "warning", "--graceful-timeout", "10", app,
     ]  # fmt: skip
 
 
@@ -185,6 +185,18 @@ def test_gunicorn_sigterm_loses_no_span_metric_point_or_log_record(workers: int)
         served = len({r["service.instance.id"] for r, _ in signals})
         assert 1 <= served <= workers
         _check_one_resource(receiver, processes=served)
+
+
+@pytest.mark.slow
+def test_django_under_gunicorn_loses_nothing_at_sigterm() -> None:
+    port = free_port()
+    with OTLPReceiver() as receiver:
+        app = "tests.telemetry.otlp_django:application"
+        env = _env(receiver, PYTHONPATH=str(HERE.parents[1]))
+        process = _serve(_gunicorn(port, 1, app), env, port)
+        trace_ids, _ = _drive_and_stop(process, port)
+        _check_everything_arrived(receiver, trace_ids, "/items/<str:item>")
+        _check_one_resource(receiver)
 
 
 @pytest.mark.slow
