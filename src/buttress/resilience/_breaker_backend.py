@@ -111,18 +111,21 @@ class LocalBreaker:
         with self._lock:
             return self.core.retry_after(self._clock())
 
-    def _steer(self, action: Callable[[], None]) -> None:
+    def _steer(self, action: Callable[[], None], announce: bool) -> None:
         with self._lock:
             action()
             moved = self._drain()
-        if moved:
+        if moved and announce:
             self._announce(moved)
 
     def trip(self, reason: Reason) -> None:
-        self._steer(lambda: self.core.trip(self._clock(), reason))
+        self._steer(lambda: self.core.trip(self._clock(), reason), True)
 
-    def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
-        self._steer(lambda: self.core.force(state))
+    def force(
+        self, state: Literal["forced_open", "forced_closed"], *, announce: bool = True
+    ) -> None:
+        """Force ``state``; ``announce=False`` when a shared store announced it already."""
+        self._steer(lambda: self.core.force(state), announce)
 
-    def reset(self) -> None:
-        self._steer(self.core.reset)
+    def reset(self, *, announce: bool = True) -> None:
+        self._steer(self.core.reset, announce)

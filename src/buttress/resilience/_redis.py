@@ -390,27 +390,30 @@ class RedisBreaker:
     def retry_after(self) -> float | None:
         return self._peek()[1]
 
-    def _control(self, target: State) -> None:
+    def _control(self, target: State) -> bool:
+        """Steer the shared state; ``False`` if Redis did not answer."""
         try:
             reply = self._store.run("control", self._keys, (target.code, *self._args.control_tail))
         except Exception as exc:
             self._down(exc)
-            return
+            return False
         self._health.answered()
         old, new = (int(x) for x in reply)
         if new >= 0:
             state = STATES_BY_CODE[new]
             self._last = (state, None if state is FORCED_OPEN else 0.0)
             self._announce([Transition(STATES_BY_CODE[old], state, Reason.MANUAL)])
+        return True
 
     def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
-        # Steer both: the local state takes over whenever Redis is away.
-        self.fallback.force(state)
-        self._control(State(state))
+        # Steer both: the local state takes over whenever Redis is away. Announced once:
+        # by Redis when it answered, else by the local state.
+        answered = self._control(State(state))
+        self.fallback.force(state, announce=not answered)
 
     def reset(self) -> None:
-        self.fallback.reset()
-        self._control(CLOSED)
+        answered = self._control(CLOSED)
+        self.fallback.reset(announce=not answered)
 
 
 class RedisLimiter:
