@@ -105,6 +105,12 @@ class Strategy(abc.ABC):
 
             wrapper = sync_wrapper
         functools.update_wrapper(wrapper, fn)
+        if inspect.isfunction(fn) and inspect.isfunction(wrapper):
+            # Tools that read defaults off the function (not through ``__wrapped__``) see
+            # the decorated function's, as with tenacity's wrappers. The wrapper takes only
+            # ``*args, **kwargs``, so these never change how a call binds.
+            wrapper.__defaults__ = fn.__defaults__
+            wrapper.__kwdefaults__ = fn.__kwdefaults__
         return cast("Callable[P, R]", wrapper)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
