@@ -438,3 +438,55 @@ async def test_sync_rate_limiter_inside_a_running_loop_refuses_instead_of_sleepi
     limiter.acquire()
     with pytest.warns(ButtressWarning, match="async with"), pytest.raises(RateLimited):
         limiter.acquire()
+
+
+async def test_a_policy_above_classmethod_protects_the_coroutine() -> None:
+    clock = FakeClock()
+    calls: list[int] = []
+
+    class Client:
+        @Policy(buttress.retry(on=Boom, clock=clock, sleep=clock.sleep), Bulkhead("c"))
+        @classmethod
+        async def fetch(cls) -> str:
+            calls.append(1)
+            if len(calls) < 2:
+                raise Boom
+            return cls.__name__
+
+    assert await Client.fetch() == "Client"
+    assert len(calls) == 2
+
+
+def test_the_strategies_never_import_the_redis_store() -> None:
+    # The Redis store depends on the backend modules, never the other way round.
+    import inspect
+
+    from buttress.resilience import (
+        _breaker,
+        _breaker_backend,
+        _breaker_core,
+        _limiter_backend,
+        _ratelimit,
+    )
+
+    for module in (_breaker, _breaker_backend, _breaker_core, _limiter_backend, _ratelimit):
+        assert "._redis" not in inspect.getsource(module), module.__name__
+
+
+async def test_a_sync_retry_inside_a_running_loop_warns_before_it_sleeps() -> None:
+    slept: list[float] = []
+    flaky_calls: list[int] = []
+
+    def flaky() -> str:
+        flaky_calls.append(1)
+        if len(flaky_calls) < 2:
+            raise Boom
+        return "ok"
+
+    policy = buttress.retry(on=Boom, wait_initial=0.001, wait_max=0.001, jitter="none")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("time.sleep", slept.append)  # the default sleep, without waiting
+        with pytest.warns(ButtressWarning, match="blocking every task") as caught:
+            assert policy.call(flaky) == "ok"
+    assert caught[0].filename == __file__
+    assert slept == [0.001]

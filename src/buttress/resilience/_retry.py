@@ -22,6 +22,7 @@ from ._args import (
     Named,
     check_optional_name,
     exception_matcher,
+    in_event_loop,
     seconds,
     warn,
 )
@@ -161,6 +162,14 @@ class Retry(Named, Strategy):
                     raise error
                 return result  # type: ignore[no-any-return]
             if not CONFIG.testing and wait > 0:
+                if self._sleep is None and in_event_loop():
+                    # A sync call inside a coroutine blocks the loop already; its backoff
+                    # would block it for longer. Said once per call, where it was made.
+                    warn(
+                        f"{self._name}: a sync retry sleeps {wait:.3f}s inside a running event "
+                        "loop, blocking every task on it; decorate an async function instead",
+                        stacklevel=4,
+                    )
                 sleep(wait)
                 if not self._may_start(attempt, start, limit, error):
                     if error is not None:
