@@ -27,6 +27,7 @@ __all__ = [
     "check_name",
     "check_optional_name",
     "check_seconds",
+    "exact_ratio",
     "exception_matcher",
     "in_event_loop",
     "seconds",
@@ -68,6 +69,19 @@ def seconds(value: object, what: str) -> float:
 def warn(message: str, *, stacklevel: int) -> None:
     """Warn about a legal but surprising value; ``stacklevel`` counts from the caller of this."""
     warnings.warn(message, ButtressWarning, stacklevel=stacklevel + 1)
+
+
+def exact_ratio(value: float) -> tuple[int, int]:
+    """``value`` as a fraction of small integers: ``0.55`` is ``(11, 20)``.
+
+    Thresholds are compared in integers with it, because ``0.55 * 100`` is
+    ``55.00000000000001``: the decimal the user wrote is what counts (``str`` gives the
+    shortest repr), within a denominator of a million.
+    """
+    from fractions import Fraction  # here: only built at configuration time
+
+    exact = Fraction(str(value)).limit_denominator(1_000_000)
+    return exact.numerator, exact.denominator
 
 
 def in_event_loop() -> bool:

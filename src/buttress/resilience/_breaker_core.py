@@ -27,8 +27,9 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Final, Literal
+
+from ._args import exact_ratio
 
 if TYPE_CHECKING:
     from .._events import BreakerState
@@ -122,10 +123,8 @@ def ratio(rate: float) -> tuple[int, int]:
 
     Thresholds are judged as ``failures * den >= num * calls``, in integers, because
     ``0.55 * 100`` is ``55.00000000000001`` and 55 failures of 100 must open the breaker.
-    The decimal the user wrote is what counts (``str`` gives the shortest repr).
     """
-    exact = Fraction(str(rate)).limit_denominator(1_000_000)
-    return exact.numerator, exact.denominator
+    return exact_ratio(rate)
 
 
 @dataclass(frozen=True, slots=True)
