@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import types
 
 import pytest
 
 from buttress import Bulkhead, BulkheadFull, ConfigurationError
 from buttress._events import BulkheadRejected, BulkheadUsage, Registry
+from buttress.resilience import _bulkhead
 
 
 def test_rejects_when_full_and_exposes_usage() -> None:
@@ -42,9 +44,18 @@ def test_a_waiting_thread_gets_the_released_slot() -> None:
     assert (bulkhead.in_use, bulkhead.waiting) == (0, 0)
 
 
-def test_wait_timeout_rejects_and_leaves_the_queue() -> None:
+class _TimedOutEvent(threading.Event):
+    """A waiter's Event whose timed wait ends at once, unset: the wait timeout passed."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+def test_wait_timeout_rejects_and_leaves_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = Registry()
-    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=0.01, registry=registry)
+    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=30, registry=registry)
+    fake = types.SimpleNamespace(Event=_TimedOutEvent, Lock=threading.Lock)
+    monkeypatch.setattr(_bulkhead, "threading", fake)  # no real wait for the timeout
     with registry.capture() as events, bulkhead:
         with pytest.raises(BulkheadFull, match="waited too long"):
             bulkhead.call(lambda: None)
