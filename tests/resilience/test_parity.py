@@ -369,6 +369,10 @@ def test_a_half_open_round_without_verdict_is_given_up_after_the_max_wait(h: Har
     h.clock.advance(0.5)
     assert h.admitted(breaker)
     assert state(breaker) == "closed"
+    assert h.transitions[-2:] == [
+        ("half_open", "half_open", "half_open_max_wait"),  # the hung round, given up on
+        ("half_open", "closed", "half_open_success"),
+    ]
 
 
 # -- Polly v8 CircuitStateControllerTests and AdvancedCircuitBehaviorTests ---------------------

@@ -11,7 +11,7 @@ against the new state, and a trial permit is always given back exactly once.
     CLOSED --(OpeningRule says open)--> OPEN --(reset_timeout passed, next call)--> HALF_OPEN
     HALF_OPEN --(every trial succeeded)--> CLOSED
     HALF_OPEN --(a trial failed or was slow)--> OPEN (reset timeout x reset_backoff)
-    HALF_OPEN --(no verdict within half_open_max_wait)--> a new round of trials
+    HALF_OPEN --(no verdict within half_open_max_wait)--> HALF_OPEN (a new round of trials)
     any --(force_open / force_closed / reset)--> FORCED_OPEN / FORCED_CLOSED / CLOSED
 
 States, outcomes and reasons are enums shared with the Redis backend, whose Lua scripts
@@ -84,6 +84,7 @@ class Reason(enum.StrEnum):
     SLOW_CALL_RATE = "slow_call_rate"
     MANUAL = "manual"
     STORE_UNAVAILABLE = "store_unavailable"
+    HALF_OPEN_MAX_WAIT = "half_open_max_wait"  # a round of trials reclaimed (half-open again)
 
     @property
     def code(self) -> int:
@@ -371,10 +372,10 @@ class BreakerCore:
             if now < self._until:
                 return REJECTED
             # No verdict for a whole round: a trial hung, or its outcome was lost (exit
-            # in another context, a dead task). Reclaim the permits: a new generation, so
-            # a late outcome of the old round counts for nothing.
-            self._generation += 1
-            self._in_flight = self._successes = 0
+            # in another context, a dead task). Reclaim the permits: a new generation (a
+            # late outcome of the old round counts for nothing), announced as half-open
+            # again, so a hung trial shows in the transitions.
+            self._move(HALF_OPEN, Reason.HALF_OPEN_MAX_WAIT)
             self._until = now + self.config.trial_wait
         self._in_flight += 1
         return (self._generation << 1) | 1

@@ -79,7 +79,8 @@ end
 )
 
 # ARGV: now, permits, ttl_ms, trial_wait_ms. Returns {ticket or -1, state, retry_after_ms
-# (-1 when forced open), old state or -1 (a transition to half-open happened)}.
+# (-1 when forced open), old state or -1 (when a transition to half-open happened), its
+# reason code}.
 BREAKER_ADMIT: Final = (
     _COMMON
     + """
@@ -88,35 +89,40 @@ local trial_wait = tonumber(ARGV[4])
 local h = redis.call('HMGET', key, 'st', 'gen', 'ou', 'hi', 'hs')
 local st = tonumber(h[1]) or CLOSED
 local gen = tonumber(h[2]) or 0
-if st == CLOSED or st == FORCED_CLOSED then return {gen * 2, st, 0, -1} end
-if st == FORCED_OPEN then return {-1, st, -1, -1} end
+if st == CLOSED or st == FORCED_CLOSED then return {gen * 2, st, 0, -1, R_NONE} end
+if st == FORCED_OPEN then return {-1, st, -1, -1, R_NONE} end
 local old = -1
+local reason = R_NONE
 local ou = tonumber(h[3]) or 0
 local hi = tonumber(h[4]) or 0
 local hs = tonumber(h[5]) or 0
 if st == OPEN then
-  if now < ou then return {-1, st, ou - now, -1} end
+  if now < ou then return {-1, st, ou - now, -1, R_NONE} end
   move(gen, HALF_OPEN)
   gen = gen + 1
   ou = now + trial_wait
   redis.call('HSET', key, 'ou', ou)
   old = OPEN
+  reason = R_RESET_TIMEOUT
   hi = 0
   hs = 0
 elseif hi + hs >= permits then
   -- No verdict for a whole round: a trial hung, or a replica died (or lost its reply)
   -- mid-trial. Reclaim the permits under a new generation, so late outcomes of the old
   -- round count for nothing.
-  if now < ou then return {-1, HALF_OPEN, ou - now, -1} end
+  if now < ou then return {-1, HALF_OPEN, ou - now, -1, R_NONE} end
+  move(gen, HALF_OPEN)
   gen = gen + 1
   ou = now + trial_wait
-  redis.call('HSET', key, 'gen', gen, 'hi', 0, 'hs', 0, 'ou', ou)
+  redis.call('HSET', key, 'ou', ou)
+  old = HALF_OPEN
+  reason = R_HALF_OPEN_MAX_WAIT
   hi = 0
   hs = 0
 end
 redis.call('HSET', key, 'hi', hi + 1)
 redis.call('PEXPIRE', key, ARGV[3])
-return {gen * 2 + 1, HALF_OPEN, 0, old}
+return {gen * 2 + 1, HALF_OPEN, 0, old, reason}
 """
 )
 
@@ -348,9 +354,9 @@ class BreakerArgs:
 
 def admitted(reply: list[int]) -> tuple[int, State, float | None, Transition | None]:
     """The admit script's reply: ticket (or ``REJECTED``), state, retry after, transition."""
-    ticket, state, retry_ms, old = (int(x) for x in reply)
+    ticket, state, retry_ms, old, reason = (int(x) for x in reply)
     new = STATES_BY_CODE[state]
-    moved = None if old < 0 else Transition(STATES_BY_CODE[old], new, Reason.RESET_TIMEOUT)
+    moved = None if old < 0 else Transition(STATES_BY_CODE[old], new, REASONS_BY_CODE[reason])
     return (
         ticket if ticket >= 0 else REJECTED,
         new,
