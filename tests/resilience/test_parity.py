@@ -692,3 +692,102 @@ async def test_a_cancelled_waiter_gives_its_token_back_on_both_backends(h: Harne
     with pytest.raises(RateLimited) as info:
         await limiter.acquire_async()
     assert info.value.retry_after == pytest.approx(1.0)
+
+
+# -- a caller cancelled while its script call is on the wire (Redis only) ---------------------
+
+
+class SlowWire:
+    """Wraps a store's async script calls, holding ``scripts`` back until the gate opens:
+    the reply (the script has run), or with ``before`` the request (it has not yet)."""
+
+    def __init__(self, store: RedisStore, scripts: tuple[str, ...], before: bool = False) -> None:
+        self._run = store.run_async
+        self.scripts = scripts
+        self.before = before
+        self.parked = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _hold(self, script: str) -> None:
+        if script in self.scripts and not self.gate.is_set():
+            self.parked.set()
+            await self.gate.wait()
+
+    async def __call__(self, script: str, keys: Any, args: Any) -> Any:
+        if self.before:
+            await self._hold(script)
+        reply = await self._run(script, keys, args)
+        if not self.before:
+            await self._hold(script)
+        return reply
+
+
+async def settle() -> None:
+    """Wait (bounded) until every other task, undo tasks included, has finished."""
+    for _ in range(50):
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if not others:
+            return
+        await asyncio.gather(*others, return_exceptions=True)
+    raise AssertionError("tasks still running")
+
+
+async def cancel_when_parked(wire: SlowWire, call: Any) -> None:
+    task = asyncio.create_task(call)
+    await wire.parked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    wire.gate.set()
+    await settle()
+
+
+@pytest.mark.redis
+async def test_a_token_taken_for_a_cancelled_caller_goes_back(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness("redis", request)
+    assert h.store is not None
+    limiter = h.limiter(rate=1, burst=1)
+    wire = SlowWire(h.store, ("take",))
+    monkeypatch.setattr(h.store, "run_async", wire)
+    await cancel_when_parked(wire, limiter.acquire_async())
+    await limiter.acquire_async()  # the token came back: no time has passed
+    h.store.close()
+
+
+@pytest.mark.redis
+async def test_a_trial_permit_taken_for_a_cancelled_caller_goes_back(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness("redis", request)
+    assert h.store is not None
+    breaker = h.half_open()
+    wire = SlowWire(h.store, ("admit",))
+    monkeypatch.setattr(h.store, "run_async", wire)
+
+    async def trial() -> str:
+        return "ok"
+
+    await cancel_when_parked(wire, breaker.call(trial))
+    assert await breaker.call(trial) == "ok"  # the permit came back, not after a max wait
+    assert state(breaker) == "closed"
+    h.store.close()
+
+
+@pytest.mark.redis
+async def test_an_outcome_recorded_for_a_cancelled_caller_still_reaches_redis(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness("redis", request)
+    assert h.store is not None
+    breaker = h.half_open()
+    wire = SlowWire(h.store, ("record",), before=True)
+    monkeypatch.setattr(h.store, "run_async", wire)
+
+    async def trial() -> str:
+        return "ok"
+
+    await cancel_when_parked(wire, breaker.call(trial))
+    assert state(breaker) == "closed"  # the trial's success was recorded all the same
+    h.store.close()

@@ -20,8 +20,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._errors import ConfigurationError
 from .._events import Registry, StoreRecovered, StoreUnavailable
@@ -59,6 +59,39 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("buttress")
+T = TypeVar("T")
+# Undo tasks started for cancelled callers: referenced until done, so none is collected.
+_UNDOING: set[asyncio.Task[None]] = set()
+
+
+async def _settle(
+    call: Coroutine[Any, Any, T], undo: Callable[[T], Awaitable[None] | None] | None = None
+) -> T:
+    """Await a script call to its end even if the caller is cancelled meanwhile.
+
+    A cancelled caller cannot know whether its script ran: the decision may be taken in
+    Redis (a trial permit, a token) with nobody left to use it. So the call runs on as a
+    task; the caller's cancellation propagates at once, and when the call finishes,
+    ``undo`` gives back whatever it took.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undo is not None:
+
+            def finished(done: asyncio.Future[T]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                undoing = undo(done.result())
+                if undoing is not None:
+                    follow = asyncio.ensure_future(undoing)
+                    _UNDOING.add(follow)
+                    follow.add_done_callback(_UNDOING.discard)
+
+            task.add_done_callback(finished)
+        raise
+
 
 # Tickets handed out by the local fallback carry this bit, so their outcomes go back to
 # the local state even if Redis has returned in between.
@@ -331,6 +364,9 @@ class RedisBreaker:
     async def admit_async(self) -> int:
         if self._health.use_local():
             return self._local_admit()
+        return await _settle(self._admit_remote(), self._unused)
+
+    async def _admit_remote(self) -> int:
         try:
             reply = await self._store.run_async("admit", self._keys, self._args.admit)
         except Exception as exc:
@@ -338,6 +374,15 @@ class RedisBreaker:
             return self._local_admit()
         self._health.answered()
         return self._admitted(reply)
+
+    def _unused(self, ticket: int) -> Awaitable[None] | None:
+        """A permit taken for a caller cancelled meanwhile: give it back, counting nothing."""
+        if ticket == REJECTED:
+            return None
+        return self._forget(ticket)
+
+    async def _forget(self, ticket: int) -> None:
+        await self.record_async(ticket, Outcome.IGNORED, 0.0)
 
     def record(self, ticket: int, outcome: Outcome, duration: float) -> bool:
         if ticket & _LOCAL:
@@ -358,6 +403,11 @@ class RedisBreaker:
             return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
         if self._health.use_local():
             return False
+        # Recorded even if the caller is cancelled meanwhile: a trial's outcome (or its
+        # permit, when ignored) must reach Redis.
+        return await _settle(self._record_remote(ticket, outcome, duration))
+
+    async def _record_remote(self, ticket: int, outcome: Outcome, duration: float) -> bool:
         try:
             reply = await self._store.run_async(
                 "record", self._keys, self._args.outcome(ticket, outcome, duration)
@@ -478,6 +528,13 @@ class RedisLimiter:
     async def take_async(self, max_wait: float) -> float:
         if self._health.use_local():
             return self.fallback.take(max_wait)
+        return await _settle(self._take_remote(max_wait), self._untaken)
+
+    def _untaken(self, wait: float) -> Awaitable[None] | None:
+        """A token taken (or reserved) for a caller cancelled meanwhile goes back."""
+        return None if wait < 0 else self.give_back_async()
+
+    async def _take_remote(self, max_wait: float) -> float:
         try:
             reply = await self._store.run_async("take", self._key, self._argv(max_wait))
         except Exception as exc:
