@@ -64,6 +64,7 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
 # Refusals by strategies inside the breaker: the caller's own congestion, not the
 # dependency's health, so by default they do not count (a timeout does).
 CALLER_SIDE_REJECTIONS: tuple[type[Exception], ...] = (BulkheadFull, RateLimited, CircuitOpen)
