@@ -52,15 +52,17 @@ class Telemetry:
     def exposition_registry(self) -> CollectorRegistry:
         """The registry a ``/metrics`` endpoint should render.
 
-        In multiprocess mode, a fresh registry that collects every worker's files (as
-        prometheus-client requires, once per scrape); otherwise :attr:`registry`.
+        In multiprocess mode, a fresh registry that collects the live workers' files and
+        the archive of dead ones (once per scrape); otherwise :attr:`registry`.
         """
         if self.multiprocess_dir is None:
             return self.registry
-        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client import CollectorRegistry
+
+        from ._multiprocess import ArchiveCollector
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(ArchiveCollector(self.multiprocess_dir))
         return registry
 
 
@@ -183,6 +185,10 @@ def configure(
 
         multiprocess_dir = _multiprocess_dir()
         plan = _otel.tracing_plan()  # raises before anything is installed
+        if multiprocess_dir is not None:
+            from ._multiprocess import mark_worker_started
+
+            mark_worker_started(multiprocess_dir)  # so dead workers can be told from live
         target = registry if registry is not None else REGISTRY
 
         _logging.configure_logging(level=level, log_format=log_format, stream=sys.stderr)
