@@ -58,4 +58,3 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"buttress workers: cannot run {command[0]!r}: {exc}", file=sys.stderr)
         return 127
-    return 0  # pragma: no cover  (execvp does not return)

@@ -25,8 +25,8 @@ archive, ``buttress-archive.json``, and their files removed:
   files under a shared lock; a fold holds it exclusively while it writes the new archive
   (a temporary file, then an atomic rename) and removes the folded files, so a scrape
   sees each value exactly once. A fold that crashes half-way is finished by the next
-  one: the archive names the files it absorbed, and a scrape skips those while they
-  exist.
+  one: a journal names the files the new archive absorbed, and a scrape skips those
+  while they exist.
 
 A scrape from a pid namespace other than the workers' (a sidecar) cannot test pids; it
 still honours leases, and folds only what both tests agree on.
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 ARCHIVE = "buttress-archive.json"
+_JOURNAL = "buttress-folding.json"
 _LOCK = "buttress.lock"
 _LEASE = re.compile(r"^buttress-lease-(\d+)\.lock$")
 # prometheus-client's names: <type>_<pid>.db, or gauge_<mode>_<pid>.db.
@@ -131,8 +132,6 @@ class _Archive:
 
     generation: int = 0
     values: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
-    # Files this generation absorbed: ignored by scrapes while a crashed fold left them.
-    folded: list[str] = field(default_factory=list)
 
 
 _cache_lock = threading.Lock()
@@ -158,7 +157,6 @@ def _read_archive(directory: str) -> _Archive:
     archive = _Archive(
         generation=int(raw["generation"]),
         values={(p, pid, k): [float(v), float(t)] for p, pid, k, v, t in raw["values"]},
-        folded=list(raw["folded"]),
     )
     with _cache_lock:
         _cache[directory] = (identity, archive)
@@ -169,16 +167,35 @@ def _write_archive(directory: str, archive: _Archive) -> None:
     data = {
         "format": _FORMAT,
         "generation": archive.generation,
-        "folded": archive.folded,
         "values": [[p, pid, k, v, t] for (p, pid, k), (v, t) in archive.values.items()],
     }
-    target = os.path.join(directory, ARCHIVE)
+    _write_atomically(os.path.join(directory, ARCHIVE), data)
+
+
+def _write_atomically(target: str, data: object) -> None:
     temporary = f"{target}.{os.getpid()}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
         json.dump(data, stream, separators=(",", ":"))
         stream.flush()
         os.fsync(stream.fileno())
-    os.replace(temporary, target)  # the commit point: scrapes see the old or the new
+    os.replace(temporary, target)  # readers see the old file or the new, never a part
+
+
+def _journal(directory: str, archive: _Archive) -> set[str]:
+    """Files the current archive absorbed that a crashed fold left behind (normally none).
+
+    A fold writes the journal (the next generation and its files) before the archive, and
+    removes it after the files: a journal of the archive's generation means the archive
+    holds those files' values, so they must not be read again.
+    """
+    try:
+        with open(os.path.join(directory, _JOURNAL), encoding="utf-8") as stream:
+            raw = json.load(stream)
+    except FileNotFoundError:
+        return set()
+    if raw.get("generation") != archive.generation:
+        return set()  # the fold died before its archive was written: the files count
+    return set(raw["files"])
 
 
 def _fold_value(
@@ -205,6 +222,15 @@ def _fold_value(
 
 
 # --- liveness ------------------------------------------------------------------------
+
+
+def _read_file(path: str) -> Iterator[tuple[str, float, float, int]]:
+    """``(key, value, timestamp, position)`` of each value in one prometheus-client file."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    values: Iterator[tuple[str, float, float, int]]
+    values = MmapedDict.read_all_values_from_file(path)  # type: ignore[no-untyped-call]
+    return values
 
 
 def _pid_exists(pid: int) -> bool:
@@ -253,15 +279,15 @@ def _scan(directory: str) -> tuple[dict[int, list[str]], set[int]]:
 
 
 def _finish_crashed_fold(directory: str, archive: _Archive) -> None:
-    for name in archive.folded:
+    for name in _journal(directory, archive):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(directory, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(directory, _JOURNAL))
 
 
 def _fold(directory: str, dead: Iterable[int], files: dict[int, list[str]]) -> int:
     """Fold the files of ``dead`` pids into the archive; the exclusive lock is held."""
-    from prometheus_client.mmap_dict import MmapedDict
-
     archive = _read_archive(directory)
     _finish_crashed_fold(directory, archive)
     absorbed: list[str] = []
@@ -271,18 +297,20 @@ def _fold(directory: str, dead: Iterable[int], files: dict[int, list[str]]) -> i
         for name in files.get(pid, ()):
             prefix = _DB.match(name).group(1)  # type: ignore[union-attr]
             try:
-                values = MmapedDict.read_all_values_from_file(os.path.join(directory, name))
+                values = _read_file(os.path.join(directory, name))
                 for key, value, ts, _ in values:
                     _fold_value(fresh, prefix, str(pid), key, value, ts)
             except FileNotFoundError:
                 continue
             absorbed.append(name)
     if absorbed:
-        fresh.folded = absorbed
-        _write_archive(directory, fresh)
+        journal = os.path.join(directory, _JOURNAL)
+        _write_atomically(journal, {"generation": fresh.generation, "files": absorbed})
+        _write_archive(directory, fresh)  # the commit point
         for name in absorbed:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, name))
+        os.remove(journal)
     for pid in gone:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(directory, f"buttress-lease-{pid}.lock"))
@@ -398,7 +426,10 @@ def clear_multiprocess_dir(path: str | os.PathLike[str] | None = None) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, f"buttress-lease-{pid}.lock"))
         for name in os.listdir(directory):
-            if name == ARCHIVE or (name.startswith(ARCHIVE) and name.endswith(".tmp")):
+            if name in (ARCHIVE, _JOURNAL) or (
+                name.startswith(("buttress-archive.", "buttress-folding."))
+                and name.endswith(".tmp")
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(directory, name))
         with _cache_lock:
@@ -422,14 +453,12 @@ class ArchiveCollector:
         self._directory = _directory(path)
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.mmap_dict import MmapedDict
-
         directory = self._directory
         fold_dead_workers(directory, wait=0)
         rows: list[tuple[str, str, str, float, float]] = []
         with _locked(directory, fcntl.LOCK_SH, wait=None):
             archive = _read_archive(directory)
-            skip = set(archive.folded)
+            skip = _journal(directory, archive)
             for (prefix, pid, key), (value, ts) in archive.values.items():
                 rows.append((prefix, pid, key, value, ts))
             for name in os.listdir(directory):
@@ -438,7 +467,7 @@ class ArchiveCollector:
                     continue
                 prefix, pid = match.group(1), match.group(2)
                 try:
-                    values = MmapedDict.read_all_values_from_file(os.path.join(directory, name))
+                    values = _read_file(os.path.join(directory, name))
                     rows.extend((prefix, pid, key, v, ts) for key, v, ts, _ in values)
                 except FileNotFoundError:  # removed by prometheus' mark_process_dead
                     continue
@@ -518,7 +547,7 @@ def _histogram_samples(
         total = 0.0
         for bound in sorted(bounds):
             total += bounds[bound]
-            labels = {**dict(rest), "le": floatToGoString(bound)}
-            out.append(Sample(metric.name + "_bucket", labels, total))
+            bound_text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            out.append(Sample(metric.name + "_bucket", {**dict(rest), "le": bound_text}, total))
         out.append(Sample(metric.name + "_count", dict(rest), total))
     metric.samples.extend(out)
