@@ -176,9 +176,10 @@ def _write_atomically(target: str, data: object) -> None:
     temporary = f"{target}.{os.getpid()}.tmp"
     with open(temporary, "w", encoding="utf-8") as stream:
         json.dump(data, stream, separators=(",", ":"))
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, target)  # readers see the old file or the new, never a part
+    # Readers see the old file or the new, never a part. No fsync: it protects against a
+    # machine crash only, after which the server starts again and empties the directory,
+    # while it would stall gunicorn's master on every worker exit on a busy disk.
+    os.replace(temporary, target)
 
 
 def _journal(directory: str, archive: _Archive) -> set[str]:
