@@ -48,8 +48,13 @@ def test_top_level_names() -> None:
 
 
 def test_every_exported_name_exists() -> None:
-    modules = (buttress, buttress.dashboards, buttress.events, buttress.integrations)
-    modules += (buttress.gunicorn,)
+    modules = (
+        buttress,
+        buttress.dashboards,
+        buttress.events,
+        buttress.gunicorn,
+        buttress.integrations,
+    )
     for module in (*modules, buttress.testing):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
