@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
@@ -113,9 +114,11 @@ def main(quick: bool = False) -> str:
     rounds, number = (3, 2) if quick else (7, 5)
     live = [subprocess.Popen(["sleep", "3600"]) for _ in range(WORKERS)]
     root = Path(tempfile.mkdtemp(prefix="bench-multiprocess-"))
-    rows: list[_Row] = []
     try:
         templates = _templates(root)
+        contenders: dict[tuple[int, str], Callable[[], object]] = {}
+        files: dict[int, dict[str, int]] = {}
+        folds: dict[int, float] = {}
         for restarts in RESTARTS:
             theirs = root / f"prometheus-{restarts}"
             ours = root / f"buttress-{restarts}"
@@ -127,34 +130,39 @@ def main(quick: bool = False) -> str:
                     _worker(directory, templates, PID_MAX + 1 + n)
             mp.fold_dead_workers(ours)
             # One more worker exits: what gunicorn's child_exit costs the master.
-            _worker(ours, templates, PID_MAX + 1 + restarts)
+            exited = root / f"exited-{restarts}"
+            shutil.copytree(ours, exited)
+            _worker(exited, templates, PID_MAX + 1 + restarts)
             start = time.perf_counter()
-            mp.fold_dead_workers(ours)
-            fold = time.perf_counter() - start
-            assert _scrape_buttress(ours).count(b"\n") == _scrape_prometheus(theirs).count(b"\n")
-            contenders: dict[str, Callable[[], object]] = {
-                "prometheus-client": lambda d=theirs: _scrape_prometheus(d),  # type: ignore[misc]
-                "buttress": lambda d=ours: _scrape_buttress(d),  # type: ignore[misc]
-                "buttress, cold": lambda d=ours: _scrape_buttress_cold(d),  # type: ignore[misc]
-            }
-            samples: dict[str, list[float]] = {name: [] for name in contenders}
-            for fn in contenders.values():
-                fn()  # warm up
-            for _ in range(rounds):
-                for name, fn in contenders.items():
-                    samples[name].append(_time(fn, number))
-            files = {
+            mp.fold_dead_workers(exited)
+            folds[restarts] = time.perf_counter() - start
+            shutil.rmtree(exited)
+            same = sorted(_scrape_buttress(ours).splitlines())
+            assert same == sorted(_scrape_prometheus(theirs).splitlines()), "not the same values"
+            files[restarts] = {
                 "prometheus-client": len(list(theirs.glob("*.db"))),
-                "buttress": len(list(ours.glob("*.db"))) + 1,  # + the archive
+                "buttress": len(list(ours.glob("*.db"))) + (restarts > 0),  # + the archive
             }
-            rows.append((restarts, files, {k: min(v) for k, v in samples.items()}, fold, samples))
-            shutil.rmtree(theirs)
-            shutil.rmtree(ours)
+            contenders[restarts, "prometheus-client"] = partial(_scrape_prometheus, theirs)
+            contenders[restarts, "buttress"] = partial(_scrape_buttress, ours)
+            contenders[restarts, "buttress, cold"] = partial(_scrape_buttress_cold, ours)
+        samples: dict[tuple[int, str], list[float]] = {key: [] for key in contenders}
+        for fn in contenders.values():
+            fn()  # warm up
+        # Interleaved across contenders and restart counts, so drift hits all alike.
+        for _ in range(rounds):
+            for key, fn in contenders.items():
+                samples[key].append(_time(fn, number))
     finally:
         for worker in live:
             worker.kill()
             worker.wait()
         shutil.rmtree(root, ignore_errors=True)
+    rows: list[_Row] = []
+    for restarts in RESTARTS:
+        mine = {name: values for (r, name), values in samples.items() if r == restarts}
+        best = {name: min(values) for name, values in mine.items()}
+        rows.append((restarts, files[restarts], best, folds[restarts], mine))
     return _report(rows, rounds, number)
 
 
@@ -182,7 +190,9 @@ def _report(rows: list[_Row], rounds: int, number: int) -> str:
     spread = {name: statistics.median(values) / min(values) for name, values in rows[-1][4].items()}
     result = [
         f"buttress_ms_0={base['buttress'] * 1e3:.2f}",
+        f"buttress_ms_100={rows[1][2]['buttress'] * 1e3:.2f}",
         f"buttress_ms_500={last['buttress'] * 1e3:.2f}",
+        f"buttress_growth_100={rows[1][2]['buttress'] / base['buttress']:.2f}",
         f"buttress_growth_500={last['buttress'] / base['buttress']:.2f}",
         f"buttress_cold_growth_500={last['buttress, cold'] / base['buttress, cold']:.2f}",
         f"prometheus_ms_0={base['prometheus-client'] * 1e3:.2f}",
