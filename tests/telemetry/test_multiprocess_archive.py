@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -343,3 +344,90 @@ def test_no_directory_is_a_configuration_error(
         buttress.clear_multiprocess_dir()
     with pytest.raises(ConfigurationError, match="missing"):
         buttress.mark_worker_started(tmp_path / "missing")
+
+
+def test_a_lease_held_by_another_process_is_a_configuration_error(tmp_path: Path) -> None:
+    # Two containers sharing one directory: the same pid in both.
+    with open(tmp_path / f"buttress-lease-{os.getpid()}.lock", "ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(ConfigurationError, match="held by another process"):
+            buttress.mark_worker_started(tmp_path)
+
+
+CONFIGURED_WORKER = """
+import fcntl, os, sys
+import buttress
+buttress.configure(service="w", log_format="json")
+lease = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"buttress-lease-{os.getpid()}.lock")
+with open(lease, "ab") as other:
+    try:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("held")
+"""
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_configure_claims_the_workers_pid(tmp_path: Path) -> None:
+    write(tmp_path, "counter", dead(1), requests(2))  # died without a hook
+    result = _python(CONFIGURED_WORKER, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert result.stdout.strip() == "held", result.stderr
+    assert db_files(tmp_path) == []  # swept when the worker started
+    assert scrape(tmp_path)[("requests_total", (("route", "/a"),))] == 2
+
+
+def _workers(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "buttress", "workers", *argv]
+    return subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def test_buttress_workers_empties_the_directory_then_runs_the_server(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    write(metrics, "counter", dead(1), requests(2))
+    show = "import os; d = os.environ['PROMETHEUS_MULTIPROC_DIR']; print(d, sorted(os.listdir(d)))"
+    result = _workers(
+        "--", sys.executable, "-c", show, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 1) == [str(metrics), "['buttress.lock']\n"]
+
+    made = tmp_path / "made"
+    result = _workers("--dir", str(made), "--", sys.executable, "-c", show, env={})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(made))
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (("--",), {"PROMETHEUS_MULTIPROC_DIR": "."}, "give the server command"),
+        (("--", "true"), {"PROMETHEUS_MULTIPROC_DIR": ""}, "set PROMETHEUS_MULTIPROC_DIR"),
+        (("--", "/nonexistent/server"), {"PROMETHEUS_MULTIPROC_DIR": "."}, "cannot run"),
+    ],
+)
+def test_buttress_workers_refuses_what_it_cannot_run(
+    tmp_path: Path, argv: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    env = {k: str(tmp_path) if v == "." else v for k, v in env.items()}
+    result = _workers(*argv, env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_gunicorn_hooks_need_the_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import buttress.gunicorn
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with pytest.raises(ConfigurationError, match="PROMETHEUS_MULTIPROC_DIR"):
+        buttress.gunicorn.on_starting(object())

@@ -377,9 +377,13 @@ def mark_worker_started(path: str | os.PathLike[str] | None = None) -> None:
             # Inherited from the parent over fork: the parent keeps its own lease.
             _lease[2].close()
             _lease = None
-        with _locked(directory, fcntl.LOCK_EX, wait=None):
-            files, leases = _scan(directory)
-            _fold(directory, _dead(directory, files.keys() | leases, own=pid), files)
+        # Waiting for the lock lets a fold in progress finish before this worker opens
+        # files a reused pid might share with a dead one. Bounded: a process stopped while
+        # holding the lock must not stop every worker from starting.
+        with _locked(directory, fcntl.LOCK_EX, wait=_WAIT) as got:
+            if got:
+                files, leases = _scan(directory)
+                _fold(directory, _dead(directory, files.keys() | leases, own=pid), files)
             lease = open(os.path.join(directory, f"buttress-lease-{pid}.lock"), "ab")  # noqa: SIM115
             try:
                 fcntl.flock(lease.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
