@@ -431,3 +431,17 @@ def test_gunicorn_hooks_need_the_directory(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(ConfigurationError, match="PROMETHEUS_MULTIPROC_DIR"):
         buttress.gunicorn.on_starting(object())
+
+
+def test_a_fold_that_fails_does_not_fail_the_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from buttress.telemetry import _multiprocess
+
+    def fail(*args: object, **kwargs: object) -> int:
+        raise PermissionError("read-only file system")
+
+    write(tmp_path, "counter", dead(1), requests(3))
+    monkeypatch.setattr(_multiprocess, "fold_dead_workers", fail)
+    assert scrape(tmp_path)[("requests_total", (("route", "/a"),))] == 3
+    assert "could not fold dead workers" in caplog.text

@@ -28,8 +28,9 @@ archive, ``buttress-archive.json``, and their files removed:
   one: a journal names the files the new archive absorbed, and a scrape skips those
   while they exist.
 
-A scrape from a pid namespace other than the workers' (a sidecar) cannot test pids; it
-still honours leases, and folds only what both tests agree on.
+A scrape from a pid namespace other than the workers' (a sidecar) cannot test pids and
+relies on leases alone: there every worker must call :func:`mark_worker_started`
+(``buttress.configure()`` does).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
@@ -64,6 +66,7 @@ __all__ = [
     "mark_worker_started",
 ]
 
+_log = logging.getLogger("buttress")
 ARCHIVE = "buttress-archive.json"
 _JOURNAL = "buttress-folding.json"
 _LOCK = "buttress.lock"
@@ -459,7 +462,10 @@ class ArchiveCollector:
 
     def collect(self) -> Iterator[Metric]:
         directory = self._directory
-        fold_dead_workers(directory, wait=0)
+        try:
+            fold_dead_workers(directory, wait=0)
+        except OSError as error:  # the scrape still answers, from the files as they are
+            _log.warning("could not fold dead workers in %s: %s", directory, error)
         rows: list[tuple[str, str, str, float, float]] = []
         with _locked(directory, fcntl.LOCK_SH, wait=None):
             archive = _read_archive(directory)
