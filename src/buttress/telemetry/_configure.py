@@ -74,15 +74,17 @@ class Telemetry:
     def exposition_registry(self) -> CollectorRegistry:
         """The registry a ``/metrics`` endpoint should render.
 
-        In multiprocess mode, a fresh registry that collects every worker's files (as
-        prometheus-client requires, once per scrape); otherwise :attr:`registry`.
+        In multiprocess mode, a fresh registry that collects the live workers' files and
+        the archive of dead ones (once per scrape); otherwise :attr:`registry`.
         """
         if self.multiprocess_dir is None:
             return self.registry
-        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client import CollectorRegistry
+
+        from ._multiprocess import ArchiveCollector
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(ArchiveCollector(self.multiprocess_dir))
         if self.resource:
             # One series for all workers: the per-process instance id would make each
             # scrape's target_info another worker's.
@@ -267,6 +269,10 @@ def _install(key: tuple[Any, ...], target: CollectorRegistry) -> Telemetry:
     multiprocess_dir = _multiprocess_dir()
     plan = _otel.tracing_plan()  # these raise before anything is installed
     exports = _otel_export.export_plan()
+    if multiprocess_dir is not None:
+        from ._multiprocess import mark_worker_started
+
+        mark_worker_started(multiprocess_dir)  # so dead workers can be told from live
     if plan.disabled:  # the SDK off: no signal of ours goes through it either
         exports = _otel_export.without_otel(exports)
     otel_resource = _otel.make_resource(service, version, environment)
