@@ -66,7 +66,7 @@ class ASGIMiddleware:
             if app is None:
                 raise TypeError("ASGIMiddleware needs the ASGI app it wraps")
         self.app: ASGIApp = app
-        self.observer = Observer(**options)
+        self.observer = Observer(**{"frameworks": ("FASTAPI", "STARLETTE"), **options})
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_asgi(app) if checked is not None else app
@@ -93,6 +93,8 @@ class ASGIMiddleware:
                     _getter,
                 )
                 return
+            if scope["type"] == "lifespan":
+                send = _flushing_send(send)
             await self.app(scope, receive, send)
             return
         observer = self.observer
@@ -130,12 +132,13 @@ class ASGIMiddleware:
             host=host.decode("latin-1") if host is not None else None,
             server=scope.get("server"),
             client_address=client[0] if client else None,
-            client_port=client[1] if client else None,
             user_agent=agent.decode("latin-1") if agent is not None else None,
             headers=observer.captured_headers(lambda h: _first(headers, h))
             if observer.capture_headers
             else None,
         )
+        if client:
+            exchange.client_port = client[1]
         observer.begin(exchange, incoming, headers, _getter, traced=traced, deadline=deadline)
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
@@ -166,6 +169,11 @@ class ASGIMiddleware:
                     # An exception handler (Starlette's, FastAPI's) answering from its
                     # except block: the exception it swallowed is the request's error.
                     exchange.error = handled_exception(status)
+                if observer.capture_response_headers:
+                    exchange.response_headers = observer.captured_response_headers(
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in message.get("headers", ())
+                    )
                 if id_header is not None:
                     message = _with_header(message, id_header, id_key)
             elif kind == "http.response.body":
@@ -184,10 +192,17 @@ class ASGIMiddleware:
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
             await send(message)
 
+        source = watch.receive if watch is not None else receive
+
+        async def observed_receive() -> Message:
+            # Disconnects are the watch's to notice; here the body is counted.
+            message = await source()
+            if message["type"] == "http.request":
+                exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
+            return message
+
         try:
-            await self._observed_app(
-                scope, watch.receive if watch is not None else receive, observed_send
-            )
+            await self._observed_app(scope, observed_receive, observed_send)
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True
@@ -264,6 +279,24 @@ class ASGIMiddleware:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+def _flushing_send(send: Send) -> Send:
+    """``send`` for the lifespan scope: telemetry flushed before the shutdown is reported.
+
+    The server stops the process soon after ``lifespan.shutdown.complete`` (uvicorn then
+    re-raises SIGTERM, so ``atexit`` never runs): this is the last moment to export what
+    the last requests left pending. Bounded by configure()'s ``flush_timeout``.
+    """
+
+    async def flushing_send(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            from ..telemetry._shutdown import flush
+
+            await asyncio.get_running_loop().run_in_executor(None, flush)
+        await send(message)
+
+    return flushing_send
 
 
 def _first(headers: RawHeaders, name: str) -> str | None:

@@ -20,7 +20,7 @@ from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._routes import regex_template
 from ._swallowed import REQUEST_ATTR, watch_django
-from ._wsgi import _getter
+from ._wsgi import _getter, _port
 
 __all__ = ["DjangoMiddleware"]
 
@@ -39,7 +39,8 @@ class DjangoMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.observer = Observer(**dict(getattr(settings, "BUTTRESS_MIDDLEWARE", {})))
+        options = {"frameworks": ("DJANGO",), **getattr(settings, "BUTTRESS_MIDDLEWARE", {})}
+        self.observer = Observer(**options)
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
@@ -104,12 +105,13 @@ class DjangoMiddleware:
             host=meta.get("HTTP_HOST"),
             server=(meta.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
             client_address=meta.get("REMOTE_ADDR"),
-            client_port=meta.get("REMOTE_PORT"),
             user_agent=meta.get("HTTP_USER_AGENT"),
             headers=observer.captured_headers(lambda h: meta.get(environ_key(h)))
             if observer.capture_headers
             else None,
         )
+        exchange.client_port = _port(meta.get("REMOTE_PORT"))
+        exchange.request_size = _port(meta.get("CONTENT_LENGTH"), limit=None)
         incoming = meta.get(self._id_meta) if self._id_meta is not None else None
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in meta for key in keys)
@@ -127,6 +129,8 @@ class DjangoMiddleware:
             observer.finish(exchange, _route(request))
             return
         exchange.status = response.status_code
+        if observer.capture_response_headers:
+            exchange.response_headers = observer.captured_response_headers(response.items())
         if exchange.error is None:
             exchange.error = getattr(request, _ERROR_KEY, None)
         header = observer.request_id_header

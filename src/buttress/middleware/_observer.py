@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
@@ -37,6 +38,7 @@ from ..telemetry._correlation import (
     correlation_id,
     is_valid_correlation_id,
 )
+from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
@@ -134,6 +136,8 @@ class Exchange:
         "protocol",
         "query",
         "request_id",
+        "request_size",
+        "response_headers",
         "scheme",
         "server",
         "size",
@@ -159,7 +163,6 @@ class Exchange:
         client_address: str | None = None,
         user_agent: str | None = None,
         headers: Mapping[str, str] | None = None,
-        client_port: int | str | None = None,
     ) -> None:
         self.method = method
         self.method_original = method_original
@@ -171,10 +174,11 @@ class Exchange:
         self.host = host
         self.server = server
         self.client_address = client_address
-        # Servers give the port as an int (ASGI) or a string (WSGI's REMOTE_PORT).
-        self.client_port = client_port if isinstance(client_port, int) else _port(client_port)
         self.user_agent = user_agent
         self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
+        self.client_port: int | None = None
+        self.request_size: int | None = None  # bytes of the request body, when known
+        self.response_headers: Mapping[str, str] = _EMPTY
         self.start = 0.0
         self.request_id: str | None = None
         self.status = 0
@@ -220,6 +224,7 @@ class Observer:
         metrics_path: str | None = None,
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        frameworks: tuple[str, ...] = (),
     ) -> None:
         # The access line names the service as its spans' resource does: like configure(),
         # OTEL_SERVICE_NAME wins over the name in code.
@@ -251,6 +256,17 @@ class Observer:
                 self._follow = target_registry
             self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
+        # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
+        env = http_environment(frameworks)
+        self.exclude_patterns: tuple[re.Pattern[str], ...] = ()
+        if env.excluded is not None and exclude is DEFAULT_EXCLUDE and not exclude_prefixes:
+            exclude, self.exclude_patterns = (), env.excluded
+        capture_headers = tuple(capture_headers)
+        if not capture_headers and env.request_headers is not None:
+            capture_headers = env.request_headers
+        if env.sanitize is not None:  # adds to the redacted names, never replaces them
+            redact_headers = (*redact_headers, *env.sanitize)
+        self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
         self.redact_query_keys = frozenset(k.lower() for k in redact_query_keys)
@@ -281,6 +297,8 @@ class Observer:
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
+            return True
+        if self.exclude_patterns and any(p.search(path) for p in self.exclude_patterns):
             return True
         return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
 
@@ -408,7 +426,14 @@ class Observer:
         metrics = exchange.metrics
         if metrics is not None:
             metrics.record(
-                exchange.method, label, status_label, duration, exchange.size, exemplar, error_type
+                exchange.method,
+                label,
+                status_label,
+                duration,
+                exchange.size,
+                exemplar,
+                request_size=exchange.request_size,
+                error_type=error_type,
             )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration, error_type)
@@ -467,6 +492,8 @@ class Observer:
             attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
         if exchange.client_port:
             attributes[names.ATTR_CLIENT_PORT] = exchange.client_port
+        if exchange.request_size is not None:
+            attributes[names.ATTR_HTTP_REQUEST_BODY_SIZE] = exchange.request_size
         if exchange.user_agent:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
@@ -474,6 +501,9 @@ class Observer:
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
+        for header, value in exchange.response_headers.items():
+            recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
+            attributes[f"http.response.header.{header}"] = (recorded,)
         error = exchange.error
         if error_type:
             attributes[names.ATTR_ERROR_TYPE] = error_type
@@ -534,6 +564,18 @@ class Observer:
                 found[header] = value
         return found
 
+    def captured_response_headers(self, headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+        """The configured response headers among ``headers`` (name, value pairs)."""
+        wanted = self.capture_response_headers
+        if not wanted:
+            return _EMPTY
+        found = {}
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in wanted and lowered not in found:
+                found[lowered] = value
+        return found
+
 
 def cgi_key(header: str) -> str:
     """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
@@ -541,10 +583,6 @@ def cgi_key(header: str) -> str:
 
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def _port(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) <= 5 else None
 
 
 def is_server_span(span: trace.Span) -> bool:
