@@ -5,6 +5,7 @@ Django settings are process-wide, so the telemetry sinks live here and tests res
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -104,6 +105,12 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
+async def aslow(request: HttpRequest) -> HttpResponse:
+    for _ in range(200):  # at most 2 s, unless the client leaves first
+        await asyncio.sleep(0.01)
+    return HttpResponse("late")
+
+
 async def astream(request: HttpRequest) -> StreamingHttpResponse:
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(3):
@@ -114,6 +121,7 @@ async def astream(request: HttpRequest) -> StreamingHttpResponse:
 
 urlpatterns = [
     path("astream", astream),
+    path("aslow", aslow),
     path("users/<int:pk>/", user),
     path("api/", include([path("orders/<slug:ref>", order)])),
     path("boom", boom),

@@ -203,3 +203,25 @@ def test_re_path_routes_are_labelled_as_templates() -> None:
 )
 def test_regex_templates(regex: str, template: str) -> None:
     assert regex_template(regex) == template
+
+
+def test_a_client_that_leaves_an_async_view_is_499() -> None:
+    import socket
+
+    from django.core.asgi import get_asgi_application
+
+    with serve_asgi(get_asgi_application(), lifespan="off") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /aslow HTTP/1.1\r\nHost: x\r\nX-Request-ID: gone-1\r\n\r\n")
+        # Django cancels the view when the client goes: recorded as the client's doing.
+        assert _eventually(
+            lambda: count("/aslow", "499", error_type=names.ERROR_CLIENT_DISCONNECT) == 1
+        )
+    (span,) = [
+        s
+        for s in django_app.exporter.get_finished_spans()
+        if (s.attributes or {}).get("buttress.request_id") == "gone-1"
+    ]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == names.ERROR_CLIENT_DISCONNECT

@@ -7,6 +7,7 @@ Django; ``buttress.middleware`` loads it only when ``DjangoMiddleware`` is first
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final
 
@@ -75,6 +76,10 @@ class DjangoMiddleware:
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
             response = await get_response(request)
+        except asyncio.CancelledError:
+            # Django's ASGI handler cancels the request when the client disconnects.
+            exchange.disconnected = True
+            raise
         except Exception as error:
             exchange.error = error
             raise
