@@ -9,8 +9,9 @@ hits the last one). The server is pinned to one core and the load generator to t
 (taskset, where the machine has two cores), all on 127.0.0.1.
 
 Every stack of one case is served at once, each by its own server process, and the rounds
-interleave them, so drift on a shared machine hits all alike; the ratios are taken per round
-and reported as the median with the spread (min-max) across rounds.
+interleave them (in a rotating order), so drift on a shared machine hits all alike. The
+figures come from each stack's best round, with the range over rounds beside them (losses
+and ratios per round pair the stacks measured in that round).
 
 The load generator is wrk (Debian's package); without it, an asyncio client in this
 process stands in, and the report says so: it is slower than the servers it measures, so
