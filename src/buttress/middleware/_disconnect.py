@@ -5,8 +5,11 @@ calls ``receive()``. Most handlers never do once the body is read. So a request'
 first looks at what the app's own ``receive()`` calls return; only once the request has
 run for ``WATCH_AFTER`` seconds does it keep a ``receive()`` outstanding on the app's
 behalf, handing every message on to the app in order. Most requests end before that: they
-cost one timer, not a task started and cancelled. A disconnect is then noticed at most
-``WATCH_AFTER`` late, and its duration is what the client waited.
+cost a set insertion and removal, not a task started and cancelled, nor a timer each. One
+sweep per event loop, every ``WATCH_AFTER`` seconds while requests are in flight, starts
+the watches of the requests that were already in flight at the previous sweep, so a
+disconnect is noticed at most ``2 * WATCH_AFTER`` late (and recorded with the duration the
+client waited until then).
 
 The read-ahead reads one message ahead at most (a body chunk is read only when the app
 took the previous one), so request bodies keep the server's flow control; once the body is
@@ -22,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-__all__ = ["WATCH_AFTER", "ReceiveWatch"]
+__all__ = ["WATCH_AFTER", "ReceiveWatch", "Watches"]
 
 Message = Any
 Receive = Callable[[], Awaitable[Message]]
@@ -30,6 +33,53 @@ Receive = Callable[[], Awaitable[Message]]
 # Long past a fast handler's run (a hello-world route takes ~0.1 ms, its p99 under load a
 # few ms), short beside the time anyone waits for a 499 to show.
 WATCH_AFTER: Final = 0.02
+
+
+class _Sweep:
+    """The watches of one event loop's requests, two generations deep."""
+
+    __slots__ = ("_handle", "loop", "old", "young")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.young: set[ReceiveWatch] = set()  # began since the last sweep
+        self.old: set[ReceiveWatch] = set()  # in flight at the last sweep: due at the next
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, watch: ReceiveWatch) -> None:
+        self.young.add(watch)
+        if self._handle is None:
+            self._handle = self.loop.call_later(WATCH_AFTER, self._sweep)
+
+    def _sweep(self) -> None:
+        due, self.old, self.young = self.old, self.young, set()
+        for watch in due:
+            watch._due()
+        # Sleep while no request is in flight; the next one wakes the sweep.
+        self._handle = self.loop.call_later(WATCH_AFTER, self._sweep) if self.old else None
+
+
+class Watches:
+    """Hands out the requests' watches; held by the middleware, one sweep per event loop.
+
+    A middleware served by several event loops (one per thread) keeps the last one's
+    sweep; a request on another loop makes that loop's. Each sweep lives on with its
+    timer as long as its loop has requests in flight, so none is ever lost.
+    """
+
+    __slots__ = ("_sweep",)
+
+    def __init__(self) -> None:
+        self._sweep: _Sweep | None = None
+
+    def watch(self, receive: Receive, on_disconnect: Callable[[], None]) -> ReceiveWatch:
+        loop = asyncio.get_running_loop()
+        sweep = self._sweep
+        if sweep is None or sweep.loop is not loop:
+            sweep = self._sweep = _Sweep(loop)
+        watch = ReceiveWatch(receive, on_disconnect, sweep)
+        sweep.add(watch)
+        return watch
 
 
 class ReceiveWatch:
@@ -43,13 +93,15 @@ class ReceiveWatch:
         "_on_disconnect",
         "_receive",
         "_stopped",
+        "_sweep",
         "_taken",
         "_task",
-        "_timer",
         "_wanted",
     )
 
-    def __init__(self, receive: Receive, on_disconnect: Callable[[], None]) -> None:
+    def __init__(
+        self, receive: Receive, on_disconnect: Callable[[], None], sweep: _Sweep | None = None
+    ) -> None:
         self._receive = receive
         self._on_disconnect = on_disconnect
         self._task: asyncio.Task[None] | None = None
@@ -57,12 +109,10 @@ class ReceiveWatch:
         self._wanted = False  # the read-ahead is due, once the app's receive() returns
         self._stopped = False
         self._body_done = False
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            WATCH_AFTER, self._due
-        )
+        self._sweep = sweep  # without one (tests), the read-ahead starts only by _due()
 
     def _due(self) -> None:
-        self._timer = None
+        self._sweep = None  # the sweep let go of it
         if self._in_receive:
             # The app waits on receive() itself and will see a disconnect there; reading
             # ahead alongside it would take its messages. Start when it has its message.
@@ -144,9 +194,11 @@ class ReceiveWatch:
     def stop(self) -> None:
         """Stop watching (the response ended); nothing read is lost."""
         self._stopped = True
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        sweep = self._sweep
+        if sweep is not None:
+            self._sweep = None
+            sweep.young.discard(self)
+            sweep.old.discard(self)
         task = self._task
         if task is not None:
             if not task.done():
