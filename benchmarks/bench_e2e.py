@@ -10,8 +10,12 @@ hits the last one). The server is pinned to one core and the load generator to t
 
 Every stack of one case is served at once, each by its own server process, and the rounds
 interleave them (in a rotating order), so drift on a shared machine hits all alike. The
-figures come from each stack's best round, with the range over rounds beside them (losses
-and ratios per round pair the stacks measured in that round).
+losses, overheads and ratios come from the server's CPU time per request (user + system,
+read from /proc), which other processes on a shared machine disturb far less than
+wall-clock throughput does: a loss is what the stack costs a server on a core of its own.
+Each figure is the stack's best round, with the range over rounds beside it (losses and
+ratios per round pair the stacks measured in that round). req/s, p50 and p99 are as the
+load generator saw them.
 
 The load generator is wrk (Debian's package); without it, an asyncio client in this
 process stands in, and the report says so: it is slower than the servers it measures, so
@@ -51,6 +55,8 @@ class Sample:
     rps: float
     p50: float  # seconds
     p99: float
+    requests: int
+    cpu: float = 0.0  # the server's CPU seconds (user + system) per request
 
 
 @dataclass
@@ -91,7 +97,7 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _serve(server: str, stack: str, sampling: float, routes: int) -> Iterator[int]:
+def _serve(server: str, stack: str, sampling: float, routes: int) -> Iterator[tuple[int, int]]:
     port = _free_port()
     pin, _ = _cores()
     env = {
@@ -142,7 +148,7 @@ def _serve(server: str, stack: str, sampling: float, routes: int) -> Iterator[in
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     try:
         _wait_ready(port, process)
-        yield port
+        yield port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -175,15 +181,21 @@ def _wrk(port: int, path: str, seconds: float, connections: int) -> Sample:
         check=True,
     ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.MULTILINE))
-    if rps is None or set(percentiles) != {"50", "99"}:
+    if rps is None or count is None or set(percentiles) != {"50", "99"}:
         raise RuntimeError(f"cannot read wrk's report:\n{out}")
 
     def seconds_of(text: str) -> float:
         number, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
         return float(number) * _UNITS[unit]
 
-    return Sample(float(rps.group(1)), seconds_of(percentiles["50"]), seconds_of(percentiles["99"]))
+    return Sample(
+        float(rps.group(1)),
+        seconds_of(percentiles["50"]),
+        seconds_of(percentiles["99"]),
+        int(count.group(1)),
+    )
 
 
 async def _python_load(port: int, path: str, seconds: float, connections: int) -> Sample:
@@ -216,13 +228,38 @@ async def _python_load(port: int, path: str, seconds: float, connections: int) -
         len(latencies) / elapsed,
         latencies[len(latencies) // 2],
         latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        len(latencies),
     )
 
 
-def _load(port: int, path: str, seconds: float, connections: int, use_wrk: bool) -> Sample:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its children (gunicorn's worker), from /proc."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        this = int(stat.parent.name)
+        if this == pid or int(fields[1]) == pid:  # fields[1] is the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def _load(
+    server: tuple[int, int], path: str, seconds: float, connections: int, use_wrk: bool
+) -> Sample:
+    port, pid = server
+    before = _cpu_seconds(pid)
     if use_wrk:
-        return _wrk(port, path, seconds, connections)
-    return asyncio.run(_python_load(port, path, seconds, connections))
+        sample = _wrk(port, path, seconds, connections)
+    else:
+        sample = asyncio.run(_python_load(port, path, seconds, connections))
+    sample.cpu = (_cpu_seconds(pid) - before) / max(sample.requests, 1)
+    return sample
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -238,8 +275,8 @@ def _run_case(case: Case, stacks: dict[str, str], rounds: int, seconds: float, w
             stack: servers.enter_context(_serve(case.server, stack, case.sampling, case.routes))
             for stack in stacks
         }
-        for port in ports.values():  # warm up: imports, first-request caches, JIT-free Python
-            _load(port, path, min(seconds, 1.0), connections, wrk)
+        for served in ports.values():  # warm up: imports, first-request caches, JIT-free Python
+            _load(served, path, min(seconds, 1.0), connections, wrk)
         case.samples = {stack: [] for stack in stacks}
         for round_ in range(rounds):
             # Rotate the order each round, so no stack always follows another.
@@ -250,22 +287,22 @@ def _run_case(case: Case, stacks: dict[str, str], rounds: int, seconds: float, w
 
 
 def _best(case: Case, stack: str) -> float:
-    """The stack's best round: on a shared machine the fastest round is the stable figure."""
-    return max(r.rps for r in case.samples[stack])
+    """The stack's CPU seconds per request in its best round (the stable figure here)."""
+    return min(r.cpu for r in case.samples[stack])
 
 
 def _loss(case: Case, stack: str) -> tuple[float, list[float]]:
-    """Throughput lost against bare: from the best rounds, and per round."""
+    """Throughput lost against bare on a core of its own (from CPU per request)."""
     s = case.samples
-    rounds = [1 - s[stack][i].rps / s["bare"][i].rps for i in range(len(s["bare"]))]
-    return 1 - _best(case, stack) / _best(case, "bare"), rounds
+    rounds = [1 - s["bare"][i].cpu / s[stack][i].cpu for i in range(len(s["bare"]))]
+    return 1 - _best(case, "bare") / _best(case, stack), rounds
 
 
 def _overhead(case: Case, stack: str) -> tuple[float, list[float]]:
-    """Seconds per request over bare (from throughput: one worker on one core)."""
+    """The server's CPU seconds per request over bare's."""
     s = case.samples
-    rounds = [1 / s[stack][i].rps - 1 / s["bare"][i].rps for i in range(len(s["bare"]))]
-    return 1 / _best(case, stack) - 1 / _best(case, "bare"), rounds
+    rounds = [s[stack][i].cpu - s["bare"][i].cpu for i in range(len(s["bare"]))]
+    return _best(case, stack) - _best(case, "bare"), rounds
 
 
 def _ratio(case: Case, ours: str, theirs: str) -> tuple[float, list[float]]:
@@ -285,19 +322,20 @@ def _spread(figure: tuple[float, list[float]], fmt: str = "{:.2f}", scale: float
 
 def _table(case: Case, stacks: dict[str, str]) -> list[str]:
     lines = [f"### {case.label}", ""]
-    lines += ["| stack | req/s | p50 ms | p99 ms | loss vs bare | overhead us/req |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines += ["| stack | CPU us/req | req/s | p50 ms | p99 ms | loss vs bare | overhead us/req |"]
+    lines += ["|---|---|---|---|---|---|---|"]
     for stack, name in stacks.items():
         rows = case.samples[stack]
-        rps = _spread((_best(case, stack), [r.rps for r in rows]), "{:,.0f}")
+        cpu = _spread((_best(case, stack), [r.cpu for r in rows]), "{:.0f}", 1e6)
+        rps = _spread((max(r.rps for r in rows), [r.rps for r in rows]), "{:,.0f}")
         p50 = _spread((min(r.p50 for r in rows), [r.p50 for r in rows]), "{:.2f}", 1e3)
         p99 = _spread((min(r.p99 for r in rows), [r.p99 for r in rows]), "{:.2f}", 1e3)
         if stack == "bare":
-            lines.append(f"| {name} | {rps} | {p50} | {p99} | - | - |")
+            lines.append(f"| {name} | {cpu} | {rps} | {p50} | {p99} | - | - |")
             continue
         loss = _spread(_loss(case, stack), "{:.0f}%", 100)
         over = _spread(_overhead(case, stack), "{:.0f}", 1e6)
-        lines.append(f"| {name} | {rps} | {p50} | {p99} | {loss} | {over} |")
+        lines.append(f"| {name} | {cpu} | {rps} | {p50} | {p99} | {loss} | {over} |")
     return [*lines, ""]
 
 
@@ -339,9 +377,11 @@ def main(quick: bool = False) -> str:
     pinned = "server on core 0, load on core 1" if _cores()[0] else "not pinned (no taskset)"
     out = [f"## e2e: real servers, load from {generator}, {pinned}", ""]
     out.append(
-        f"{rounds} interleaved round(s) of {seconds:.0f} s each. Figures are from each stack's"
-        " best round (the stable figure on a shared machine), with the range over rounds in"
-        " parentheses (ratios and losses per round, pairing the stacks of one round)."
+        f"{rounds} interleaved round(s) of {seconds:.0f} s each. Loss, overhead and ratios"
+        " come from the server's CPU time per request (user + system, from /proc), which"
+        " other processes on a shared machine disturb far less than wall-clock throughput;"
+        " each stack's best round, with the range over rounds in parentheses (losses and"
+        " ratios per round pair the stacks of one round). req/s and latency are wall-clock."
     )
     out.append("")
     for case in cases:
