@@ -1,0 +1,546 @@
+"""The incident report's content, without any markup: charts, phases, traces and figures.
+
+:func:`build_report` turns the run's one-second samples, its summary and its spans into a
+:class:`Report`; ``_report_html`` draws it. Chart titles are those of the Grafana
+dashboards' panels, so a reader who knows the dashboards recognises each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._scenario import PHASES
+from ._timeline import LONG_WINDOW, PAGE_BURN_RATE, SHORT_WINDOW, Sample
+from ._wording import CALL_OUTCOMES, counts_text
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+ChartKind = Literal["line", "states"]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    label: str
+    points: tuple[tuple[float, float], ...]  # (seconds into the run, value)
+    dashed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    value: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    key: str  # a stable id: the page's element id and the test's handle
+    title: str  # the Grafana panel it mirrors
+    reading: str  # how to read it, in a sentence
+    unit: str
+    series: tuple[Series, ...]
+    thresholds: tuple[Threshold, ...] = ()
+    kind: ChartKind = "line"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    dashboard: str
+    charts: tuple[Chart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A phase of the scenario, in seconds into the run."""
+
+    start: float
+    end: float
+    mode: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A breaker transition, drawn on the time axis of every chart."""
+
+    at: float
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """What the report needs of one exported span (times in nanoseconds)."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    name: str
+    service: str
+    kind: str  # "server", "client", "internal", ...
+    start: int
+    end: int
+    status: int | None  # http.response.status_code
+    error: str | None  # error.type, or the status description of a failed span
+    attempt: int  # 0 for the first attempt of a client call, then its resend count
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    service: str
+    kind: str
+    depth: int
+    start_ms: float
+    duration_ms: float
+    failed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Waterfall:
+    key: str
+    title: str
+    reading: str
+    trace_id: str
+    total_ms: float
+    bars: tuple[Bar, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    label: str
+    value: str
+    meaning: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    title: str
+    subtitle: str
+    duration: float
+    bands: tuple[Band, ...]
+    marks: tuple[Mark, ...]
+    sections: tuple[Section, ...]
+    waterfalls: tuple[Waterfall, ...]
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def charts(self) -> list[Chart]:
+        return [chart for section in self.sections for chart in section.charts]
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def build_report(
+    summary: Mapping[str, Any],
+    samples: Sequence[Sample],
+    spans: Iterable[SpanRecord],
+    *,
+    duration: float,
+    started_at: str,
+) -> Report:
+    """The report of one run: ``summary`` as written to summary.json, ``samples`` from
+    :func:`~._timeline.timeline`, ``spans`` every finished span."""
+    length = float(len(samples)) if samples else 0.0
+    bands = tuple(
+        Band(p.start * duration, min(p.end * duration, length), p.mode, p.title)
+        for p in PHASES
+        if p.start * duration < length
+    )
+    marks = tuple(
+        Mark(t["at_seconds"], t["from"], t["to"], t["reason"])
+        for t in summary["breaker_transitions"]
+    )
+    stopped = " (stopped early by Ctrl-C)" if summary["interrupted"] else ""
+    traces = _by_trace(spans)
+    return Report(
+        title="buttress demo: incident report",
+        subtitle=f"{started_at}: {length:.0f} s of traffic{stopped}",
+        duration=length,
+        bands=bands,
+        marks=marks,
+        sections=_sections(summary, samples),
+        waterfalls=tuple(w for w in (_slowest(traces), _retried(traces)) if w is not None),
+        rows=_rows(summary),
+    )
+
+
+def _points(samples: Sequence[Sample], value: Any) -> tuple[tuple[float, float], ...]:
+    # Each second is drawn at its middle: the sample covers [at, at + 1).
+    return tuple((s.at + 0.5, float(value(s))) for s in samples)
+
+
+def _sections(summary: Mapping[str, Any], samples: Sequence[Sample]) -> tuple[Section, ...]:
+    objective = summary["slo_objective"]
+    allowed = (1 - objective) * 100
+    reasons = sorted({reason for s in samples for reason in s.retries})
+    capacity = summary["bulkhead_capacity"]
+    service = Section(
+        "buttress / Service",
+        (
+            Chart(
+                "request-rate",
+                "Request rate by route",
+                "Quotes per second the traffic generator sent to checkout, as it saw them.",
+                "req/s",
+                (Series("/quote/{sku}", _points(samples, lambda s: s.requests)),),
+            ),
+            Chart(
+                "error-ratio",
+                "Server error ratio by route",
+                "Share of quotes answered with a 5xx (or not at all). The dashed line is "
+                "what the availability SLO allows.",
+                "%",
+                (Series("/quote/{sku}", _points(samples, lambda s: s.error_ratio * 100)),),
+                (Threshold(allowed, f"SLO allows {allowed:g} %"),),
+            ),
+            Chart(
+                "latency",
+                "Latency p50 / p95 / p99",
+                "How long quotes took, per second. Above the dashed line a quote spends the "
+                "latency SLO's budget.",
+                "ms",
+                (
+                    Series("p50", _points(samples, lambda s: s.p50 * 1e3)),
+                    Series("p95", _points(samples, lambda s: s.p95 * 1e3)),
+                    Series("p99", _points(samples, lambda s: s.p99 * 1e3)),
+                ),
+                (Threshold(summary["latency_threshold_seconds"] * 1e3, "latency SLO"),),
+            ),
+            Chart(
+                "outbound-rate",
+                "Outbound request rate by server",
+                "Calls pricing received per second (retries and breaker probes included) "
+                "beside the quotes asked for: retries stay a small share, and while the "
+                "breaker is open pricing is spared.",
+                "req/s",
+                (
+                    Series("pricing", _points(samples, lambda s: s.upstream_calls)),
+                    Series("quotes", _points(samples, lambda s: s.requests), dashed=True),
+                ),
+            ),
+        ),
+    )
+    slos = Section(
+        "buttress / SLOs",
+        (
+            Chart(
+                "burn-rate",
+                "Burn rate per window",
+                f"How fast the error budget burns: 1x spends exactly the budget over the "
+                f"SLO's period, {PAGE_BURN_RATE:g}x is the fast-burn page. The demo's "
+                f"{SHORT_WINDOW} s and {LONG_WINDOW} s windows stand in for the rules' 5m and 1h.",
+                "x",
+                (
+                    Series(
+                        f"availability {SHORT_WINDOW} s", _points(samples, lambda s: s.burn_short)
+                    ),
+                    Series(
+                        f"availability {LONG_WINDOW} s", _points(samples, lambda s: s.burn_long)
+                    ),
+                    Series(
+                        f"latency {LONG_WINDOW} s", _points(samples, lambda s: s.latency_burn_long)
+                    ),
+                ),
+                (Threshold(PAGE_BURN_RATE, "page"), Threshold(1.0, "1x")),
+            ),
+            Chart(
+                "error-budget",
+                "Error budget remaining",
+                f"The share of the run's budget left ({allowed:g} % of quotes may fail, or be "
+                "slow), counted over every quote so far. Below zero it is overspent.",
+                "%",
+                (
+                    Series("availability", _points(samples, lambda s: s.budget_left * 100)),
+                    Series("latency", _points(samples, lambda s: s.latency_budget_left * 100)),
+                ),
+                (Threshold(0.0, "spent"),),
+            ),
+        ),
+    )
+    resilience = Section(
+        "buttress / Resilience",
+        (
+            Chart(
+                "breaker-state",
+                "Breaker state",
+                "The pricing breaker: closed lets calls through, open refuses them at once, "
+                "half-open lets a few trial calls probe pricing. Each change is marked.",
+                "",
+                (Series("state", _points(samples, lambda s: _STATE_LEVEL[s.breaker_state])),),
+                kind="states",
+            ),
+            Chart(
+                "breaker-rejections",
+                "Breaker rejections",
+                "Calls to pricing refused by the open breaker, per second: they never reached "
+                "pricing, and the fallback answered them.",
+                "calls/s",
+                (Series("refused", _points(samples, lambda s: s.refused_by_breaker)),),
+            ),
+            Chart(
+                "bulkhead",
+                "Bulkhead saturation",
+                "The most calls to pricing in flight at once, each second, against the "
+                "bulkhead's limit (dashed); calls past it wait, then are refused.",
+                "calls",
+                (
+                    Series("in use (peak)", _points(samples, lambda s: s.bulkhead_peak)),
+                    Series("refused", _points(samples, lambda s: s.refused_by_bulkhead)),
+                ),
+                (Threshold(float(capacity), "limit"),) if capacity else (),
+            ),
+            Chart(
+                "retries",
+                "Retries by error type",
+                "Attempts tried again per second, by what went wrong. The retry budget keeps "
+                "them a small share of calls, so an outage is not multiplied.",
+                "retries/s",
+                tuple(
+                    Series(reason, _points(samples, lambda s, r=reason: s.retries.get(r, 0)))
+                    for reason in reasons
+                )
+                or (Series("retries", _points(samples, lambda s: 0)),),
+            ),
+            Chart(
+                "fallbacks",
+                "Fallbacks",
+                "Quotes answered from the last known price because the breaker refused the "
+                "call: degraded, but not errors.",
+                "answers/s",
+                (Series("fallback", _points(samples, lambda s: s.fallbacks)),),
+            ),
+            Chart(
+                "timeouts",
+                "Timeouts",
+                "Quotes answered 504 because pricing did not answer within the attempt's timeout.",
+                "answers/s",
+                (Series("504", _points(samples, lambda s: s.timeouts)),),
+            ),
+        ),
+    )
+    return service, slos, resilience
+
+
+_STATE_LEVEL = {
+    "closed": 0.0,
+    "half_open": 1.0,
+    "open": 2.0,
+    "forced_open": 2.0,
+    "forced_closed": 0.0,
+}
+
+
+def _rows(summary: Mapping[str, Any]) -> tuple[Row, ...]:
+    requests = summary["requests"]
+    statuses = ", ".join(f"{code}: {n}" for code, n in summary["statuses"].items()) or "none"
+    transitions = summary["breaker_transitions"]
+    moves = "; ".join(
+        f"{t['at_seconds']:.1f} s {t['from']} -> {t['to']} ({t['reason']})" for t in transitions
+    )
+    return (
+        Row("quotes asked for", f"{requests}", "requests the traffic generator sent to checkout"),
+        Row("answers by status", statuses, "0 means no answer at all"),
+        Row(
+            "error ratio",
+            f"{summary['error_ratio']:.2%}",
+            f"quotes answered 5xx or not at all; the SLO allows {1 - summary['slo_objective']:.1%}",
+        ),
+        Row(
+            "error budget left",
+            _budget(summary["error_budget_left"]),
+            f"availability SLO ({summary['slo_objective']:.1%} of quotes succeed), over this run",
+        ),
+        Row(
+            "latency budget left",
+            _budget(summary["latency_budget_left"]),
+            f"latency SLO ({summary['slo_objective']:.1%} of quotes within "
+            f"{summary['latency_threshold_seconds'] * 1e3:.0f} ms), over this run",
+        ),
+        Row(
+            "calls pricing received",
+            f"{summary['upstream_calls']} ({summary['amplification']:.2f} per quote)",
+            "attempts, retries and breaker probes; below 1 per quote while the breaker spares it",
+        ),
+        Row(
+            "calls to pricing, by how they ended",
+            counts_text(summary["calls_by_outcome"], CALL_OUTCOMES) or "none",
+            "one per quote: the retry's view, after every attempt",
+        ),
+        Row("retries", f"{summary['retries']}", "attempts tried again after a failure"),
+        Row(
+            "refused by the open breaker",
+            f"{summary['refused_by_open_breaker']}",
+            "attempts the breaker refused without calling pricing",
+        ),
+        Row(
+            "refused by the full bulkhead",
+            f"{summary['refused_by_full_bulkhead']}",
+            "attempts refused because too many calls were in flight",
+        ),
+        Row(
+            "timeouts",
+            f"{summary['timeouts']}",
+            "quotes answered 504: pricing did not answer in time",
+        ),
+        Row(
+            "fallback answers",
+            f"{summary['fallbacks']}",
+            "quotes answered from the last known price while the breaker was open",
+        ),
+        Row(
+            "bulkhead peak",
+            f"{summary['bulkhead_peak']} of {summary['bulkhead_capacity']}",
+            "most calls to pricing in flight at once",
+        ),
+        Row("breaker transitions", moves or "none", "when the breaker changed state, and why"),
+    )
+
+
+def _budget(left: float) -> str:
+    return f"{left:.1%}" if left >= 0 else f"overspent {1 - left:.1f}x"
+
+
+# --- traces --------------------------------------------------------------------------------
+
+
+def span_records(spans: Iterable[ReadableSpan]) -> list[SpanRecord]:
+    """The SDK's finished spans, reduced to what the waterfalls draw."""
+    records = []
+    for span in spans:
+        context = span.context
+        if context is None or span.start_time is None or span.end_time is None:
+            continue
+        attributes = span.attributes or {}
+        status = attributes.get("http.response.status_code")
+        error = attributes.get("error.type")
+        resend = attributes.get("http.request.resend_count")
+        service = span.resource.attributes.get("service.name", "")
+        records.append(
+            SpanRecord(
+                trace_id=context.trace_id,
+                span_id=context.span_id,
+                parent_id=span.parent.span_id if span.parent is not None else None,
+                name=span.name,
+                service=str(service),
+                kind=span.kind.name.lower(),
+                start=span.start_time,
+                end=span.end_time,
+                status=status if isinstance(status, int) else None,
+                error=str(error) if error is not None else None,
+                attempt=resend if isinstance(resend, int) else 0,
+            )
+        )
+    return records
+
+
+def _by_trace(spans: Iterable[SpanRecord]) -> dict[int, list[SpanRecord]]:
+    traces: dict[int, list[SpanRecord]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    return traces
+
+
+def _root(trace: list[SpanRecord]) -> SpanRecord | None:
+    ids = {s.span_id for s in trace}
+    roots = [s for s in trace if s.kind == "server" and s.parent_id not in ids]
+    return min(roots, key=lambda s: s.start) if roots else None
+
+
+def _slowest(traces: Mapping[int, list[SpanRecord]]) -> Waterfall | None:
+    rooted = [(root, trace) for trace in traces.values() if (root := _root(trace)) is not None]
+    if not rooted:
+        return None
+    root, trace = max(rooted, key=lambda pair: pair[0].end - pair[0].start)
+    return _waterfall(
+        "trace-slowest",
+        "Trace: the slowest quote",
+        "The longest request of the run, from checkout's server span through each attempt's "
+        "client span to pricing's server span.",
+        root,
+        trace,
+    )
+
+
+def _retried(traces: Mapping[int, list[SpanRecord]]) -> Waterfall | None:
+    best: tuple[tuple[int, int, int], SpanRecord, list[SpanRecord]] | None = None
+    for trace in traces.values():
+        root = _root(trace)
+        attempts = sum(1 for s in trace if s.kind == "client")
+        if root is None or attempts < 2:
+            continue
+        # Prefer a quote the retry saved (a 200 in the end), then the most attempts, then
+        # the earliest, so the choice is stable for one run.
+        rank = (int(root.status == 200), attempts, -root.start)
+        if best is None or rank > best[0]:
+            best = (rank, root, trace)
+    if best is None:
+        return None
+    _, root, trace = best
+    return _waterfall(
+        "trace-retried",
+        "Trace: a retried quote",
+        "A quote whose call to pricing failed and was tried again: one client span per "
+        "attempt, with the retry's backoff as the gap between them.",
+        root,
+        trace,
+    )
+
+
+def _waterfall(
+    key: str, title: str, reading: str, root: SpanRecord, trace: list[SpanRecord]
+) -> Waterfall:
+    children: dict[int | None, list[SpanRecord]] = {}
+    for span in trace:
+        children.setdefault(span.parent_id, []).append(span)
+    bars: list[Bar] = []
+
+    def visit(span: SpanRecord, depth: int) -> None:
+        below = sorted(children.get(span.span_id, ()), key=lambda s: s.start)
+        peer = next((c.service for c in below if c.kind == "server"), "upstream")
+        bars.append(_bar(span, depth, root.start, peer))
+        for child in below:
+            visit(child, depth + 1)
+
+    visit(root, 0)
+    end = max(s.end for s in trace)
+    if end > root.end:  # an upstream that went on working after its caller gave up
+        late = max(trace, key=lambda s: s.end)
+        reading += (
+            f" {late.service} went on working {(end - root.end) / 1e6:.0f} ms after "
+            f"{root.service} had answered: nobody was waiting for it any more."
+        )
+    return Waterfall(
+        key,
+        title,
+        reading,
+        f"{root.trace_id:032x}",
+        (end - root.start) / 1e6,
+        tuple(bars),
+    )
+
+
+def _bar(span: SpanRecord, depth: int, origin: int, peer: str) -> Bar:
+    if span.kind == "client":
+        label = f"{span.service} -> {peer} {span.name}, attempt {span.attempt + 1}"
+    else:
+        label = f"{span.service} {span.name}"
+    outcome = str(span.status) if span.status is not None else (span.error or "")
+    failed = span.error is not None or (span.status is not None and span.status >= 500)
+    duration = (span.end - span.start) / 1e6
+    detail = f"{span.kind} span, {duration:.1f} ms" + (f", {outcome}" if outcome else "")
+    return Bar(
+        label=label,
+        service=span.service,
+        kind=span.kind,
+        depth=depth,
+        start_ms=(span.start - origin) / 1e6,
+        duration_ms=duration,
+        failed=failed,
+        detail=detail,
+    )
