@@ -85,7 +85,7 @@ def test_events_feed_the_strategy_figures() -> None:
     assert stats.breaker_state == "open"
     assert stats.transitions == [(2.5, "closed", "open", "failure_rate")]
     assert (stats.bulkhead_in_use, stats.bulkhead_peak, stats.bulkhead_capacity) == (1, 3, 8)
-    assert (stats.retries, stats.retry_outcomes) == (1, {"success": 1})
+    assert (stats.retries, stats.call_outcomes) == (1, {"after_retries": 1})
 
 
 def test_summary_line_names_every_figure() -> None:

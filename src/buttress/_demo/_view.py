@@ -18,6 +18,8 @@ from ._wording import CALL_OUTCOMES, REFUSALS, counts_text
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from rich.console import Console
+
     from ._scenario import Phase
     from ._stats import DemoStats
     from ._timeline import Sample
@@ -135,11 +137,11 @@ class PlainView:
 class RichView:
     """A live-updating panel; rich is imported only when this view is used."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self._console = Console()
+        self._console = console if console is not None else Console()
         self._ascii = not can_draw_blocks(self._console.file)
         self._live = Live(console=self._console, refresh_per_second=4, transient=False)
         self._live.start()
