@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from buttress._demo._report_html import render_html
-from buttress._demo._report_model import SpanRecord, build_report
+from buttress._demo._report_model import SpanRecord, breaker_story, build_report
 from buttress._demo._report_svg import nice_step
 from buttress._demo._stats import DemoStats
 from buttress._demo._summary import build_summary
@@ -75,10 +75,12 @@ def _traces() -> list[SpanRecord]:
         _span(2, 22, 21, "server", "pricing", 1002, 1009, 503, name="GET /price/{sku}"),
         _span(2, 23, 20, "client", "checkout", 1040, 1055, 200, attempt=1),
         _span(2, 24, 23, "server", "pricing", 1041, 1054, name="GET /price/{sku}"),
-        # trace 3: retried but failed in the end: the saved quote is preferred
-        _span(3, 30, None, "server", "checkout", 2000, 2030, 502, name="GET /quote/{sku}"),
+        # trace 3: retried, failed, then answered 200 by the fallback: the quote whose
+        # retry worked is preferred, though this one made more attempts
+        _span(3, 30, None, "server", "checkout", 2000, 2030, name="GET /quote/{sku}"),
         _span(3, 31, 30, "client", "checkout", 2001, 2005, 503),
         _span(3, 32, 30, "client", "checkout", 2010, 2015, 503, attempt=1),
+        _span(3, 33, 30, "client", "checkout", 2020, 2025, 503, attempt=2),
     ]
 
 
@@ -141,7 +143,7 @@ def test_summary_rows_name_what_they_count() -> None:
     rows = {row.label: row for row in _report().rows}
     assert rows["quotes asked for"].value == "200"
     assert rows["error budget left"].value == "overspent 12.5x"
-    assert rows["breaker transitions"].value == "6.0 s closed -> open (failure_rate)"
+    assert rows["breaker transitions"].value == "opened at 6.0 s (failure_rate)"
     assert "not_retryable" not in json.dumps([r.value for r in rows.values()])
 
 
@@ -179,6 +181,27 @@ def test_an_empty_run_still_renders() -> None:
     page = render_html(report)
     assert report.waterfalls == ()
     assert page.count('<svg class="chart"') == 12
+
+
+def test_the_breaker_story_keeps_openings_and_closings() -> None:
+    def move(at: float, old: str, new: str, reason: str) -> dict[str, Any]:
+        return {"at_seconds": at, "from": old, "to": new, "reason": reason}
+
+    transitions = [
+        move(1.0, "closed", "open", "failure_rate"),
+        move(3.0, "open", "half_open", "reset_timeout"),
+        move(3.1, "half_open", "open", "half_open_failure"),
+        move(5.0, "open", "half_open", "reset_timeout"),
+        move(5.1, "half_open", "closed", "half_open_success"),
+        move(8.0, "closed", "open", "slow_call_rate"),
+        move(10.0, "open", "half_open", "reset_timeout"),
+        move(10.1, "half_open", "open", "half_open_failure"),
+    ]
+    assert breaker_story(transitions) == (
+        "opened at 1.0 s (failure_rate); closed at 5.1 s after 1 failed probe; "
+        "opened at 8.0 s (slow_call_rate); 1 failed probe since"
+    )
+    assert breaker_story([]) == "none"
 
 
 @pytest.mark.parametrize(

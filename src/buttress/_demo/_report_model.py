@@ -340,9 +340,6 @@ def _rows(summary: Mapping[str, Any]) -> tuple[Row, ...]:
     requests = summary["requests"]
     statuses = ", ".join(f"{code}: {n}" for code, n in summary["statuses"].items()) or "none"
     transitions = summary["breaker_transitions"]
-    moves = "; ".join(
-        f"{t['at_seconds']:.1f} s {t['from']} -> {t['to']} ({t['reason']})" for t in transitions
-    )
     return (
         Row("quotes asked for", f"{requests}", "requests the traffic generator sent to checkout"),
         Row("answers by status", statuses, "0 means no answer at all"),
@@ -398,8 +395,39 @@ def _rows(summary: Mapping[str, Any]) -> tuple[Row, ...]:
             f"{summary['bulkhead_peak']} of {summary['bulkhead_capacity']}",
             "most calls to pricing in flight at once",
         ),
-        Row("breaker transitions", moves or "none", "when the breaker changed state, and why"),
+        Row(
+            "breaker transitions",
+            breaker_story(transitions),
+            f"{len(transitions)} in all (every one is in summary.json); a failed probe sends "
+            "the breaker from half-open back to open",
+        ),
     )
+
+
+def breaker_story(transitions: Sequence[Mapping[str, Any]]) -> str:
+    """When the breaker opened and closed again, and how many probes failed meanwhile.
+
+    Half-open probes can make dozens of moves in a minute; the story keeps the ones a
+    reader acts on: opened (and why), closed again.
+    """
+    parts: list[str] = []
+    failed_probes = 0
+    for t in transitions:
+        if t["from"] == "half_open" and t["to"] == "open":
+            failed_probes += 1
+        elif t["to"] == "open":
+            parts.append(f"opened at {t['at_seconds']:.1f} s ({t['reason']})")
+        elif t["to"] == "closed":
+            probes = f" after {_probes(failed_probes)}" if failed_probes else ""
+            parts.append(f"closed at {t['at_seconds']:.1f} s{probes}")
+            failed_probes = 0
+    if failed_probes:
+        parts.append(f"{_probes(failed_probes)} since")
+    return "; ".join(parts) or "none"
+
+
+def _probes(count: int) -> str:
+    return f"{count} failed probe" + ("s" if count != 1 else "")
 
 
 def _budget(left: float) -> str:
@@ -461,7 +489,8 @@ def _slowest(traces: Mapping[int, list[SpanRecord]]) -> Waterfall | None:
         "trace-slowest",
         "Trace: the slowest quote",
         "The longest request of the run, from checkout's server span through each attempt's "
-        "client span to pricing's server span.",
+        "client span to pricing's server span. A gap before an attempt is a wait: for a "
+        "place in the bulkhead, or the retry's backoff.",
         root,
         trace,
     )
@@ -471,12 +500,12 @@ def _retried(traces: Mapping[int, list[SpanRecord]]) -> Waterfall | None:
     best: tuple[tuple[int, int, int], SpanRecord, list[SpanRecord]] | None = None
     for trace in traces.values():
         root = _root(trace)
-        attempts = sum(1 for s in trace if s.kind == "client")
-        if root is None or attempts < 2:
+        clients = sorted((s for s in trace if s.kind == "client"), key=lambda s: s.start)
+        if root is None or len(clients) < 2:
             continue
-        # Prefer a quote the retry saved (a 200 in the end), then the most attempts, then
-        # the earliest, so the choice is stable for one run.
-        rank = (int(root.status == 200), attempts, -root.start)
+        # Prefer a quote the retry saved (its last attempt answered 200), then the most
+        # attempts, then the earliest, so the choice is stable for one run.
+        rank = (int(clients[-1].status == 200), len(clients), -root.start)
         if best is None or rank > best[0]:
             best = (rank, root, trace)
     if best is None:
