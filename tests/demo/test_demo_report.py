@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from buttress._demo._report_html import render_html
-from buttress._demo._report_model import SpanRecord, breaker_story, build_report
+from buttress._demo._report_model import breaker_story, build_report
 from buttress._demo._report_svg import nice_step
+from buttress._demo._report_traces import SpanRecord
 from buttress._demo._stats import DemoStats
 from buttress._demo._summary import build_summary
 from buttress._demo._timeline import timeline

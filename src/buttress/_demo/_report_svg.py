@@ -11,7 +11,8 @@ import html
 import math
 from collections.abc import Sequence
 
-from ._report_model import Band, Chart, Mark, Series, Waterfall
+from ._report_model import Band, Chart, Mark, Series
+from ._report_traces import Waterfall
 
 WIDTH = 560
 HEIGHT = 200

@@ -258,7 +258,8 @@ def _write_artifacts(
 ) -> None:
     from .. import dashboards
     from ._report_html import render_html
-    from ._report_model import build_report, span_records
+    from ._report_model import build_report
+    from ._report_traces import span_records
     from ._timeline import timeline
 
     dashboards.export(out / "dashboards")
