@@ -181,6 +181,7 @@ def test_an_empty_run_still_renders() -> None:
     )
     page = render_html(report)
     assert report.waterfalls == ()
+    assert "No quote was retried in this run" in page
     assert page.count('<svg class="chart"') == 12
 
 

@@ -104,8 +104,9 @@ def render_html(report: Report) -> str:
         body.append('<div class="grid-2">')
         body += [_figure(report, chart) for chart in section.charts]
         body.append("</div>")
+    body.append('<h2>Traces<span class="dash">from spans.json</span></h2>')
+    body += [f'<p class="note">{esc(note)}</p>' for note in report.notes]
     if report.waterfalls:
-        body.append('<h2>Traces<span class="dash">from spans.json</span></h2>')
         body.append('<div class="grid-2">')
         for trace in report.waterfalls:
             body.append(
@@ -128,7 +129,6 @@ def render_html(report: Report) -> str:
         for row in report.rows
     ]
     body.append("</table>")
-    body += [f'<p class="note">{esc(note)}</p>' for note in report.notes]
     body.append(
         "<footer>Beside this file: <code>dashboards/</code> (Grafana JSON), "
         "<code>rules/slo-rules.yaml</code>, <code>metrics.txt</code>, <code>spans.json</code>, "

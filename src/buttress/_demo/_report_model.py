@@ -8,7 +8,7 @@ dashboards' panels, so a reader who knows the dashboards recognises each one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._report_traces import SpanRecord, Waterfall, waterfalls
@@ -86,7 +86,7 @@ class Report:
     sections: tuple[Section, ...]
     waterfalls: tuple[Waterfall, ...]
     rows: tuple[Row, ...]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()  # what the run could not show, and why
 
     def charts(self) -> list[Chart]:
         return [chart for section in self.sections for chart in section.charts]
@@ -116,6 +116,16 @@ def build_report(
         for t in summary["breaker_transitions"]
     )
     stopped = " (stopped early by Ctrl-C)" if summary["interrupted"] else ""
+    traces = waterfalls(spans)
+    keys = {trace.key for trace in traces}
+    notes = tuple(
+        note
+        for key, note in (
+            ("trace-slowest", "No quote reached pricing in this run: there is no trace to show."),
+            ("trace-retried", "No quote was retried in this run: there is no retry to show."),
+        )
+        if key not in keys
+    )
     return Report(
         title="buttress demo: incident report",
         subtitle=f"{started_at}: {length:.0f} s of traffic{stopped}",
@@ -123,8 +133,9 @@ def build_report(
         bands=bands,
         marks=marks,
         sections=_sections(summary, samples),
-        waterfalls=waterfalls(spans),
+        waterfalls=traces,
         rows=_rows(summary),
+        notes=notes,
     )
 
 
