@@ -140,6 +140,16 @@ def test_waterfalls_show_the_slowest_quote_and_a_retry_that_saved_one() -> None:
     assert retried.bars[3].start_ms == pytest.approx(40)
 
 
+def test_what_happened_lists_the_turns_of_the_incident_in_order() -> None:
+    assert [(m.at, m.text) for m in _report().moments] == [
+        (0.0, "the slowest second: p99 100 ms"),
+        (5.0, "the run's availability budget was spent"),
+        (5.0, "the worst second: 50% of quotes failed"),
+        (6.0, "the breaker opened: too many calls failed"),
+        (6.0, "the 5 s burn rate crossed 14.4x, the fast-burn page threshold"),
+    ]
+
+
 def test_summary_rows_name_what_they_count() -> None:
     rows = {row.label: row for row in _report().rows}
     assert rows["quotes asked for"].value == "200"

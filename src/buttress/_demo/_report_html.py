@@ -31,6 +31,9 @@ h2 .dash { color: var(--muted); font-weight: normal; font-size: 13px; margin-lef
 .phases li { display: flex; align-items: center; gap: 6px; font-size: 13px; }
 .swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid var(--line);
   border-radius: 2px; }
+ol.moments { margin: 0; padding-left: 0; list-style: none; columns: 2; column-gap: 32px; }
+ol.moments li { padding: 2px 0; break-inside: avoid; }
+ol.moments b { display: inline-block; min-width: 56px; font-variant-numeric: tabular-nums; }
 .grid-2 { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
 figure.panel { display: flex; flex-direction: column; margin: 0;
   background: var(--panel); border: 1px solid var(--line);
@@ -163,8 +166,15 @@ def _intro(report: Report) -> str:
         "transport (retry, circuit breaker, bulkhead) with a fallback to the last known price. "
         "Pricing follows a script: an outage, a recovery, a latency spike. Every chart shares "
         "the time axis, seconds into the run; the shading marks the script's phases.</p>"
-        f'<ul class="phases">{phases}</ul>'
+        f'<ul class="phases">{phases}</ul>{_moments(report)}'
     )
+
+
+def _moments(report: Report) -> str:
+    if not report.moments:
+        return ""
+    items = "".join(f"<li><b>{m.at:.1f} s</b> {esc(m.text)}</li>" for m in report.moments)
+    return f'<h2>What happened</h2><ol class="moments">{items}</ol>'
 
 
 def _figure(report: Report, chart: Chart) -> str:

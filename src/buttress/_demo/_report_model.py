@@ -77,6 +77,14 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
+class Moment:
+    """A turn of the incident worth a line in its timeline."""
+
+    at: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     title: str
     subtitle: str
@@ -86,6 +94,7 @@ class Report:
     sections: tuple[Section, ...]
     waterfalls: tuple[Waterfall, ...]
     rows: tuple[Row, ...]
+    moments: tuple[Moment, ...] = ()
     notes: tuple[str, ...] = ()  # what the run could not show, and why
 
     def charts(self) -> list[Chart]:
@@ -135,8 +144,51 @@ def build_report(
         sections=_sections(summary, samples),
         waterfalls=traces,
         rows=_rows(summary),
+        moments=moments(summary, samples),
         notes=notes,
     )
+
+
+_REASONS = {
+    "failure_rate": "too many calls failed",
+    "slow_call_rate": "too many calls were slow",
+    "consecutive_failures": "too many failures in a row",
+}
+
+
+def moments(summary: Mapping[str, Any], samples: Sequence[Sample]) -> tuple[Moment, ...]:
+    """The incident's timeline: the breaker opening and closing, the worst second, the
+    moment the page threshold was crossed and the moment each budget ran out."""
+    found: list[Moment] = []
+    for t in summary["breaker_transitions"]:
+        if t["to"] == "open" and t["from"] != "half_open":
+            why = _REASONS.get(t["reason"], t["reason"])
+            found.append(Moment(t["at_seconds"], f"the breaker opened: {why}"))
+        elif t["to"] == "closed":
+            found.append(Moment(t["at_seconds"], "the breaker closed again: its probes succeeded"))
+
+    def first(test: Any, text: str) -> None:
+        hit = next((s for s in samples if test(s)), None)
+        if hit is not None:
+            found.append(Moment(float(hit.at), text))
+
+    first(
+        lambda s: s.burn_short >= PAGE_BURN_RATE,
+        f"the {SHORT_WINDOW} s burn rate crossed {PAGE_BURN_RATE:g}x, the fast-burn page threshold",
+    )
+    first(lambda s: s.budget_left < 0, "the run's availability budget was spent")
+    first(lambda s: s.latency_budget_left < 0, "the run's latency budget was spent")
+    worst = max(samples, key=lambda s: s.error_ratio, default=None)
+    if worst is not None and worst.errors:
+        found.append(
+            Moment(float(worst.at), f"the worst second: {worst.error_ratio:.0%} of quotes failed")
+        )
+    slowest = max(samples, key=lambda s: s.p99, default=None)
+    if slowest is not None and slowest.requests:
+        found.append(
+            Moment(float(slowest.at), f"the slowest second: p99 {slowest.p99 * 1e3:.0f} ms")
+        )
+    return tuple(sorted(found, key=lambda m: m.at))
 
 
 def _points(samples: Sequence[Sample], value: Any) -> tuple[tuple[float, float], ...]:
