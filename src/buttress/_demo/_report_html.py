@@ -39,6 +39,8 @@ figure.panel { display: flex; flex-direction: column; margin: 0;
   background: var(--panel); border: 1px solid var(--line);
   border-radius: 6px; padding: 10px 12px 8px; }
 figure.wide { grid-column: 1 / -1; }
+@media (max-width: 900px) { .grid-2 { grid-template-columns: minmax(0, 1fr); }
+  ol.moments { columns: 1; } }
 figure.panel h3 { font-size: 14px; margin: 0 0 2px; }
 figure.panel .reading { flex: 1; font-size: 12.5px; margin: 0 0 6px; }
 figure.panel svg { display: block; width: 100%; height: auto; }
