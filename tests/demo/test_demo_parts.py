@@ -70,7 +70,7 @@ def test_budget_left_and_overspent() -> None:
     assert budget_text(stats) == "budget left  50.0%"
     for _ in range(3):
         stats.record(503, 0.01)
-    assert budget_text(stats).startswith("budget spent")
+    assert budget_text(stats).startswith("budget overspent")
 
 
 def test_events_feed_the_strategy_figures() -> None:
@@ -91,7 +91,17 @@ def test_events_feed_the_strategy_figures() -> None:
 def test_summary_line_names_every_figure() -> None:
     stats = _stats(FakeClock())
     line = summary_line(stats, PHASES[1], 12.0, 60.0)
-    for word in ("outage", "rps", "err", "p99", "burn", "budget", "breaker", "bulkhead", "retries"):
+    for word in (
+        "outage",
+        "req/s",
+        "errors",
+        "p99",
+        "SLO burn",
+        "budget",
+        "breaker",
+        "bulkhead",
+        "retries",
+    ):
         assert word in line
 
 

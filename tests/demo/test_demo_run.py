@@ -128,7 +128,7 @@ def test_ctrl_c_stops_cleanly_and_still_writes_the_artifacts(tmp_path: Path) -> 
     assert process.stdout is not None
     deadline = time.monotonic() + 30
     seen = ""
-    while "rps" not in seen and time.monotonic() < deadline:  # running and serving traffic
+    while "req/s" not in seen and time.monotonic() < deadline:  # running and serving traffic
         seen += process.stdout.readline()
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)

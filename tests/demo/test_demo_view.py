@@ -178,7 +178,7 @@ def test_plain_view_prints_trends_on_each_line_and_for_the_whole_run(
     view.update(stats, PHASES[1], 12.0, 12.0)
     view.close()
     lines = capsys.readouterr().out.splitlines()
-    assert "trend err" in lines[0]
+    assert "last 10 s: errors" in lines[0]
     assert "refused by the open breaker 1" in lines[0]
     assert lines[1].startswith("trends over the run (12 s, 1 s per mark)")
     errors = next(line for line in lines if line.strip().startswith("errors"))

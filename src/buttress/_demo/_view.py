@@ -72,7 +72,7 @@ def budget_text(stats: DemoStats) -> str:
     left = stats.budget_left()
     if left >= 0:
         return f"budget left {left:6.1%}"
-    return f"budget spent {1 - left:5.1f}x"
+    return f"budget overspent {1 - left:4.1f}x"
 
 
 def refused_text(stats: DemoStats) -> str:
@@ -84,11 +84,11 @@ def summary_line(stats: DemoStats, phase: Phase, elapsed: float, duration: float
     p50, p99 = stats.latency_quantile(0.5) * 1e3, stats.latency_quantile(0.99) * 1e3
     return (
         f"[{elapsed:5.1f}/{duration:.0f}s] {phase.mode:<7} "
-        f"rps {stats.rate():6.1f}  err {stats.error_ratio():6.1%}  "
-        f"p50 {p50:6.1f}ms p99 {p99:7.1f}ms  "
-        f"burn {stats.burn_rate():5.1f}x {budget_text(stats)}  "
+        f"{stats.rate():5.1f} req/s  errors {stats.error_ratio():6.1%}  "
+        f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
+        f"SLO burn {stats.burn_rate():5.1f}x, {budget_text(stats)}  "
         f"breaker {stats.breaker_state:<9} "
-        f"bulkhead {stats.bulkhead_in_use}/{stats.bulkhead_capacity}  "
+        f"bulkhead {stats.bulkhead_in_use}/{stats.bulkhead_capacity} in use  "
         f"retries {stats.retries}  {refused_text(stats)}"
     )
 
@@ -112,7 +112,7 @@ class PlainView:
             recent = timeline(stats, last=10)
             errors = sparkline([s.error_ratio for s in recent], high=1.0, ascii=self._ascii)
             p99 = sparkline([s.p99 for s in recent], ascii=self._ascii)
-            print(f"{line}  trend err {errors:<10} p99 {p99:<10}", flush=True)
+            print(f"{line}  last 10 s: errors {errors:<10} p99 {p99:<10}", flush=True)
             self._pending = None
         else:
             self._pending = line
