@@ -12,7 +12,7 @@ import pytest
 
 from buttress._demo._report_html import render_html
 from buttress._demo._report_model import breaker_story, build_report
-from buttress._demo._report_svg import nice_step
+from buttress._demo._report_svg import line_chart, nice_step
 from buttress._demo._report_traces import SpanRecord
 from buttress._demo._stats import DemoStats
 from buttress._demo._summary import build_summary
@@ -214,6 +214,16 @@ def test_the_breaker_story_keeps_openings_and_closings() -> None:
         "opened at 8.0 s (slow_call_rate); 1 failed probe since"
     )
     assert breaker_story([]) == "none"
+
+
+def test_a_chart_reaches_below_zero_for_an_overspent_budget() -> None:
+    budget = next(c for c in _report().charts() if c.key == "error-budget")
+    svg = line_chart(budget, (), 20.0)
+    lowest = min(v for s in budget.series for _, v in s.points)
+    assert lowest < -1000
+    labels = [float(t) for t in re.findall(r'text-anchor="end">(-?[0-9.]+)</text>', svg)]
+    assert min(labels) <= lowest
+    assert max(labels) >= 100
 
 
 @pytest.mark.parametrize(

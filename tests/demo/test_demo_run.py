@@ -116,8 +116,10 @@ def test_each_quote_is_one_trace_across_both_services(demo_run: DemoRun) -> None
             assert by_id[upstream[0]["parent_id"]] is client
         complete += 1
         retried += len(attempts) > 1
-    # Most quotes reach pricing; the outage makes some of them retry (a client span each).
-    assert complete > len(roots) / 3, (complete, len(roots))
+    # Quotes outside the outage reach pricing; the outage makes some retry (a client span
+    # per attempt). Bounds are loose: a loaded machine makes calls slow, and the breaker
+    # then opens more often, sparing pricing more quotes.
+    assert complete >= 10, (complete, len(roots))
     assert retried > 0
 
 
