@@ -29,6 +29,8 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Containers often give /dev/shm 64 MB, too little for a tall page: use /tmp instead.
+    "--disable-dev-shm-usage",
     "--hide-scrollbars",
     "--enable-logging=stderr",
     "--v=0",
