@@ -134,7 +134,7 @@ def _path(frame: _Frame, series: Series, index: int) -> str:
     peak_at, peak = max(points, key=lambda p: p[1]) if points else (0.0, 0.0)
     dashed = " dashed" if series.dashed else ""
     return (
-        f'<path class="series s{index}{dashed}" data-series="{esc(series.label)}" d="{d}">'
+        f'<path class="series s{index % 6}{dashed}" data-series="{esc(series.label)}" d="{d}">'
         f"<title>{esc(series.label)}: peak {_fmt(peak)} at {peak_at:.0f} s</title></path>"
     )
 
