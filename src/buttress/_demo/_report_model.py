@@ -272,7 +272,7 @@ def _sections(summary: Mapping[str, Any], samples: Sequence[Sample]) -> tuple[Se
             ),
             Chart(
                 "error-budget",
-                "Error budget remaining",
+                "Error budget burn-down",
                 f"The share of the run's budget left ({allowed:g} % of quotes may fail, or be "
                 "slow), counted over every quote so far. Below zero it is overspent.",
                 "%",
