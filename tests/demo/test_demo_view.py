@@ -12,7 +12,13 @@ from buttress._demo._sparkline import ASCII, BLOCKS, can_draw_blocks, sparkline,
 from buttress._demo._stats import DemoStats
 from buttress._demo._timeline import timeline
 from buttress._demo._view import PlainView, RichView, summary_line
-from buttress._demo._wording import CALL_OUTCOMES, call_outcome, counts_text, retry_reason
+from buttress._demo._wording import (
+    CALL_OUTCOMES,
+    call_outcome,
+    counts_text,
+    overspent,
+    retry_reason,
+)
 from buttress.events import (
     BreakerRejected,
     BreakerTransition,
@@ -51,6 +57,14 @@ def test_each_way_a_call_ends_has_plain_words(
 ) -> None:
     assert call_outcome(outcome, attempts, error_type) == key
     assert "not_retryable" not in CALL_OUTCOMES[key]
+
+
+@pytest.mark.parametrize(
+    ("left", "text"),
+    [(-0.04, "overspent 1.04x"), (-1.0, "overspent 2.00x"), (-11.5, "overspent 12.5x")],
+)
+def test_an_overspent_budget_reads_as_how_many_times_it_was_spent(left: float, text: str) -> None:
+    assert overspent(left) == text
 
 
 def test_counts_read_largest_first_in_words() -> None:

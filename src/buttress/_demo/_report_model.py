@@ -14,7 +14,7 @@ from typing import Any, Literal
 from ._report_traces import SpanRecord, Waterfall, waterfalls
 from ._scenario import PHASES
 from ._timeline import LONG_WINDOW, PAGE_BURN_RATE, SHORT_WINDOW, Sample
-from ._wording import CALL_OUTCOMES, counts_text
+from ._wording import CALL_OUTCOMES, counts_text, overspent
 
 ChartKind = Literal["line", "states"]
 
@@ -452,4 +452,4 @@ def _probes(count: int) -> str:
 
 
 def _budget(left: float) -> str:
-    return f"{left:.1%}" if left >= 0 else f"overspent {1 - left:.1f}x"
+    return f"{left:.1%}" if left >= 0 else overspent(left)

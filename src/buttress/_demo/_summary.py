@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._wording import CALL_OUTCOMES, counts_text
+from ._wording import CALL_OUTCOMES, counts_text, overspent
 
 if TYPE_CHECKING:
     from ._stats import DemoStats
@@ -41,7 +41,7 @@ def build_summary(
 
 
 def _budget(left: float) -> str:
-    return f"{left:.1%} left" if left >= 0 else f"overspent {1 - left:.1f}x"
+    return f"{left:.1%} left" if left >= 0 else overspent(left)
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ._sparkline import can_draw_blocks, sparkline
 from ._timeline import LONG_WINDOW, timeline
-from ._wording import CALL_OUTCOMES, REFUSALS, counts_text
+from ._wording import CALL_OUTCOMES, REFUSALS, counts_text, overspent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,7 +72,7 @@ def budget_text(stats: DemoStats) -> str:
     left = stats.budget_left()
     if left >= 0:
         return f"budget left {left:6.1%}"
-    return f"budget overspent {1 - left:4.1f}x"
+    return f"budget {overspent(left)}"
 
 
 def refused_text(stats: DemoStats) -> str:

@@ -64,6 +64,14 @@ def retry_reason(error_type: str) -> str:
     return error_type
 
 
+def overspent(left: float) -> str:
+    """``"overspent 1.04x"`` for a budget share ``left`` below zero: the budget spent
+    1.04 times over. Two decimals under 10x, so a run just past its budget does not read
+    as exactly spent."""
+    spent = 1 - left
+    return f"overspent {spent:.2f}x" if spent < 10 else f"overspent {spent:.1f}x"
+
+
 def counts_text(counts: dict[str, int], words: dict[str, str]) -> str:
     """``"answered at the first attempt 90, refused by the open breaker 3"``, largest first."""
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
