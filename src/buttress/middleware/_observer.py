@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
@@ -31,6 +32,7 @@ from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
@@ -113,6 +115,7 @@ class Exchange:
 
     __slots__ = (
         "client_address",
+        "client_port",
         "disconnected",
         "error",
         "finished",
@@ -126,6 +129,8 @@ class Exchange:
         "protocol",
         "query",
         "request_id",
+        "request_size",
+        "response_headers",
         "scheme",
         "server",
         "size",
@@ -164,6 +169,9 @@ class Exchange:
         self.client_address = client_address
         self.user_agent = user_agent
         self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
+        self.client_port: int | None = None
+        self.request_size: int | None = None  # bytes of the request body, when known
+        self.response_headers: Mapping[str, str] = _EMPTY
         self.start = 0.0
         self.request_id: str | None = None
         self.status = 0
@@ -208,6 +216,7 @@ class Observer:
         metrics_path: str | None = None,
         error_response: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        frameworks: tuple[str, ...] = (),
     ) -> None:
         self.service = service
         self.request_id_header = _header_option(request_id_header, "request_id_header")
@@ -237,6 +246,17 @@ class Observer:
                 self._follow = target_registry
             self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
+        # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
+        env = http_environment(frameworks)
+        self.exclude_patterns: tuple[re.Pattern[str], ...] = ()
+        if env.excluded is not None and exclude is DEFAULT_EXCLUDE and not exclude_prefixes:
+            exclude, self.exclude_patterns = (), env.excluded
+        capture_headers = tuple(capture_headers)
+        if not capture_headers and env.request_headers is not None:
+            capture_headers = env.request_headers
+        if env.sanitize is not None:  # adds to the redacted names, never replaces them
+            redact_headers = (*redact_headers, *env.sanitize)
+        self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
         self.redact_query_keys = frozenset(k.lower() for k in redact_query_keys)
@@ -260,6 +280,8 @@ class Observer:
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
+            return True
+        if self.exclude_patterns and any(p.search(path) for p in self.exclude_patterns):
             return True
         return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
 
@@ -371,7 +393,15 @@ class Observer:
             span.end()
         metrics = exchange.metrics
         if metrics is not None:
-            metrics.record(exchange.method, label, status_label, duration, exchange.size, exemplar)
+            metrics.record(
+                exchange.method,
+                label,
+                status_label,
+                duration,
+                exchange.size,
+                exemplar,
+                request_size=exchange.request_size,
+            )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration)
 
@@ -420,6 +450,10 @@ class Observer:
             attributes[names.ATTR_SERVER_PORT] = port
         if exchange.client_address:
             attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
+        if exchange.client_port:
+            attributes[names.ATTR_CLIENT_PORT] = exchange.client_port
+        if exchange.request_size is not None:
+            attributes[names.ATTR_HTTP_REQUEST_BODY_SIZE] = exchange.request_size
         if exchange.user_agent:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
@@ -427,6 +461,9 @@ class Observer:
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
+        for header, value in exchange.response_headers.items():
+            recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
+            attributes[f"http.response.header.{header}"] = (recorded,)
         error = exchange.error
         if error is not None:
             error_type = _qualname(error)
@@ -486,6 +523,18 @@ class Observer:
             value = lookup(header)
             if value is not None:
                 found[header] = value
+        return found
+
+    def captured_response_headers(self, headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+        """The configured response headers among ``headers`` (name, value pairs)."""
+        wanted = self.capture_response_headers
+        if not wanted:
+            return _EMPTY
+        found = {}
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in wanted and lowered not in found:
+                found[lowered] = value
         return found
 
 
