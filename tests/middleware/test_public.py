@@ -20,6 +20,7 @@ def test_middleware_names() -> None:
         "HTTPFaults",
         "ResilientTransport",
         "SLOLike",
+        "TrustedPeers",
         "WSGIMiddleware",
     ]
     for name in buttress.middleware.__all__:
@@ -50,7 +51,7 @@ def test_import_loads_no_framework() -> None:
     ("raw", "expected"),
     [
         ("GET", ("GET", None)),
-        ("get", ("GET", "get")),
+        ("get", ("_OTHER", "get")),  # methods are case-sensitive (RFC 9110, semconv)
         ("BREW", ("_OTHER", "BREW")),
         ("QUERY", ("QUERY", None)),
     ],

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
+from ._trust import TrustedPeers
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "HTTPFaults",
     "ResilientTransport",
     "SLOLike",
+    "TrustedPeers",
     "WSGIMiddleware",
 ]
 

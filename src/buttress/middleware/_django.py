@@ -14,7 +14,6 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from ..telemetry._exposition import render
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
@@ -42,6 +41,8 @@ class DjangoMiddleware:
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
         self._deadline_meta = environ_key(deadline) if deadline is not None else None
+        secret = self.observer.secret_header
+        self._secret_meta = environ_key(secret) if secret is not None else None
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -110,7 +111,10 @@ class DjangoMiddleware:
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in meta for key in keys)
         deadline = meta.get(self._deadline_meta) if self._deadline_meta is not None else None
-        observer.begin(exchange, incoming, meta, _getter, traced=traced, deadline=deadline)
+        secret = meta.get(self._secret_meta) if self._secret_meta is not None else None
+        observer.begin(
+            exchange, incoming, meta, _getter, traced=traced, deadline=deadline, peer_secret=secret
+        )
         return exchange
 
     def _end_or_defer(
@@ -143,8 +147,17 @@ class DjangoMiddleware:
         observer.finish(exchange, _route(request))
 
     def _metrics(self, request: HttpRequest) -> HttpResponse:
-        body, content_type = render(self.observer.registry, request.META.get("HTTP_ACCEPT"))
-        return HttpResponse(b"" if request.method == "HEAD" else body, content_type=content_type)
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None  # there is one whenever metrics_path is set
+        meta = request.META
+        method = request.method or "GET"
+        status, headers, body = endpoint.answer(
+            method, meta.get("REMOTE_ADDR"), meta.get("HTTP_AUTHORIZATION"), meta.get("HTTP_ACCEPT")
+        )
+        response = HttpResponse(b"" if method == "HEAD" else body, status=status)
+        for name, value in headers:
+            response[name] = value
+        return response
 
 
 def _counted(chunks: Any, exchange: Exchange) -> Iterator[bytes]:
