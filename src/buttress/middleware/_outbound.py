@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._errors import ConfigurationError, DeadlineExceeded, TimedOut
+from .._errors import ConfigurationError, DeadlineExceeded
 from .._events import Registry, TimeoutExpired, default_registry
 from .._version import __version__
 from ..resilience._args import check_int, check_name, seconds
@@ -325,7 +325,7 @@ class Outbound:
         return Host(address, name, retrying, guard, internal)
 
     def refuse_if_late(self, host: Host) -> None:
-        """Raise ``TimedOut`` when the context's deadline has already passed."""
+        """Raise ``DeadlineExceeded`` when the context's deadline has already passed."""
         deadline = _DEADLINE.get()
         if deadline is None:
             return
@@ -334,7 +334,7 @@ class Outbound:
             self._client_metrics().deadline_exceeded(host.address, names.DEADLINE_SPENT)
             if self.events.active:
                 self.events.emit(TimeoutExpired(host.name, 0.0))
-            raise TimedOut(
+            raise DeadlineExceeded(
                 f"{host.name}: the deadline passed {late:.3f}s before the request was sent",
                 name=host.name,
                 timeout=0.0,
