@@ -186,7 +186,7 @@ class SpawnedUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def count(self) -> int:
         """Requests the upstream received so far (this one excluded)."""

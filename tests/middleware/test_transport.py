@@ -347,9 +347,12 @@ def test_no_retry_wait_crosses_the_deadline(tracing: Tracing, upstream: Upstream
 def test_the_deadline_caps_the_attempt_timeout(tracing: Tracing, upstream: Upstream) -> None:
     # A real slow upstream: the client's 5 s timeout would wait; the 0.2 s budget does not.
     # The budget, not the upstream, ended the attempt: DeadlineExceeded, from the timeout.
-    with real_time_client(tracing) as http, deadline_scope(0.2):
-        with pytest.raises(buttress.DeadlineExceeded) as raised:
-            http.get(f"{upstream.url}/slow/3", timeout=5.0)
+    with (
+        real_time_client(tracing) as http,
+        deadline_scope(0.2),
+        pytest.raises(buttress.DeadlineExceeded) as raised,
+    ):
+        http.get(f"{upstream.url}/slow/3", timeout=5.0)
     assert isinstance(raised.value.__cause__, httpx.ReadTimeout)
 
 

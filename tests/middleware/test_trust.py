@@ -47,9 +47,8 @@ def _recording(seen: list[dict[str, Any]]) -> Any:
     return app
 
 
-async def _call(app: Any, client: str = "203.0.113.9", headers: Any = None) -> list[Any]:
-    messages = await call_asgi(app, "/", headers=list(headers if headers is not None else HOSTILE))
-    return messages
+async def _call(app: Any, headers: Any = None) -> list[Any]:
+    return await call_asgi(app, "/", headers=list(headers if headers is not None else HOSTILE))
 
 
 async def test_by_default_a_client_steers_nothing(telemetry: Telemetry) -> None:
