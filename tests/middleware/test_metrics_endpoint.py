@@ -109,8 +109,11 @@ def test_wsgi_checks_the_same() -> None:
         }
         if authorization is not None:
             environ["HTTP_AUTHORIZATION"] = authorization
-        body = app(environ, lambda status, headers, exc_info=None: answers.append(status))
-        return b"".join(body)
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            answers.append(status)
+            return lambda data: None
+
+        return b"".join(app(environ, start_response))
 
     call("POST", f"Bearer {TOKEN}")
     call("GET", None)
