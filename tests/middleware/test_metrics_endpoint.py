@@ -109,6 +109,7 @@ def test_wsgi_checks_the_same() -> None:
         }
         if authorization is not None:
             environ["HTTP_AUTHORIZATION"] = authorization
+
         def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             answers.append(status)
             return lambda data: None
