@@ -7,15 +7,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from buttress import ConfigurationError
-from buttress.middleware import ASGIMiddleware, WSGIMiddleware
+from buttress.middleware import ASGIMiddleware, WSGIMiddleware, serve_metrics
 from buttress.middleware._endpoint import MetricsEndpoint
 from buttress.testing import FakeClock
 
+from .._services import free_port
 from ._support import call_asgi, response_header
 
 TOKEN = "scrape-token-0123456789"
@@ -164,3 +166,26 @@ def test_concurrent_scrapers_share_renders() -> None:
 def test_bad_endpoint_options_are_named(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
         _asgi(CollectorRegistry(), **options)
+
+
+def test_serve_metrics_on_its_own_port() -> None:
+    registry = CollectorRegistry()
+    counting = Counting(registry)
+    port = free_port()
+    server = serve_metrics(port, registry=registry, token=TOKEN, max_age=0)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        ok = httpx.get(f"{base}/metrics", headers=auth)
+        assert ok.status_code == 200
+        assert "renders_seen 1.0" in ok.text
+        assert httpx.head(f"{base}/metrics", headers=auth).content == b""
+        assert httpx.get(f"{base}/metrics").status_code == 401
+        assert httpx.post(f"{base}/metrics", headers=auth).status_code == 405
+        assert httpx.get(f"{base}/other", headers=auth).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(counting.threads) == 2
+    with pytest.raises(ConfigurationError, match="niceness"):
+        serve_metrics(port, niceness=40)

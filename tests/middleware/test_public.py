@@ -22,6 +22,7 @@ def test_middleware_names() -> None:
         "SLOLike",
         "TrustedPeers",
         "WSGIMiddleware",
+        "serve_metrics",
     ]
     for name in buttress.middleware.__all__:
         assert getattr(buttress.middleware, name) is not None

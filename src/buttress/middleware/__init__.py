@@ -16,6 +16,7 @@ from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from ._django import DjangoMiddleware
+    from ._endpoint import serve_metrics
     from ._transport import ResilientTransport
     from ._transport_async import AsyncResilientTransport
 
@@ -28,6 +29,7 @@ __all__ = [
     "SLOLike",
     "TrustedPeers",
     "WSGIMiddleware",
+    "serve_metrics",
 ]
 
 
@@ -37,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from ._django import DjangoMiddleware
 
         return DjangoMiddleware
+    if name == "serve_metrics":
+        from ._endpoint import serve_metrics
+
+        return serve_metrics
     if name == "ResilientTransport":
         from ._transport import ResilientTransport
 

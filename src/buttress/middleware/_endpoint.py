@@ -11,11 +11,14 @@ event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client.exposition import choose_encoder
@@ -27,7 +30,7 @@ from ._trust import TrustedPeers
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["MetricsEndpoint", "Refusal"]
+__all__ = ["MetricsEndpoint", "Refusal", "serve_metrics"]
 
 Refusal = tuple[int, list[tuple[str, str]], bytes]
 """``(status, headers, body)`` of a scrape that is not answered with metrics."""
@@ -138,3 +141,66 @@ class MetricsEndpoint:
     async def body_async(self, accept: str | None) -> tuple[bytes, str]:
         """:meth:`body` on a worker thread: a slow render never stalls the event loop."""
         return await asyncio.to_thread(self.body, accept)
+
+
+def serve_metrics(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    registry: CollectorRegistry | None = None,
+    token: str | None = None,
+    networks: Iterable[str] | None = None,
+    max_age: float | timedelta = 1.0,
+    niceness: int = 10,
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` on a port of its own, from a daemon thread; returns the server.
+
+    The same checks and bounds as the middleware's ``metrics_path``. Renders run at a
+    lower CPU priority (``niceness`` added, on Linux, to the rendering thread only), so a
+    busy host serves requests before scrapes. Call it where no requests are served, such
+    as gunicorn's master process (its ``when_ready`` hook): see docs/security.md.
+    ``server.shutdown()`` stops it.
+    """
+    if isinstance(niceness, bool) or not isinstance(niceness, int) or not 0 <= niceness <= 19:
+        raise ConfigurationError(f"niceness must be 0 to 19, got {niceness!r}")
+    endpoint = MetricsEndpoint(registry, token=token, networks=networks, max_age=max_age)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if niceness:
+                _lower_priority(niceness)
+            path = self.path.partition("?")[0]
+            answer: Refusal = (404, [], b"Not Found")
+            if path == "/metrics":
+                answer = endpoint.answer(
+                    self.command,
+                    self.client_address[0],
+                    self.headers.get("Authorization"),
+                    self.headers.get("Accept"),
+                )
+            status, headers, body = answer
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # one line per scrape on stderr is noise
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="buttress-metrics", daemon=True)
+    thread.start()
+    return server
+
+
+def _lower_priority(niceness: int) -> None:
+    # On Linux a thread is a task of its own: this lowers the priority of the rendering
+    # thread only. Raising niceness needs no privilege; elsewhere it is a no-op.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
