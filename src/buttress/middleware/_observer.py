@@ -261,6 +261,10 @@ class Observer:
             self.redact_headers |= {self.secret_header}
         self.capture_headers = tuple(h.lower() for h in capture_headers)
         self.metrics_path = None if metrics_path is None else _path_option(metrics_path, "path")
+        if self.metrics_path is None and (
+            metrics_token is not None or metrics_networks is not None
+        ):
+            raise ConfigurationError("metrics_token and metrics_networks need a metrics_path")
         from ._endpoint import MetricsEndpoint
 
         self.metrics_endpoint = (
