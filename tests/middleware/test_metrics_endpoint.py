@@ -189,3 +189,8 @@ def test_serve_metrics_on_its_own_port() -> None:
     assert len(counting.threads) == 2
     with pytest.raises(ConfigurationError, match="niceness"):
         serve_metrics(port, niceness=40)
+
+
+def test_endpoint_options_need_a_path() -> None:
+    with pytest.raises(ConfigurationError, match="metrics_path"):
+        ASGIMiddleware(_ok, metrics_token=TOKEN, metrics=False)

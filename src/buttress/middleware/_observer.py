@@ -35,7 +35,7 @@ from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._baggage import bounded, without
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
 from ._http import status_label as status_label_of
-from ._trust import ANY, TrustOption, check_continue_trace, check_trust
+from ._trust import ANY, ContinueTrace, TrustOption, check_continue_trace, check_trust
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -213,7 +213,7 @@ class Observer:
         metrics_path: str | None = None,
         error_response: bool = True,
         trusted_peers: TrustOption = None,
-        continue_trace: str = "trusted",
+        continue_trace: ContinueTrace = "trusted",
         metrics_token: str | None = None,
         metrics_networks: Iterable[str] | None = None,
         metrics_max_age: float | timedelta = 1.0,
