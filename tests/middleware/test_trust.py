@@ -10,12 +10,16 @@ import io
 import logging
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
 
 from buttress import ConfigurationError, get_correlation_id
-from buttress.middleware import ASGIMiddleware, TrustedPeers, WSGIMiddleware
+from buttress.middleware import ASGIMiddleware, ResilientTransport, TrustedPeers, WSGIMiddleware
 from buttress.middleware._baggage import MAX_BYTES, MAX_MEMBERS
+from buttress.middleware._trust import InternalHosts
 from buttress.resilience._deadline import remaining
 from buttress.telemetry import _names as names
 
@@ -226,3 +230,65 @@ async def test_an_untrusted_trace_is_not_continued_by_the_access_log(
     assert record.trace_id != TRACE_ID  # type: ignore[attr-defined]
     assert record.request_id != "client-chosen-id"  # type: ignore[attr-defined]
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+@pytest.mark.parametrize(
+    ("host", "internal"),
+    [
+        ("pricing", True),
+        ("PRICING", True),
+        ("pricing.", True),
+        ("a.svc.cluster.local", True),
+        ("svc.cluster.local", False),
+        ("10.2.3.4", True),
+        ("11.2.3.4", False),
+        ("fd00::1", True),
+        ("api.example.com", False),
+        ("", False),
+    ],
+)
+def test_internal_host_patterns(host: str, internal: bool) -> None:
+    hosts = InternalHosts(["pricing", "*.svc.cluster.local", "10.0.0.0/8", "fd00::/8"])
+    assert (host in hosts) is internal
+    assert host in InternalHosts(["*"])
+    assert host not in InternalHosts([])
+
+
+@pytest.mark.parametrize("pattern", ["", "a b", "http://x", "a/b", 3])
+def test_bad_internal_host_patterns_are_named(pattern: object) -> None:
+    with pytest.raises(ConfigurationError, match="internal_hosts"):
+        InternalHosts([pattern])  # type: ignore[list-item]
+
+
+def test_outbound_baggage_is_cut_to_the_w3c_limits() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    provider = TracerProvider()
+    context = otel_context.get_current()
+    for i in range(100):
+        context = baggage.set_baggage(f"k{i}", "v" * 200, context)
+    context = baggage.set_baggage("bad key", "x", context)
+    token = otel_context.attach(context)
+    try:
+        for mode in ("internal", "none"):
+            transport = ResilientTransport(
+                httpx.MockTransport(handler),
+                internal_hosts=["api.test"],
+                propagate_trace=mode,
+                tracer_provider=provider,
+            )
+            with httpx.Client(transport=transport) as client:
+                client.get("http://api.test/")
+    finally:
+        otel_context.detach(token)
+    for request in seen:
+        sent = request.headers["baggage"]
+        assert len(sent.encode()) <= MAX_BYTES
+        assert sent.split(",")[0].startswith("k0=")
+        assert "bad" not in sent
+    assert "traceparent" in seen[0].headers
+    assert "traceparent" not in seen[1].headers  # "none": baggage only
