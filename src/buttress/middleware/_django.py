@@ -8,7 +8,7 @@ Django; ``buttress.middleware`` loads it only when ``DjangoMiddleware`` is first
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -18,6 +18,9 @@ from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._wsgi import _getter
+
+if TYPE_CHECKING:
+    from ._endpoint import Refusal
 
 __all__ = ["DjangoMiddleware"]
 
@@ -66,7 +69,7 @@ class DjangoMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path == self.observer.metrics_path:
-            return self._metrics(request)
+            return await self._ametrics(request)
         exchange = self._begin(request)
         response: HttpResponseBase | None = None
         try:
@@ -150,14 +153,34 @@ class DjangoMiddleware:
         endpoint = self.observer.metrics_endpoint
         assert endpoint is not None  # there is one whenever metrics_path is set
         meta = request.META
-        method = request.method or "GET"
-        status, headers, body = endpoint.answer(
-            method, meta.get("REMOTE_ADDR"), meta.get("HTTP_AUTHORIZATION"), meta.get("HTTP_ACCEPT")
+        answer = endpoint.answer(
+            request.method or "GET",
+            meta.get("REMOTE_ADDR"),
+            meta.get("HTTP_AUTHORIZATION"),
+            meta.get("HTTP_ACCEPT"),
         )
-        response = HttpResponse(b"" if method == "HEAD" else body, status=status)
-        for name, value in headers:
-            response[name] = value
-        return response
+        return _metrics_response(request, answer)
+
+    async def _ametrics(self, request: HttpRequest) -> HttpResponse:
+        # An async stack renders on a worker thread: never on the event loop.
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None
+        meta = request.META
+        answer = await endpoint.answer_async(
+            request.method or "GET",
+            meta.get("REMOTE_ADDR"),
+            meta.get("HTTP_AUTHORIZATION"),
+            meta.get("HTTP_ACCEPT"),
+        )
+        return _metrics_response(request, answer)
+
+
+def _metrics_response(request: HttpRequest, answer: Refusal) -> HttpResponse:
+    status, headers, body = answer
+    response = HttpResponse(b"" if request.method == "HEAD" else body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
 
 
 def _counted(chunks: Any, exchange: Exchange) -> Iterator[bytes]:
