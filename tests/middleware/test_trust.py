@@ -15,6 +15,9 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from buttress import ConfigurationError, get_correlation_id
 from buttress.middleware import ASGIMiddleware, ResilientTransport, TrustedPeers, WSGIMiddleware
@@ -292,3 +295,67 @@ def test_outbound_baggage_is_cut_to_the_w3c_limits() -> None:
         assert "bad" not in sent
     assert "traceparent" in seen[0].headers
     assert "traceparent" not in seen[1].headers  # "none": baggage only
+
+
+def _timing_out(calls: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_deadline_timeout_is_not_the_dependencys_failure() -> None:
+    from buttress import CircuitBreaker, CircuitOpen, DeadlineExceeded
+    from buttress.resilience._deadline import deadline_scope
+    from buttress.testing import FakeClock
+
+    clock = FakeClock()
+    calls: list[httpx.Request] = []
+    made: list[CircuitBreaker] = []
+
+    def breaker(name: str) -> CircuitBreaker:
+        made.append(CircuitBreaker(name, consecutive_failures=5, clock=clock))
+        return made[-1]
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = CollectorRegistry()
+    transport = ResilientTransport(
+        _timing_out(calls),
+        breaker=breaker,
+        clock=clock,
+        sleep=clock.sleep,
+        tracer_provider=provider,
+        metrics_registry=registry,
+    )
+    with httpx.Client(transport=transport, timeout=5.0) as client:
+        for _ in range(20):
+            # The budget (0.5 s) is shorter than the client's timeout (5 s): it cut the
+            # attempt, so the caller ran out of time, not the dependency.
+            with deadline_scope(0.5, clock=clock), pytest.raises(DeadlineExceeded):
+                client.get("http://api.test/")
+        after_deadlines = made[0].state
+        assert len(calls) == 20  # never retried, although ConnectTimeout is retryable
+        # The same timeout with the budget not binding is the dependency's: it counts
+        # (and is retried): five of them open the breaker.
+        for _ in range(2):
+            with pytest.raises((httpx.ConnectTimeout, CircuitOpen)):
+                client.get("http://api.test/")
+        assert len(calls) == 25
+        assert (after_deadlines, made[0].state) == ("closed", "open")
+    causes = [
+        dict(span.attributes or {}).get(names.ATTR_TIMEOUT_CAUSE)
+        for span in exporter.get_finished_spans()
+    ]
+    assert causes == ["deadline"] * 20 + ["dependency"] * 5
+    cut = {names.LABEL_SERVER_ADDRESS: "api.test", names.LABEL_REASON: names.DEADLINE_CUT}
+    assert registry.get_sample_value(names.HTTP_CLIENT_DEADLINE_EXCEEDED, cut) == 20
+    failed = {
+        names.LABEL_METHOD: "GET",
+        names.LABEL_SERVER_ADDRESS: "api.test",
+        names.LABEL_STATUS: "",
+    }
+    # Only the dependency's own timeouts are in the client duration histogram.
+    assert registry.get_sample_value(f"{names.HTTP_CLIENT_DURATION}_count", failed) == 5
