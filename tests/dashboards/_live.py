@@ -24,9 +24,11 @@ import asyncio
 import collections
 import contextlib
 import functools
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -402,7 +404,15 @@ def traffic(port: int, service: ServiceUnderTest, *, max_requests: int = 3000) -
 class Prometheus:
     """A throw-away prometheus on 127.0.0.1 scraping one target every second."""
 
-    def __init__(self, binary: str, *, job: str, target_port: int, rules: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        binary: str,
+        *,
+        job: str,
+        target_port: int,
+        rules: dict[str, Any],
+        more_targets: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.port = free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="buttress-prometheus-"))
         (self._dir / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
@@ -413,7 +423,16 @@ class Prometheus:
                 {
                     "job_name": job,
                     "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
-                }
+                },
+                # Other jobs: name -> (port, metrics path).
+                *(
+                    {
+                        "job_name": name,
+                        "metrics_path": path,
+                        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                    }
+                    for name, (port, path) in (more_targets or {}).items()
+                ),
             ],
         }
         (self._dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -465,3 +484,48 @@ class Prometheus:
         if body.get("status") != "success":
             raise AssertionError(f"series query failed: {series}\n{body.get('error')}")
         return sorted({s[label] for s in body["data"] if label in s})
+
+
+@contextlib.contextmanager
+def otel_service(*, max_requests: int = 3000) -> Iterator[int]:
+    """The OpenTelemetry-only service in its own process, with traffic; yields its port.
+
+    One request in ten fails (500), one in ten is a 404; the traffic stops itself after
+    ``max_requests``.
+    """
+    port = free_port()
+    script = Path(__file__).with_name("_otel_service.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        # The stable HTTP conventions: http.server.request.duration, in seconds.
+        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": "http"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stop = threading.Event()
+
+    def drive() -> None:
+        paths = ("/", "/items/1", "/items/2", "/fail", "/", "/missing", "/items/3") + ("/",) * 3
+        sent = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            while not stop.is_set() and sent < max_requests:
+                for path in paths:
+                    client.get(path)
+                    sent += 1
+                stop.wait(0.05)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    try:
+        wait_for_port(port)
+        thread.start()
+        yield port
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=15)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

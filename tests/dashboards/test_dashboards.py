@@ -24,6 +24,7 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _exprs(dashboard: dict[str, Any]) -> list[str]:
     exprs = [t["expr"] for p in _panels(dashboard) for t in p["targets"]]
+    exprs += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
     return exprs + [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
 
 
@@ -93,7 +94,7 @@ def test_classic_model_that_provisioning_loads(dashboard: dict[str, Any]) -> Non
 def test_variables(dashboard: dict[str, Any]) -> None:
     variables = [v["name"] for v in dashboard["templating"]["list"]]
     expected = {
-        "buttress-service": ["datasource", "job", "instance", "route"],
+        "buttress-service": ["datasource", "job", "instance", "route", "traces"],
         "buttress-resilience": ["datasource", "job", "instance", "policy"],
         "buttress-slo": ["datasource", "service", "slo"],
     }
@@ -151,9 +152,8 @@ def test_every_metric_name_is_in_the_names_module(dashboard: dict[str, Any]) -> 
     known = {v for v in vars(names).values() if isinstance(v, str)}
     histogram = {names.HTTP_SERVER_DURATION, names.HTTP_CLIENT_DURATION}
     known |= {f"{h}_{s}" for h in histogram for s in ("bucket", "count", "sum")}
-    known |= {
-        f"{names.SLO_SLI_ERROR_RATIO}{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-    }
+    prefixes = (names.SLO_SLI_ERROR_RATIO, names.SLO_SLI_ERROR_EVENTS, names.SLO_SLI_TOTAL_EVENTS)
+    known |= {f"{p}{w}" for p in prefixes for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
     used: set[str] = set()
     for expr in _exprs(dashboard):
         without_strings = re.sub(r'"[^"]*"', '""', expr)
@@ -163,3 +163,69 @@ def test_every_metric_name_is_in_the_names_module(dashboard: dict[str, Any]) -> 
             used |= set(regex.split("|"))
     assert used
     assert used <= known, sorted(used - known)
+
+
+def test_every_dashboard_loads_into_grafanas_typed_models(dashboard: dict[str, Any]) -> None:
+    """grafana-foundation-sdk's models read every panel, target and variable back."""
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import dashboard as models
+    from grafana_foundation_sdk.models.prometheus import Dataquery
+
+    register_default_plugins()
+    typed = models.Dashboard.from_json(dashboard)
+    assert typed.uid == dashboard["uid"]
+    assert typed.schema_version == dashboard["schemaVersion"]
+    panels = [p for p in typed.panels or [] if isinstance(p, models.Panel)]
+    assert len(panels) == len(_panels(dashboard))
+    for panel, raw in zip(panels, _panels(dashboard), strict=True):
+        assert panel.type_val == raw["type"]
+        assert panel.field_config is not None
+        assert panel.field_config.defaults.unit == raw["fieldConfig"]["defaults"]["unit"]
+        targets = panel.targets or []
+        assert all(isinstance(t, Dataquery) for t in targets), raw["title"]
+        assert [t.expr for t in targets if isinstance(t, Dataquery)] == [
+            t["expr"] for t in raw["targets"]
+        ]
+    assert typed.templating is not None
+    names_typed = [v.name for v in typed.templating.list_val or []]
+    assert names_typed == [v["name"] for v in dashboard["templating"]["list"]]
+    # And back: the typed model writes the same queries.
+    again: dict[str, Any] = typed.to_json()
+    assert len(again["panels"]) == len(dashboard["panels"])
+
+
+def test_v2_panels() -> None:
+    service = buttress.dashboards.load("buttress-service")
+    slo = buttress.dashboards.load("buttress-slo")
+    by_title = {p["title"]: p for d in (service, slo) for p in _panels(d)}
+    # Exemplars on latency panels, with a link to the trace in the $traces datasource.
+    for title in ("Latency p50 / p95 / p99", "Latency p95 by route", "Latency distribution"):
+        panel = by_title[title]
+        assert all(t.get("exemplar") for t in panel["targets"]), title
+        links = panel["fieldConfig"]["defaults"]["links"]
+        assert any("${traces}" in link["url"] for link in links), title
+    assert by_title["Latency distribution"]["type"] == "heatmap"
+    assert by_title["Latency distribution"]["targets"][0]["format"] == "heatmap"
+    assert by_title["Top routes"]["type"] == "table"
+    assert all(t["instant"] for t in by_title["Top routes"]["targets"])
+    assert "4.." in by_title["Client error ratio by route"]["targets"][0]["expr"]
+    # Healthy counters read 0, not "No data".
+    assert "or\n0 *" in by_title["Server error ratio by route"]["targets"][0]["expr"]
+    assert (
+        f'{names.LABEL_ROUTE}=""' in by_title["Series without a route label"]["targets"][0]["expr"]
+    )
+    # Drill-downs keep the time range and carry the clicked row's labels.
+    overview = by_title["All SLOs"]
+    urls = [link["url"] for link in overview["fieldConfig"]["defaults"]["links"]]
+    assert all("${__url_time_range}" in url for url in urls)
+    assert any(url.startswith("/d/buttress-service?") and "var-job=" in url for url in urls)
+    assert by_title["Error budget burn-down"]["timeFrom"] == "30d"
+    # Alert panels match any alert with sloth_severity, so Sloth's alerts show too.
+    page = by_title["Page alerts firing"]["targets"][0]["expr"]
+    assert "alertname" not in page
+    assert 'sloth_severity="page"' in page
+    for dashboard in (service, slo):
+        names_ = [a["name"] for a in dashboard["annotations"]["list"]]
+        assert "SLO alerts" in names_
+        assert dashboard["links"][0]["includeVars"]
+        assert dashboard["links"][0]["keepTime"]

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import redis
@@ -31,6 +31,7 @@ from ._live import (
     Prometheus,
     Traffic,
     checkout_service,
+    otel_service,
     refusing_host,
     serve,
     traffic,
@@ -53,6 +54,22 @@ SLOS = [
     SLO("items", service=JOB, objective=0.999, routes=["/items/{item_id}", "/"]),
 ]
 BUCKETS = buckets_with_thresholds(SLOS)
+# A service instrumented only by OpenTelemetry (no buttress, no http_route label).
+OTEL_JOB = "otel-shop"
+OTEL_SLOS = [
+    SLO("availability", service=OTEL_JOB, objective=0.99),
+    SLO("latency", service=OTEL_JOB, objective=0.99, threshold=0.3),
+    # Over a route: the OTel service has no http_route label, so this SLO sees nothing.
+    SLO("items", service=OTEL_JOB, objective=0.99, routes=["/items/{item_id}"]),
+]
+# Panels that read what an OpenTelemetry-only ASGI service does not export: its outbound
+# calls (no instrumented client) and buttress's resilience metrics.
+OTEL_CANNOT: Final = {
+    "Outbound request rate by server",
+    "Outbound error ratio by server",
+    "Outbound latency p95 by server",
+    "Outbound in flight by server",
+}
 SERVER = n.LABEL_SERVER_ADDRESS
 
 
@@ -67,11 +84,12 @@ class Stack:
 def stack() -> Iterator[Stack]:
     prometheus_binary = require_binary("prometheus")
     redis_binary = require_binary("redis-server")
-    rules = slo_rules(SLOS, buckets=BUCKETS)
+    rules = slo_rules([*SLOS, *OTEL_SLOS], buckets=BUCKETS)
     with (
         RedisServer(redis_binary) as redis_server,
         serve(upstream_app()) as upstream_port,
         refusing_host() as down,
+        otel_service() as otel_port,
     ):
         store = RedisStore(redis_server.url, service=JOB)
         service = checkout_service(
@@ -84,7 +102,13 @@ def stack() -> Iterator[Stack]:
         with (
             serve(service.app) as port,
             traffic(port, service) as driven,
-            Prometheus(prometheus_binary, job=JOB, target_port=port, rules=rules) as prometheus,
+            Prometheus(
+                prometheus_binary,
+                job=JOB,
+                target_port=port,
+                rules=rules,
+                more_targets={OTEL_JOB: (otel_port, "/metrics/")},
+            ) as prometheus,
         ):
             driven.wait_for_rounds(1)
             # The rate limiter kept its bucket in Redis; now Redis goes away, and it decides
@@ -127,7 +151,16 @@ def _eventually(check: Any, deadline: float) -> list[str]:
         time.sleep(1)
 
 
-def _dashboard_failures(prometheus: Prometheus, dashboard: dict[str, Any]) -> list[str]:
+def _dashboard_failures(
+    prometheus: Prometheus, dashboard: dict[str, Any], chosen: dict[str, str]
+) -> list[str]:
+    """Panels whose queries return nothing, with the variables ``chosen`` (name -> value)
+    and every other variable set to all the values it lists.
+
+    A variable that lists nothing is a failure, except where ``chosen`` says ``.*``: that
+    is what Grafana puts for "All" (the variables' allValue), which also matches series
+    without the label.
+    """
     failures: list[str] = []
     values: dict[str, str] = {}
     for variable in dashboard["templating"]["list"]:
@@ -137,9 +170,15 @@ def _dashboard_failures(prometheus: Prometheus, dashboard: dict[str, Any]) -> li
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", query, re.S)
         assert match, query
         found = prometheus.label_values(*match.groups())
+        name = variable["name"]
+        if name in chosen:
+            if chosen[name] != ".*" and chosen[name] not in found:
+                return [f"variable {name}: {query} does not list {chosen[name]!r}"]
+            values[name] = chosen[name] if chosen[name] == ".*" else _regex_value([chosen[name]])
+            continue
         if not found:
-            return [f"variable {variable['name']}: {query} lists nothing"]
-        values[variable["name"]] = _regex_value(found)
+            return [f"variable {name}: {query} lists nothing"]
+        values[name] = _regex_value(found)
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             expr = _fill(target["expr"], values)
@@ -149,15 +188,109 @@ def _dashboard_failures(prometheus: Prometheus, dashboard: dict[str, Any]) -> li
     return failures
 
 
+_BUTTRESS: Final = {
+    "buttress-service": {"job": JOB},
+    "buttress-slo": {"service": JOB},
+    "buttress-resilience": {"job": JOB},
+}
+
+
 @pytest.mark.parametrize("name", ["buttress-service", "buttress-slo", "buttress-resilience"])
 def test_every_panel_query_returns_data(prometheus: Prometheus, deadline: float, name: str) -> None:
+    """For the buttress service alone: every panel of every dashboard."""
     dashboard = buttress.dashboards.load(name)
-    failures = _eventually(lambda: _dashboard_failures(prometheus, dashboard), deadline)
+    chosen = _BUTTRESS[name]
+    failures = _eventually(lambda: _dashboard_failures(prometheus, dashboard, chosen), deadline)
     assert failures == []
 
 
+@pytest.mark.parametrize(
+    ("name", "chosen", "cannot"),
+    [
+        # No route label: Grafana's "All" (.*) for the route variable.
+        ("buttress-service", {"job": OTEL_JOB, "route": ".*"}, OTEL_CANNOT),
+        ("buttress-slo", {"service": OTEL_JOB}, set()),
+    ],
+)
+def test_every_panel_that_can_returns_data_for_an_opentelemetry_service(
+    prometheus: Prometheus,
+    deadline: float,
+    name: str,
+    chosen: dict[str, str],
+    cannot: set[str],
+) -> None:
+    """A service instrumented by opentelemetry-instrumentation-asgi and its Prometheus
+    exporter: every panel returns data but those reading what it does not export."""
+    dashboard = buttress.dashboards.load(name)
+
+    def failures() -> list[str]:
+        found = _dashboard_failures(prometheus, dashboard, chosen)
+        return [f for f in found if f.split(" / ", 1)[1].split(":", 1)[0] not in cannot]
+
+    assert _eventually(failures, deadline) == []
+    # The panels it cannot fill really are empty (the exclusion list is not stale).
+    missing = {
+        f.split(" / ", 1)[1].split(":", 1)[0]
+        for f in _dashboard_failures(prometheus, dashboard, chosen)
+    }
+    assert missing == cannot
+
+
+def test_the_route_check_sees_the_opentelemetry_service(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """'Series without a route label' counts the OTel service's series, not buttress's."""
+    panel = next(
+        p
+        for p in buttress.dashboards.load("buttress-service")["panels"]
+        if p["title"] == "Series without a route label"
+    )
+
+    def count(job: str) -> float:
+        result = prometheus.query(_fill(panel["targets"][0]["expr"], {"job": job}))
+        return float(result[0]["value"][1])
+
+    assert _eventually(lambda: [] if count(OTEL_JOB) > 0 else ["no series yet"], deadline) == []
+    assert count(JOB) == 0
+
+
+def test_a_route_scoped_slo_over_an_unrouted_service_says_it_sees_nothing(
+    prometheus: Prometheus, deadline: float
+) -> None:
+    """Its metric-absent alert is pending (it fires after 10 minutes); the others are not."""
+    query = (
+        f'{n.PROMETHEUS_ALERTS}{{{n.LABEL_ALERT_NAME}="{n.ALERT_SLO_METRIC_ABSENT}",'
+        f'{n.LABEL_ALERT_STATE}="pending"}}'
+    )
+
+    def pending() -> set[str]:
+        return {r["metric"][n.LABEL_SLO_ID] for r in prometheus.query(query)}
+
+    # Until both jobs are scraped every SLO's metric is absent: wait for that to settle.
+    expected = {f"{OTEL_JOB}-items"}
+    assert _eventually(lambda: [] if pending() == expected else [str(pending())], deadline) == []
+
+
+def test_opentelemetry_slis_read_its_failures(prometheus: Prometheus, deadline: float) -> None:
+    """One request in ten of the OTel service answers 500 (error_type="500" as well)."""
+
+    def ratio() -> float:
+        result = prometheus.query(
+            f'{n.SLO_SLI_ERROR_RATIO}5m{{{n.LABEL_SLO_ID}="{OTEL_JOB}-availability"}}'
+        )
+        return float(result[0]["value"][1]) if result else 0.0
+
+    assert _eventually(lambda: [] if ratio() > 0 else ["no errors yet"], deadline) == []
+    # Counted once, not twice, though both the status and error_type say it.
+    assert 0.05 < ratio() < 0.15
+
+
 def test_recording_rules_return_data(prometheus: Prometheus, deadline: float) -> None:
-    records = [f"{n.SLO_SLI_ERROR_RATIO}{w}" for w in (*SLI_WINDOWS, "30d")] + [
+    records = [
+        f"{prefix}{w}"
+        for prefix in (n.SLO_SLI_ERROR_RATIO, n.SLO_SLI_ERROR_EVENTS, n.SLO_SLI_TOTAL_EVENTS)
+        for w in (*SLI_WINDOWS, "30d")
+    ] + [
         n.SLO_OBJECTIVE,
         n.SLO_ERROR_BUDGET,
         n.SLO_TIME_PERIOD_DAYS,
@@ -170,7 +303,7 @@ def test_recording_rules_return_data(prometheus: Prometheus, deadline: float) ->
     def missing() -> list[str]:
         return [
             f'{record}{{{n.LABEL_SLO_ID}="{slo.id}"}}'
-            for slo in SLOS
+            for slo in [*SLOS, *OTEL_SLOS]
             for record in records
             if not prometheus.query(f'{record}{{{n.LABEL_SLO_ID}="{slo.id}"}}')
         ]
@@ -264,7 +397,7 @@ def test_outbound_error_ratio_counts_unanswered_requests(
         for p in buttress.dashboards.load("buttress-service")["panels"]
         if p["title"] == "Outbound error ratio by server"
     )
-    expr = _fill(panel["targets"][0]["expr"], {"job": ".*", "instance": ".*"})
+    expr = _fill(panel["targets"][0]["expr"], {"job": JOB, "instance": ".*"})
 
     def ratios() -> dict[str, float]:
         return {r["metric"][SERVER]: float(r["value"][1]) for r in prometheus.query(expr)}

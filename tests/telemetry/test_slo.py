@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buttress import SLO, ConfigurationError, load_slos
+from buttress import SLO, ButtressWarning, ConfigurationError, load_slos
 from buttress.telemetry._names import DURATION_BUCKETS
 from buttress.telemetry._slo import buckets_with_thresholds, parse_duration
 
@@ -63,7 +63,12 @@ def test_latency_slo() -> None:
         ({"routes": [""]}, "routes", "''"),
         ({"window": timedelta(hours=36)}, "window", "whole number of days"),
         ({"window": 400 * 86400}, "window", "366"),
-        ({"min_rate": -1}, "min_rate", "-1"),
+        ({"min_errors": 0}, "min_errors", "0"),
+        ({"min_errors": True}, "min_errors", "True"),
+        ({"window": timedelta(days=2)}, "window", "slow ticket"),
+        ({"alert_name": "has-dash"}, "alert_name", "has-dash"),
+        ({"successful_only": True}, "successful_only", "latency"),
+        ({"runbook_url": 3}, "runbook_url", "3"),
         ({"labels": {"bad-name": "x"}}, "labels", "bad-name"),
         ({"labels": {"sloth_id": "x"}}, "labels", "sloth_id"),
         ({"selector": {"job": ["x"]}}, "selector", "job"),
@@ -128,8 +133,11 @@ slos:
   - name: latency
     objective: 0.99
     threshold: 250ms
-    window: 28d
-    min_rate: 0.5
+    window: 4w
+    min_errors: 5
+    successful_only: true
+    alert_name: CheckoutLatency
+    runbook_url: https://runbooks.example/latency
     labels:
       tier: "1"
   - name: search
@@ -153,7 +161,13 @@ def test_load_slos(tmp_path: Path) -> None:
     )
     assert latency.threshold == 0.25
     assert latency.window_days == 28
-    assert latency.min_rate == 0.5
+    assert latency.min_errors == 5
+    assert latency.successful_only
+    assert latency.alert_name == "CheckoutLatency"
+    assert latency.runbook_url == "https://runbooks.example/latency"
+    assert latency.period == "4w"
+    assert availability.period == "30d"
+    assert availability.min_errors == 3
     assert latency.labels == {"team": "payments", "tier": "1"}
     assert search.service == "search"
     assert search.selector == {"job": "search-api", "namespace": "prod"}
@@ -174,8 +188,10 @@ def test_load_slos(tmp_path: Path) -> None:
         ("service: s\nslos: [{name: a, objective: 99}]", "SLO 'a', field 'objective'"),
         ("service: s\nslos: [{name: a, objective: 0.9, threshold: fast}]", "'threshold'"),
         ("service: s\nslos: [{name: a, objective: 0.9, window: 1h}]", "SLO 'a', field 'window'"),
+        ("service: s\nslos: [{name: a, objective: 0.99, min_rate: 1}]", "use 'min_errors'"),
+        ("service: s\nmin_rate: 1\nslos: [{name: a, objective: 0.99}]", "use 'min_errors'"),
         (
-            "service: s\nslos: [{name: a, objective: 0.9}, {name: a, objective: 0.8}]",
+            "service: s\nslos: [{name: a, objective: 0.99}, {name: a, objective: 0.98}]",
             "SLO 'a', field 'name': declared twice",
         ),
     ],
@@ -192,3 +208,14 @@ def test_bad_files_name_file_slo_and_field(tmp_path: Path, text: str, message: s
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_slos(tmp_path / "nope.yaml")
+
+
+def test_objectives_that_can_never_page_are_refused() -> None:
+    # 1 - 0.8 = 20%: 14.4 x 20% and 6 x 20% are both error ratios over 1.
+    with pytest.raises(ConfigurationError, match=r"'objective': 0\.8 can never page"):
+        SLO("a", service="s", objective=0.8)
+    # 0.93: 14.4 x 7% = 1.008, the 1h/5m page can never fire; the 6h/30m one can.
+    with pytest.warns(ButtressWarning, match=r"14\.4x 1h/5m \(page\) condition can never fire"):
+        SLO("a", service="s", objective=0.93)
+    # On a 7-day period the factors are smaller (3.36, 1.4, 0.7, 0.23): 0.8 pages there.
+    assert SLO("a", service="s", objective=0.8, window=timedelta(days=7)).period == "1w"

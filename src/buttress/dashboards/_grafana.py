@@ -14,6 +14,10 @@ from ..telemetry._rules import label_matchers
 
 __all__ = [
     "Panel",
+    "alert_annotation",
+    "dashboard_link",
+    "trace_link",
+    "traces_variable",
     "dashboard",
     "datasource_variable",
     "query_variable",
@@ -40,14 +44,51 @@ def variable_matcher(label: str, variable: str) -> tuple[str, str, str]:
     return (label, "=~", f"${variable}")
 
 
-def target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
-    return {
+TRACES_VARIABLE: Final = "traces"
+
+
+def target(
+    expr: str, legend: str = "", ref: str = "A", *, instant: bool = False, exemplar: bool = False
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
         "datasource": DATASOURCE,
         "editorMode": "code",
         "expr": expr,
         "legendFormat": legend or "__auto",
-        "range": True,
+        "range": not instant,
         "refId": ref,
+    }
+    if instant:
+        result |= {"instant": True, "format": "table"}
+    if exemplar:
+        # The middleware attaches the trace id to histogram samples as an exemplar.
+        result["exemplar"] = True
+    return result
+
+
+def trace_link() -> dict[str, Any]:
+    """A data link from an exemplar's trace id to the trace, in the ``$traces`` datasource."""
+    from ..telemetry._names import LOG_KEY_TRACE_ID
+
+    # An exemplar's labels are fields of its row: the middleware names the trace id so.
+    trace_id = "${__data.fields." + LOG_KEY_TRACE_ID + "}"
+    left = (
+        '{"datasource":"${' + TRACES_VARIABLE + '}","queries":[{"refId":"A",'
+        '"queryType":"traceql","query":"' + trace_id + '"}]}'
+    )
+    return {"title": "Open trace", "url": f"/explore?left={left}", "targetBlank": True}
+
+
+def dashboard_link(uid: str, title: str, *, raw: str = "", **variables: str) -> dict[str, Any]:
+    """A data link to another dashboard, keeping the time range and the named variables.
+
+    ``raw`` is added to the query as it is (``${job:queryparam}`` carries every value).
+    """
+    parts = [f"var-{name}={value}" for name, value in variables.items()]
+    query = "&".join([raw, *parts] if raw else parts)
+    return {
+        "title": title,
+        "url": f"/d/{uid}?${{__url_time_range}}" + (f"&{query}" if query else ""),
     }
 
 
@@ -67,9 +108,16 @@ class Panel:
     maximum: float | None = None
     stack: bool = False
     stepped: bool = False
+    instant: bool = False  # table panels read the value now, not a range
+    exemplars: bool = False
+    links: list[dict[str, Any]] = field(default_factory=list)
+    time_from: str | None = None  # a panel-wide relative time, as "30d"
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
-        targets = [target(e, legend, chr(ord("A") + i)) for i, (e, legend) in enumerate(self.exprs)]
+        targets = [
+            target(e, legend, chr(ord("A") + i), instant=self.instant, exemplar=self.exemplars)
+            for i, (e, legend) in enumerate(self.exprs)
+        ]
         defaults: dict[str, Any] = {
             "color": {"mode": "thresholds" if self.kind != "timeseries" else "palette-classic"},
             "mappings": [],
@@ -79,6 +127,9 @@ class Panel:
             },
             "unit": self.unit,
         }
+        links = list(self.links) + ([trace_link()] if self.exemplars else [])
+        if links:
+            defaults["links"] = links
         if self.minimum is not None:
             defaults["min"] = self.minimum
         if self.maximum is not None:
@@ -94,7 +145,12 @@ class Panel:
                 "stacking": {"group": "A", "mode": "normal" if self.stack else "none"},
                 "thresholdsStyle": {"mode": "off" if len(self.thresholds) == 1 else "line"},
             }
-        return {
+        if self.kind == "heatmap":
+            defaults["custom"] = {"scaleDistribution": {"type": "linear"}}
+            for item in targets:
+                # Bucket series as Grafana's heatmap reads them: one row per le, sorted.
+                item["format"] = "heatmap"
+        panel: dict[str, Any] = {
             "datasource": DATASOURCE,
             "description": self.description,
             "fieldConfig": {"defaults": defaults, "overrides": []},
@@ -105,6 +161,25 @@ class Panel:
             "title": self.title,
             "type": self.kind,
         }
+        if self.kind == "table":
+            # One row per series, one column per query, named by the query's legend.
+            names = (
+                {
+                    f"Value #{t['refId']}": legend
+                    for t, (_, legend) in zip(targets, self.exprs, strict=True)
+                }
+                if len(targets) > 1
+                else {"Value": self.exprs[0][1]}
+            )
+            organize = {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True}, "renameByName": names},
+            }
+            merge = [{"id": "merge", "options": {}}] if len(targets) > 1 else []
+            panel["transformations"] = [*merge, organize]
+        if self.time_from is not None:
+            panel["timeFrom"] = self.time_from
+        return panel
 
     def _options(self) -> dict[str, Any]:
         reduce = {"calcs": ["lastNotNull"], "fields": "", "values": False}
@@ -117,6 +192,19 @@ class Panel:
                     "showLegend": True,
                 },
                 "tooltip": {"mode": "multi", "sort": "desc"},
+            }
+        if self.kind == "table":
+            return {"cellHeight": "sm", "showHeader": True, "footer": {"show": False}}
+        if self.kind == "heatmap":
+            return {
+                "calculate": False,
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+                "exemplars": {"color": "rgba(255,0,255,0.7)"},
+                "legend": {"show": True},
+                "tooltip": {"mode": "single", "yHistogram": False},
+                "yAxis": {"axisPlacement": "left", "unit": "s"},
+                "rowsFrame": {"layout": "auto"},
             }
         if self.kind == "gauge":
             return {
@@ -149,6 +237,45 @@ def datasource_variable() -> dict[str, Any]:
         "regex": "",
         "skipUrlSync": False,
         "type": "datasource",
+    }
+
+
+def traces_variable() -> dict[str, Any]:
+    """The datasource exemplar links open traces in (Tempo unless chosen otherwise)."""
+    return {
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "label": "Traces",
+        "multi": False,
+        "name": TRACES_VARIABLE,
+        "options": [],
+        "query": "tempo",
+        "refresh": 1,
+        "regex": "",
+        "skipUrlSync": False,
+        "type": "datasource",
+    }
+
+
+def alert_annotation(*matchers: tuple[str, str, str]) -> dict[str, Any]:
+    """Firing SLO alerts (buttress's or Sloth's: any with ``sloth_severity``) as annotations."""
+    from ..telemetry import _names as n
+
+    expr = n.PROMETHEUS_ALERTS + selector(
+        (n.LABEL_ALERT_STATE, "=", "firing"), (n.LABEL_SLO_SEVERITY, "!=", ""), *matchers
+    )
+    return {
+        "datasource": DATASOURCE,
+        "enable": True,
+        "expr": expr,
+        "iconColor": "red",
+        "name": "SLO alerts",
+        "step": "60s",
+        "tagKeys": f"{n.LABEL_SLO_SERVICE},{n.LABEL_SLO_NAME},{n.LABEL_SLO_SEVERITY}",
+        "textFormat": "{{" + n.LABEL_SLO_SERVICE + "}} / {{" + n.LABEL_SLO_NAME + "}}",
+        "titleFormat": "{{" + n.LABEL_ALERT_NAME + "}}",
+        "useValueForTime": False,
     }
 
 
@@ -194,6 +321,7 @@ def dashboard(
     description: str,
     variables: list[dict[str, Any]],
     rows: list[tuple[str, list[Panel]]],
+    annotations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A dashboard laid out row by row: panels fill each row left to right, then wrap."""
     panels: list[dict[str, Any]] = []
@@ -224,7 +352,8 @@ def dashboard(
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                *(annotations or []),
             ]
         },
         "description": description,
@@ -236,7 +365,8 @@ def dashboard(
             {
                 "asDropdown": True,
                 "icon": "external link",
-                "includeVars": False,
+                # The three dashboards share the job/instance/route variables and the time.
+                "includeVars": True,
                 "keepTime": True,
                 "tags": ["buttress"],
                 "targetBlank": False,

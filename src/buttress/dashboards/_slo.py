@@ -9,8 +9,16 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ..telemetry import _names as n
-from ..telemetry._rules import SLI_WINDOWS
-from ._grafana import Panel, dashboard, datasource_variable, query_variable, selector
+from ..telemetry._windows import SLI_WINDOWS
+from ._grafana import (
+    Panel,
+    alert_annotation,
+    dashboard,
+    dashboard_link,
+    datasource_variable,
+    query_variable,
+    selector,
+)
 from ._grafana import variable_matcher as var
 
 UID: Final = "buttress-slo"
@@ -36,9 +44,28 @@ def _per_slo_expr(expr: str) -> str:
     return f"max by ({_KEYS}) ({expr})"
 
 
+# A series' labels in a time series panel, a row's fields in a table.
+_TO_SERVICE: Final = dashboard_link(
+    "buttress-service", "Service dashboard", job="${__field.labels.sloth_service}"
+)
+_ROW_TO_SERVICE: Final = dashboard_link(
+    "buttress-service", "Service dashboard", job="${__data.fields.sloth_service}"
+)
+_TO_SLO: Final = dashboard_link(
+    "buttress-slo",
+    "This SLO",
+    service="${__data.fields.sloth_service}",
+    slo="${__data.fields.sloth_slo}",
+)
+
+
+def _events(record: str, window: str) -> str:
+    return f"sum by ({_KEYS}) ({record}{window}{_SLO})"
+
+
 def _alerts(severity: str) -> str:
+    # Matched by sloth_severity, not by name: Sloth's alerts and renamed ones count too.
     alerts = n.PROMETHEUS_ALERTS + selector(
-        (n.LABEL_ALERT_NAME, "=", n.ALERT_SLO_BURN),
         (n.LABEL_ALERT_STATE, "=", "firing"),
         (n.LABEL_SLO_SEVERITY, "=", severity),
         var(n.LABEL_SLO_SERVICE, "service"),
@@ -46,6 +73,41 @@ def _alerts(severity: str) -> str:
     )
     # "or vector(0)": no series means no alert, shown as 0 rather than "no data".
     return f"count ({alerts}) or vector(0)"
+
+
+def _absent() -> str:
+    alerts = n.PROMETHEUS_ALERTS + selector(
+        (n.LABEL_ALERT_NAME, "=", n.ALERT_SLO_METRIC_ABSENT),
+        (n.LABEL_ALERT_STATE, "=", "firing"),
+        var(n.LABEL_SLO_SERVICE, "service"),
+        var(n.LABEL_SLO_NAME, "slo"),
+    )
+    return f"count ({alerts}) or vector(0)"
+
+
+def _overview() -> Panel:
+    period_sli = (
+        f"1 - (\n{_per_slo(n.SLO_PERIOD_BURN_RATE)}\n* on ({_KEYS})\n"
+        f"{_per_slo(n.SLO_ERROR_BUDGET)}\n)"
+    )
+    return Panel(
+        "table",
+        "All SLOs",
+        "Every SLO now: objective, SLI and budget left over its period, burn rate over 5m. "
+        "A row links to that SLO.",
+        [
+            (_per_slo(n.SLO_OBJECTIVE), "objective"),
+            (period_sli, "SLI over the period"),
+            (_per_slo(n.SLO_PERIOD_BUDGET_REMAINING), "budget left"),
+            (_per_slo(n.SLO_CURRENT_BURN_RATE), "burn now"),
+        ],
+        "percentunit",
+        width=24,
+        height=7,
+        instant=True,
+        minimum=None,
+        links=[_TO_SLO, _ROW_TO_SERVICE],
+    )
 
 
 def build() -> dict[str, Any]:
@@ -115,6 +177,17 @@ def build() -> dict[str, Any]:
             height=5,
             thresholds=alert_thresholds,
         ),
+        Panel(
+            "stat",
+            "SLOs not measured",
+            "Metric-absent alerts firing: the SLO's request metric has no series (not "
+            "scraped, or no matching route label), so its figures and alerts see nothing.",
+            [(_absent(), "absent")],
+            "short",
+            width=24,
+            height=3,
+            thresholds=alert_thresholds,
+        ),
     ]
     windows = [
         Panel(
@@ -125,6 +198,23 @@ def build() -> dict[str, Any]:
             [(_burn_rate(w), f"{_LEGEND} {w}") for w in SLI_WINDOWS],
             "x",
             thresholds=_BURN_THRESHOLDS,
+            links=[_TO_SERVICE],
+        ),
+        Panel(
+            "timeseries",
+            "Events in the alert windows",
+            "Requests and bad requests counted in each alert's long window. An alert needs "
+            "enough bad events in it (min_errors) as well as a high ratio: with few "
+            "requests a silent alert is not health. (Rules from Sloth record no counts.)",
+            [
+                (_events(record, w), f"{_LEGEND} {label} {w}")
+                for w in ("1h", "6h", "1d", "3d")
+                for record, label in (
+                    (n.SLO_SLI_TOTAL_EVENTS, "requests"),
+                    (n.SLO_SLI_ERROR_EVENTS, "bad"),
+                )
+            ],
+            "short",
         ),
         Panel(
             "timeseries",
@@ -138,12 +228,14 @@ def build() -> dict[str, Any]:
         ),
         Panel(
             "timeseries",
-            "Error budget remaining",
-            "Share of the period's error budget left, over time.",
+            "Error budget burn-down",
+            "Share of the period's error budget left over the last 30 days: traffic-weighted, "
+            "flat while the service is idle, below 0 once the SLO is missed.",
             [(_per_slo(n.SLO_PERIOD_BUDGET_REMAINING), _LEGEND)],
             "percentunit",
             thresholds=_BUDGET_THRESHOLDS,
             minimum=None,
+            time_from="30d",
         ),
         Panel(
             "timeseries",
@@ -172,5 +264,12 @@ def build() -> dict[str, Any]:
                 title="SLO",
             ),
         ],
-        rows=[("Summary", summary), ("Burn rate and budget", windows)],
+        rows=[
+            ("All SLOs", [_overview()]),
+            ("Summary", summary),
+            ("Burn rate and budget", windows),
+        ],
+        annotations=[
+            alert_annotation(var(n.LABEL_SLO_SERVICE, "service"), var(n.LABEL_SLO_NAME, "slo"))
+        ],
     )

@@ -151,6 +151,8 @@ EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
 # Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
 
 SLO_SLI_ERROR_RATIO: Final = "slo:sli_error:ratio_rate"  # + window: slo:sli_error:ratio_rate5m
+SLO_SLI_ERROR_EVENTS: Final = "slo:sli_error:increase"  # + window: bad events in the window
+SLO_SLI_TOTAL_EVENTS: Final = "slo:sli_total:increase"  # + window: all events in the window
 SLO_OBJECTIVE: Final = "slo:objective:ratio"
 SLO_ERROR_BUDGET: Final = "slo:error_budget:ratio"
 SLO_TIME_PERIOD_DAYS: Final = "slo:time_period:days"
@@ -164,10 +166,14 @@ LABEL_SLO_NAME: Final = "sloth_slo"
 LABEL_SLO_WINDOW: Final = "sloth_window"
 LABEL_SLO_SEVERITY: Final = "sloth_severity"
 LABEL_SLO_MODE: Final = "sloth_mode"  # on sloth_slo_info: who generated the rules
-LABEL_SLO_OBJECTIVE: Final = "sloth_objective"  # on sloth_slo_info
+LABEL_SLO_OBJECTIVE: Final = "sloth_objective"  # on sloth_slo_info, in percent: "99.9"
+LABEL_SLO_SPEC: Final = "sloth_spec"  # on sloth_slo_info: "prometheus/v1"
+LABEL_SLO_VERSION: Final = "sloth_version"  # on sloth_slo_info: who generated the rules, versioned
 LABEL_SLO_CATEGORY: Final = "category"  # on alerts: "availability" or "latency"
 LABEL_SEVERITY: Final = "severity"
 ALERT_SLO_BURN: Final = "ButtressSLOErrorBudgetBurn"
+ALERT_SLO_METRIC_ABSENT: Final = "ButtressSLOMetricAbsent"
+ANNOTATION_RUNBOOK_URL: Final = "runbook_url"
 
 # --- Prometheus's own names that dashboards and rules read --------------------------------------
 

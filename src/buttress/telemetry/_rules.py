@@ -2,20 +2,25 @@
 
 Recording rules carry Sloth's names and labels (``slo:sli_error:ratio_rate5m`` with
 ``sloth_id``, ``sloth_service``, ``sloth_slo``, ``sloth_window``), so dashboards built for
-Sloth keep working. Alerts follow the Google SRE workbook (page: 14.4x over 1h and 5m or
-6x over 6h and 30m; ticket: 3x over 1d and 2h or 1x over 3d and 6h), and each also needs
-a minimum request rate over its long window, so a quiet service does not page on one
-failed request.
+Sloth keep working. Every window's ratio is bad events over all events, both read as
+counter increases (``slo:sli_error:increase1h``, ``slo:sli_total:increase1h``), the
+period's included: traffic-weighted, untouched by counter resets, and 0 rather than NaN
+when a window saw no traffic. Alerts follow the Google SRE workbook (page: 2% of the
+budget in 1h or 5% in 6h; ticket: 10% in 1d or in 3d, the factors scaled to the period),
+and each also needs ``min_errors`` bad events in its long window, so a quiet service does
+not page on one stray error and still pages on a total outage. A metric-absent alert per
+SLO says when the SLI cannot be read at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import ConfigurationError
+from .._version import __version__
 from . import _names as names
 from ._names import DURATION_BUCKETS
+from ._windows import SLI_WINDOWS, burn_windows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -31,11 +36,17 @@ __all__ = [
     "slo_rules",
 ]
 
-SLI_WINDOWS: Final = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 ALERT_NAME: Final = names.ALERT_SLO_BURN
+ABSENT_ALERT_NAME: Final = names.ALERT_SLO_METRIC_ABSENT
 SLO_DASHBOARD_PATH: Final = "/d/buttress-slo/buttress-slos"
+SLOTH_SPEC: Final = "prometheus/v1"
+# How long the request metric must be missing before the absent alert fires: longer than
+# a restart or a few failed scrapes.
+ABSENT_FOR: Final = "10m"
 
 SLI_ERROR: Final = names.SLO_SLI_ERROR_RATIO
+ERROR_EVENTS: Final = names.SLO_SLI_ERROR_EVENTS
+TOTAL_EVENTS: Final = names.SLO_SLI_TOTAL_EVENTS
 OBJECTIVE: Final = names.SLO_OBJECTIVE
 ERROR_BUDGET: Final = names.SLO_ERROR_BUDGET
 TIME_PERIOD: Final = names.SLO_TIME_PERIOD_DAYS
@@ -44,25 +55,15 @@ PERIOD_BURN_RATE: Final = names.SLO_PERIOD_BURN_RATE
 BUDGET_REMAINING: Final = names.SLO_PERIOD_BUDGET_REMAINING
 INFO: Final = names.SLO_INFO
 
-
-@dataclass(frozen=True, slots=True)
-class _Burn:
-    severity: str  # sloth_severity: "page" or "ticket"
-    alert_severity: str  # the conventional Alertmanager "severity" label
-    factor: float
-    long: str
-    short: str
-
-
-# (factor, long window, short window) pairs of the SRE workbook, for a 30-day period.
-_BURNS: Final = (
-    (_Burn("page", "critical", 14.4, "1h", "5m"), _Burn("page", "critical", 6, "6h", "30m")),
-    (_Burn("ticket", "warning", 3, "1d", "2h"), _Burn("ticket", "warning", 1, "3d", "6h")),
-)
-
 _WINDOW: Final = names.LABEL_SLO_WINDOW
 _SLO_KEYS: Final = f"{names.LABEL_SLO_ID}, {names.LABEL_SLO_NAME}, {names.LABEL_SLO_SERVICE}"
 _REGEX_SPECIAL: Final = frozenset("\\.+*?()|[]{}^$")
+# A request that failed after its response started keeps its status (200) and says so in
+# error_type; a client that went away is not the service's failure.
+_FAILED_AFTER_START: Final = (names.LABEL_ERROR_TYPE, "!~", "|" + names.ERROR_CLIENT_DISCONNECT)
+_NOT_FAILED: Final = (names.LABEL_ERROR_TYPE, "=~", "|" + names.ERROR_CLIENT_DISCONNECT)
+_SERVER_ERROR: Final = (names.LABEL_STATUS, "=~", "5..")
+_NOT_SERVER_ERROR: Final = (names.LABEL_STATUS, "!~", "5..")
 
 
 def escape_regex(text: str) -> str:
@@ -103,26 +104,34 @@ def _base_matchers(slo: SLO) -> list[tuple[str, str, str]]:
     return [(k, "=", v) for k, v in slo.selector.items()] + _route_matcher(slo.routes)
 
 
-def request_rate_expr(slo: SLO, window: str) -> str:
-    """Requests per second the SLO covers, over ``window``."""
+def _increase(series: str, window: str) -> str:
+    # "or vector(0)": no series (no 5xx yet, or nothing scraped) counts as no events.
+    return f"(sum(increase({series}[{window}])) or vector(0))"
+
+
+def total_events_expr(slo: SLO, window: str) -> str:
+    """The number of requests the SLO covers in ``window``."""
     count = names.HTTP_SERVER_DURATION + "_count"
-    return f"sum(rate({count}{label_matchers(_base_matchers(slo))}[{window}]))"
+    return _increase(count + label_matchers(_base_matchers(slo)), window)
 
 
-def error_ratio_expr(slo: SLO, window: str) -> str:
-    """The SLI error ratio over ``window``: bad requests over all requests."""
+def error_events_expr(slo: SLO, window: str) -> str:
+    """The number of bad requests in ``window``."""
     base = _base_matchers(slo)
-    total = request_rate_expr(slo, window)
+    count = names.HTTP_SERVER_DURATION + "_count"
     if slo.threshold is None:
-        bad = [*base, (names.LABEL_STATUS, "=~", "5..")]
-        count = names.HTTP_SERVER_DURATION + "_count"
-        # "or vector(0)": with no 5xx series yet, the ratio is 0 rather than empty.
-        errors = f"(sum(rate({count}{label_matchers(bad)}[{window}])) or vector(0))"
-        return f"{errors}\n/\n{total}"
+        server_errors = _increase(count + label_matchers([*base, _SERVER_ERROR]), window)
+        failed = _increase(
+            count + label_matchers([*base, _NOT_SERVER_ERROR, _FAILED_AFTER_START]), window
+        )
+        return f"{server_errors}\n+\n{failed}"
     good = [*base, (names.LABEL_LE, "=~", _le_pattern(slo.threshold))]
+    if slo.successful_only:
+        # A fast failure is not a good request: only fast, non-5xx, unbroken ones are.
+        good += [_NOT_SERVER_ERROR, _NOT_FAILED]
     bucket = names.HTTP_SERVER_DURATION + "_bucket"
-    fast = f"sum(rate({bucket}{label_matchers(good)}[{window}]))"
-    return f"1 - (\n  {fast}\n  /\n  {total}\n)"
+    fast = _increase(bucket + label_matchers(good), window)
+    return f"{total_events_expr(slo, window)}\n-\n{fast}"
 
 
 def _labels(slo: SLO, **extra: str) -> dict[str, str]:
@@ -135,14 +144,16 @@ def _labels(slo: SLO, **extra: str) -> dict[str, str]:
     }
 
 
+def _slo_matchers(slo: SLO) -> list[tuple[str, str, str]]:
+    return [
+        (names.LABEL_SLO_ID, "=", slo.id),
+        (names.LABEL_SLO_SERVICE, "=", slo.service),
+        (names.LABEL_SLO_NAME, "=", slo.name),
+    ]
+
+
 def _slo_selector(slo: SLO) -> str:
-    return label_matchers(
-        [
-            (names.LABEL_SLO_ID, "=", slo.id),
-            (names.LABEL_SLO_SERVICE, "=", slo.service),
-            (names.LABEL_SLO_NAME, "=", slo.name),
-        ]
-    )
+    return label_matchers(_slo_matchers(slo))
 
 
 def _check_buckets(slos: Iterable[SLO], buckets: Iterable[float]) -> None:
@@ -157,31 +168,45 @@ def _check_buckets(slos: Iterable[SLO], buckets: Iterable[float]) -> None:
             )
 
 
+def _window_labels(slo: SLO, window: str) -> dict[str, str]:
+    return _labels(slo, **{names.LABEL_SLO_WINDOW: window})
+
+
+def _window_selector(slo: SLO, window: str) -> str:
+    return label_matchers([*_slo_matchers(slo), (names.LABEL_SLO_WINDOW, "=", window)])
+
+
 def _recordings(slo: SLO) -> dict[str, Any]:
-    rules: list[dict[str, Any]] = [
-        {
-            "record": SLI_ERROR + window,
-            "expr": error_ratio_expr(slo, window) + "\n",
-            "labels": _labels(slo, **{names.LABEL_SLO_WINDOW: window}),
-        }
-        for window in SLI_WINDOWS
-    ]
-    period = f"{slo.window_days}d"
-    selector = _slo_selector(slo)
-    rules.append(
-        {
-            "record": SLI_ERROR + period,
-            # The period ratio averages the 5m ratio instead of reading a 30-day rate:
-            # cheap to evaluate, and the same as Sloth computes it.
-            "expr": (
-                f"sum_over_time({SLI_ERROR}5m{selector}[{period}])\n"
-                f"/ ignoring ({_WINDOW})\n"
-                f"count_over_time({SLI_ERROR}5m{selector}[{period}])\n"
-            ),
-            "labels": _labels(slo, **{names.LABEL_SLO_WINDOW: period}),
-        }
-    )
+    rules: list[dict[str, Any]] = []
+    # A 3-day period is also the ticket's long window: recorded once.
+    for window in dict.fromkeys((*SLI_WINDOWS, slo.period)):
+        selector = _window_selector(slo, window)
+        errors = f"{ERROR_EVENTS}{window}{selector}"
+        total = f"{TOTAL_EVENTS}{window}{selector}"
+        rules += [
+            {
+                "record": TOTAL_EVENTS + window,
+                "expr": total_events_expr(slo, window) + "\n",
+                "labels": _window_labels(slo, window),
+            },
+            {
+                "record": ERROR_EVENTS + window,
+                "expr": error_events_expr(slo, window) + "\n",
+                "labels": _window_labels(slo, window),
+            },
+            {
+                # Rules of a group run in order at one timestamp: the two counts above are
+                # this evaluation's. A window without traffic has ratio 0, not NaN.
+                "record": SLI_ERROR + window,
+                "expr": f"{errors}\n/\n({total} > 0)\nor\n0 * {total}\n",
+                "labels": _window_labels(slo, window),
+            },
+        ]
     return {"name": f"sloth-slo-sli-recordings-{slo.id}", "rules": rules}
+
+
+def _objective_percent(slo: SLO) -> str:
+    return f"{slo.objective * 100:.10g}"
 
 
 def _meta(slo: SLO) -> dict[str, Any]:
@@ -200,9 +225,7 @@ def _meta(slo: SLO) -> dict[str, Any]:
         },
         {
             "record": PERIOD_BURN_RATE,
-            "expr": (
-                f"{drop}({SLI_ERROR}{slo.window_days}d{selector})\n{on}{ERROR_BUDGET}{selector}\n"
-            ),
+            "expr": f"{drop}({SLI_ERROR}{slo.period}{selector})\n{on}{ERROR_BUDGET}{selector}\n",
             "labels": _labels(slo),
         },
         {
@@ -217,7 +240,9 @@ def _meta(slo: SLO) -> dict[str, Any]:
                 slo,
                 **{
                     names.LABEL_SLO_MODE: "buttress",
-                    names.LABEL_SLO_OBJECTIVE: repr(slo.objective),
+                    names.LABEL_SLO_OBJECTIVE: _objective_percent(slo),
+                    names.LABEL_SLO_SPEC: SLOTH_SPEC,
+                    names.LABEL_SLO_VERSION: f"buttress-{__version__}",
                 },
             ),
         },
@@ -225,37 +250,65 @@ def _meta(slo: SLO) -> dict[str, Any]:
     return {"name": f"sloth-slo-meta-recordings-{slo.id}", "rules": rules}
 
 
-def _condition(slo: SLO, burn: _Burn) -> str:
+def _condition(slo: SLO, factor: float, long: str, short: str) -> str:
     selector = _slo_selector(slo)
-    limit = f"({burn.factor:g} * {slo.error_budget!r})"
+    limit = f"({factor:g} * {slo.error_budget!r})"
     return (
-        f"(\n  ({SLI_ERROR}{burn.short}{selector} > {limit})\n"
+        f"(\n  ({SLI_ERROR}{short}{selector} > {limit})\n"
         f"  and ignoring ({_WINDOW})\n"
-        f"  ({SLI_ERROR}{burn.long}{selector} > {limit})\n"
-        f"  and on ()\n"
-        f"  ({request_rate_expr(slo, burn.long)} >= {slo.min_rate!r})\n)"
+        f"  ({SLI_ERROR}{long}{selector} > {limit})\n"
+        f"  and ignoring ({_WINDOW})\n"
+        f"  ({ERROR_EVENTS}{long}{selector} >= {slo.min_errors:g})\n)"
     )
+
+
+def _what(slo: SLO) -> str:
+    percent = f"{slo.objective * 100:.4g}%"
+    if slo.threshold is None:
+        return f"{percent} of requests without a 5xx or a failure"
+    ok = " and without a 5xx" if slo.successful_only else ""
+    return f"{percent} of requests answered in under {slo.threshold:g}s{ok}"
+
+
+def _annotations(slo: SLO, dashboard: str, summary: str, description: str) -> dict[str, str]:
+    annotations = {"summary": summary, "description": description, "dashboard": dashboard}
+    if slo.runbook_url:
+        annotations[names.ANNOTATION_RUNBOOK_URL] = slo.runbook_url
+    if slo.description:
+        annotations["slo_description"] = slo.description
+    return annotations
 
 
 def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     budget_pct = f"{slo.error_budget * 100:.4g}%"
-    what = (
-        f"{slo.objective * 100:.4g}% of requests answered in under {slo.threshold:g}s"
-        if slo.threshold is not None
-        else f"{slo.objective * 100:.4g}% of requests without a 5xx"
-    )
-    for fast, slow in _BURNS:
+    windows = burn_windows(slo.window_days)
+    for fast, slow in (windows[:2], windows[2:]):
         # The value is the short window's burn rate (error ratio over budget), which the
         # description quotes; sloth_window is dropped so one burn is one alert.
-        expr = (
-            f"max without ({_WINDOW}) (\n"
-            f"{_condition(slo, fast)}\nor ignoring ({_WINDOW})\n{_condition(slo, slow)}\n)\n"
-            f"/ {slo.error_budget!r}\n"
+        conditions = [
+            _condition(slo, w.factor, w.long, w.short)
+            for w in (fast, slow)
+            if w.factor * slo.error_budget < 1  # a ratio never exceeds 1
+        ]
+        if not conditions:
+            continue
+        either = f"\nor ignoring ({_WINDOW})\n".join(conditions)
+        expr = f"max without ({_WINDOW}) (\n{either}\n)\n/ {slo.error_budget!r}\n"
+        description = (
+            f"SLO {slo.name} of {slo.service} ({slo.kind}: {_what(slo)} over "
+            f"{slo.window_days} days; error budget {budget_pct}) burns its budget at "
+            f"{{{{ $value | humanize }}}} times the allowed error ratio: over "
+            f"{fast.factor:g}x in {fast.long} and {fast.short}, or {slow.factor:g}x in "
+            f"{slow.long} and {slow.short}, with at least {slo.min_errors:g} bad requests "
+            "in the long window."
+        )
+        summary = (
+            f"SLO {slo.name} of {slo.service} burns its error budget too fast ({fast.severity})"
         )
         rules.append(
             {
-                "alert": ALERT_NAME,
+                "alert": slo.alert_name,
                 "expr": expr,
                 # The SLO's labels repeated on the rule keep two SLOs' alerts distinct rules.
                 "labels": {
@@ -264,24 +317,30 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
                     names.LABEL_SLO_SEVERITY: fast.severity,
                     names.LABEL_SLO_CATEGORY: slo.kind,
                 },
-                "annotations": {
-                    "summary": (
-                        f"SLO {slo.name} of {slo.service} burns its error budget too fast "
-                        f"({fast.severity})"
-                    ),
-                    "description": (
-                        f"SLO {slo.name} of {slo.service} ({slo.kind}: {what} over "
-                        f"{slo.window_days} days; error budget {budget_pct}) burns its budget "
-                        f"at {{{{ $value | humanize }}}} times the allowed error ratio: over "
-                        f"{fast.factor:g}x in {fast.long} and {fast.short}, or {slow.factor:g}x "
-                        f"in {slow.long} and {slow.short}."
-                    ),
-                    "dashboard": dashboard,
-                },
+                "annotations": _annotations(slo, dashboard, summary, description),
             }
         )
-        if slo.description:
-            rules[-1]["annotations"]["slo_description"] = slo.description
+    count = names.HTTP_SERVER_DURATION + "_count" + label_matchers(_base_matchers(slo))
+    rules.append(
+        {
+            "alert": ABSENT_ALERT_NAME,
+            "expr": f"absent({count})\n",
+            "for": ABSENT_FOR,
+            "labels": {
+                **_labels(slo),
+                names.LABEL_SEVERITY: "critical",
+                names.LABEL_SLO_CATEGORY: slo.kind,
+            },
+            "annotations": _annotations(
+                slo,
+                dashboard,
+                f"SLO {slo.name} of {slo.service} cannot be measured: its request metric is absent",
+                f"No series of {count} for {ABSENT_FOR}: the service is not scraped, exports "
+                "no such metric, or (for an SLO over routes) exposes no matching http_route "
+                "label; its SLO and burn-rate alerts cannot see anything.",
+            ),
+        }
+    )
     return {"name": f"sloth-slo-alerts-{slo.id}", "rules": rules}
 
 

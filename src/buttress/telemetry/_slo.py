@@ -16,8 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from .._errors import ConfigurationError
+from .._errors import ButtressWarning, ConfigurationError
 from ._names import (
+    ALERT_SLO_BURN,
     DURATION_BUCKETS,
     LABEL_JOB,
     LABEL_SLO_ID,
@@ -25,20 +26,23 @@ from ._names import (
     LABEL_SLO_SERVICE,
     LABEL_SLO_WINDOW,
 )
+from ._windows import LONGEST_WINDOW_DAYS, burn_windows, prometheus_duration
 
 __all__ = ["SLO", "SLOLike", "buckets_with_thresholds", "load_slos", "parse_duration"]
 
 DEFAULT_WINDOW: Final = timedelta(days=30)
-DEFAULT_MIN_RATE: Final = 0.1
-"""Requests per second an alert's long window must see before it may fire.
+DEFAULT_MIN_ERRORS: Final = 3
+"""Bad events an alert's long window must hold before it may fire (docs/slo.md, the guard).
 
-At 0.1/s an hour holds 360 requests, so one failed request is 0.28% of the hour: far
-under the 1.44% a 99.9% SLO pages at. Below it a single error would page.
+Below it, the ratio of a handful of requests says little: one stray error among 60
+requests an hour is 1.7%, over the 1.44% a 99.9% SLO pages at. With three, a service
+that burns exactly its budget pages in fewer than 1 in 700 hours on the 1h window.
 """
 
 # Names end up in label values, rule group names and dashboard URLs: keep them plain.
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _LABEL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ALERT_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _MAX_WINDOW_DAYS: Final = 366
@@ -73,13 +77,16 @@ class SLO:
     """One service level objective.
 
     ``threshold`` (seconds or a ``timedelta``) makes it a latency SLO: the share of
-    responses faster than the threshold. Without it, it is an availability SLO: the share
-    of responses that are not 5xx. ``routes`` are route templates (``http_route`` values)
-    matched exactly; ``None`` means every route. ``window`` is the SLO period, a whole
-    number of days. ``selector`` holds exact label matchers for the request metric and
-    defaults to ``{"job": service}``. ``min_rate`` (requests per second) is the traffic an
-    alert's long window needs before it may fire. ``labels`` are added to every rule
-    generated for this SLO.
+    responses faster than the threshold (with ``successful_only``, faster and not failed).
+    Without it, it is an availability SLO: the share of responses that are neither 5xx
+    nor failed after the response started (an ``error_type`` label). ``routes`` are route
+    templates (``http_route`` values) matched exactly; ``None`` means every route.
+    ``window`` is the SLO period, a whole number of days, at least the 3 days of the
+    longest alert window. ``selector`` holds exact label matchers for the request metric
+    and defaults to ``{"job": service}``. ``min_errors`` is the number of bad events an
+    alert's long window must hold before it may fire. ``labels`` are added to every rule
+    generated for this SLO; ``alert_name`` names its burn-rate alerts and ``runbook_url``
+    becomes their ``runbook_url`` annotation.
     """
 
     name: str
@@ -88,10 +95,13 @@ class SLO:
     threshold: float | None
     routes: tuple[str, ...] | None
     window: timedelta
-    min_rate: float
+    min_errors: float
     selector: Mapping[str, str] = field(hash=False)
     labels: Mapping[str, str] = field(hash=False)
     description: str
+    successful_only: bool
+    alert_name: str
+    runbook_url: str
 
     def __init__(
         self,
@@ -102,40 +112,55 @@ class SLO:
         threshold: float | timedelta | None = None,
         routes: Iterable[str] | None = None,
         window: float | timedelta = DEFAULT_WINDOW,
-        min_rate: float = DEFAULT_MIN_RATE,
+        min_errors: float = DEFAULT_MIN_ERRORS,
         selector: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         description: str = "",
+        successful_only: bool = False,
+        alert_name: str = ALERT_SLO_BURN,
+        runbook_url: str = "",
     ) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise _fail(str(name), "name", "use 1-63 letters, digits, '_', '.', '-'")
         if not isinstance(service, str) or not _NAME.fullmatch(service):
             raise _fail(name, "service", f"{service!r}: use letters, digits, '_', '.', '-'")
-        if isinstance(min_rate, bool) or not isinstance(min_rate, int | float):
-            raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
-        if not 0 <= min_rate < math.inf:
-            raise _fail(name, "min_rate", f"{min_rate!r}: requests per second, 0 or more")
+        if isinstance(min_errors, bool) or not isinstance(min_errors, int | float):
+            raise _fail(name, "min_errors", f"{min_errors!r}: a number of bad events, 1 or more")
+        if not 1 <= min_errors < math.inf:
+            raise _fail(name, "min_errors", f"{min_errors!r}: a number of bad events, 1 or more")
         selector = {LABEL_JOB: service} if selector is None else selector
         checked_labels = _check_labels(name, "labels", {} if labels is None else labels)
         for reserved in (LABEL_SLO_ID, LABEL_SLO_SERVICE, LABEL_SLO_NAME, LABEL_SLO_WINDOW):
             if reserved in checked_labels:
                 raise _fail(name, "labels", f"{reserved!r} is set by buttress")
-        if not isinstance(description, str):
-            raise _fail(name, "description", f"{description!r} is not a string")
+        for key, text in (("description", description), ("runbook_url", runbook_url)):
+            if not isinstance(text, str):
+                raise _fail(name, key, f"{text!r} is not a string")
+        if not isinstance(alert_name, str) or not _ALERT_NAME.fullmatch(alert_name):
+            raise _fail(name, "alert_name", f"{alert_name!r}: letters, digits and '_'")
+        if not isinstance(successful_only, bool):
+            raise _fail(name, "successful_only", f"{successful_only!r}: true or false")
+        checked_threshold = _threshold(name, threshold)
+        if successful_only and checked_threshold is None:
+            raise _fail(name, "successful_only", "only a latency SLO (with a threshold) takes it")
         values = {
             "name": name,
             "service": service,
             "objective": _objective(name, objective),
-            "threshold": _threshold(name, threshold),
+            "threshold": checked_threshold,
             "routes": _routes(name, routes),
             "window": _window(name, window),
-            "min_rate": float(min_rate),
+            "min_errors": float(min_errors),
             "selector": _check_labels(name, "selector", selector),
             "labels": checked_labels,
             "description": description,
+            "successful_only": successful_only,
+            "alert_name": alert_name,
+            "runbook_url": runbook_url,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
+        _check_alerts_can_fire(self)
 
     @property
     def kind(self) -> Literal["availability", "latency"]:
@@ -155,7 +180,38 @@ class SLO:
 
     @property
     def window_days(self) -> int:
+        """The period in whole days."""
         return self.window.days
+
+    @property
+    def period(self) -> str:
+        """The period as Prometheus and Sloth name it: ``30d``, ``4w`` (28 days), ``1w``."""
+        return prometheus_duration(self.window_days)
+
+
+def _check_alerts_can_fire(slo: SLO) -> None:
+    # An error ratio never exceeds 1: a condition whose threshold is 1 or more never fires.
+    dead = [w for w in burn_windows(slo.window_days) if w.factor * slo.error_budget >= 1]
+    if not dead:
+        return
+    pages = [w for w in dead if w.severity == "page"]
+    if len(pages) == 2:
+        raise _fail(
+            slo.name,
+            "objective",
+            f"{slo.objective!r} can never page: the page thresholds "
+            f"({' and '.join(f'{w.factor:g} x {slo.error_budget:g}' for w in pages)}) are "
+            "error ratios of 1 or more; raise the objective",
+        )
+    import warnings
+
+    warnings.warn(
+        f"SLO {slo.name!r}: with objective {slo.objective!r} the "
+        + ", ".join(f"{w.factor:g}x {w.long}/{w.short} ({w.severity})" for w in dead)
+        + " condition can never fire (the threshold is an error ratio of 1 or more)",
+        ButtressWarning,
+        stacklevel=3,
+    )
 
 
 def _objective(name: str, value: object) -> float:
@@ -203,7 +259,14 @@ def _window(name: str, value: object) -> timedelta:
         raise _fail(name, "window", f"{value!r} is not a duration") from None
     days = seconds / 86400
     if days != int(days) or not 1 <= days <= _MAX_WINDOW_DAYS:
-        raise _fail(name, "window", f"{value!r}: a whole number of days, 1 to 366")
+        raise _fail(name, "window", f"{value!r}: a whole number of days, 3 to 366")
+    if days < LONGEST_WINDOW_DAYS:
+        raise _fail(
+            name,
+            "window",
+            f"{value!r}: shorter than the {LONGEST_WINDOW_DAYS}-day window of the slow ticket "
+            f"alert; use {LONGEST_WINDOW_DAYS} days or more",
+        )
     return timedelta(days=int(days))
 
 
@@ -241,7 +304,9 @@ def buckets_with_thresholds(
 
 # --- the YAML file ----------------------------------------------------------------------
 
-_TOP_FIELDS: Final = frozenset({"version", "service", "labels", "selector", "min_rate", "slos"})
+_TOP_FIELDS: Final = frozenset(
+    {"version", "service", "labels", "selector", "min_errors", "runbook_url", "slos"}
+)
 _SLO_FIELDS: Final = frozenset(
     {
         "name",
@@ -250,11 +315,18 @@ _SLO_FIELDS: Final = frozenset(
         "threshold",
         "routes",
         "window",
-        "min_rate",
+        "min_errors",
         "selector",
         "labels",
         "description",
+        "successful_only",
+        "alert_name",
+        "runbook_url",
     }
+)
+
+_MIN_RATE_GONE: Final = (
+    "field 'min_rate' is gone: the low-traffic guard now counts bad events, use 'min_errors'"
 )
 
 
@@ -289,6 +361,8 @@ def slos_from_document(document: object) -> list[SLO]:
     if not isinstance(document, dict):
         raise ConfigurationError("the file must be a mapping with a 'slos' list")
     unknown = sorted(set(map(str, document)) - _TOP_FIELDS)
+    if "min_rate" in unknown:
+        raise ConfigurationError(_MIN_RATE_GONE)
     if unknown:
         raise ConfigurationError(f"unknown top-level field {unknown[0]!r}")
     if document.get("version", 1) != 1:
@@ -297,7 +371,9 @@ def slos_from_document(document: object) -> list[SLO]:
     if not isinstance(entries, list) or not entries:
         raise ConfigurationError("field 'slos': a non-empty list of SLOs is required")
     defaults: dict[str, Any] = {
-        key: document[key] for key in ("service", "min_rate", "selector") if key in document
+        key: document[key]
+        for key in ("service", "min_errors", "selector", "runbook_url")
+        if key in document
     }
     shared_labels = document.get("labels") or {}
     if not isinstance(shared_labels, dict):
@@ -322,6 +398,8 @@ def _slo_from_entry(
     if not isinstance(name, str):
         raise _fail(f"#{index + 1}", "name", "required, a string")
     unknown = sorted(set(map(str, entry)) - _SLO_FIELDS)
+    if "min_rate" in unknown:
+        raise _fail(name, "min_rate", _MIN_RATE_GONE)
     if unknown:
         raise _fail(name, unknown[0], "unknown field")
     fields = {**defaults, **entry}
