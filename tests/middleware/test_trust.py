@@ -359,3 +359,27 @@ def test_a_deadline_timeout_is_not_the_dependencys_failure() -> None:
     }
     # Only the dependency's own timeouts are in the client duration histogram.
     assert registry.get_sample_value(f"{names.HTTP_CLIENT_DURATION}_count", failed) == 5
+
+
+def test_an_io_error_once_the_budget_ran_out_is_the_budgets() -> None:
+    from buttress import CircuitBreaker, DeadlineExceeded
+    from buttress.resilience._deadline import deadline_scope
+    from buttress.testing import FakeClock
+
+    clock = FakeClock()
+    shared = CircuitBreaker("upstream", consecutive_failures=1, clock=clock)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(1.0)  # the attempt outlived the budget, then the socket failed
+        raise httpx.ReadError("resource temporarily unavailable", request=request)
+
+    transport = ResilientTransport(
+        httpx.MockTransport(handler), breaker=shared, attempts=1, clock=clock
+    )
+    with httpx.Client(transport=transport) as client:
+        with deadline_scope(0.5, clock=clock), pytest.raises(DeadlineExceeded):
+            client.get("http://api.test/")
+        after_budget = shared.state
+        with pytest.raises(httpx.ReadError):  # no deadline: the upstream's failure
+            client.get("http://api.test/")
+    assert (after_budget, shared.state) == ("closed", "open")

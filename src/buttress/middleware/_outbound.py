@@ -97,6 +97,7 @@ _PHASES: Final[tuple[tuple[type[httpx.TimeoutException], str], ...]] = (
     (httpx.PoolTimeout, "pool"),
 )
 _NOT_CAPPED: Final[frozenset[str]] = frozenset()
+_LEAST_TIMEOUT: Final = 0.001
 _BAGGAGE: Final = "baggage"
 
 
@@ -361,6 +362,10 @@ class Outbound:
         """
         request = call.request
         host = call.host
+        # Checked again here, inside the breaker and bulkhead: waiting for them may have
+        # spent the budget, and an attempt sent with no time left would fail as an I/O
+        # error (a zero timeout makes the socket non-blocking), blamed on the upstream.
+        self.refuse_if_late(host)
         deadline = _DEADLINE.get()
         resend = call.sent
         call.sent = resend + 1
@@ -405,7 +410,8 @@ class Outbound:
             left = deadline - self.clock()
             if internal:
                 headers[names.DEADLINE_HEADER] = format_deadline(left)
-            capped = _cap_timeout(request, left)
+            # A budget of a few microseconds gives a timeout, not a non-blocking socket.
+            capped = _cap_timeout(request, max(left, _LEAST_TIMEOUT))
         active = self._client_metrics().active(label, host.address)
         active.inc()
         return Attempt(span, token, time.perf_counter(), label, active, capped, left)
@@ -448,6 +454,15 @@ class Outbound:
             phase = next((p for kind, p in _PHASES if isinstance(error, kind)), None)
             deadline_hit = phase is not None and phase in attempt.capped
             cause = names.TIMEOUT_CAUSE_DEADLINE if deadline_hit else names.TIMEOUT_CAUSE_DEPENDENCY
+        elif (
+            isinstance(error, httpx.TransportError)
+            and attempt.capped
+            and (deadline := _DEADLINE.get()) is not None
+            and self.clock() >= deadline
+        ):
+            # An I/O error once the budget had run out (a socket given the last
+            # millisecond): the caller's time is up whatever the upstream did.
+            cause = names.TIMEOUT_CAUSE_DEADLINE
         replaced = None
         if cause == names.TIMEOUT_CAUSE_DEADLINE:
             left = max(attempt.left, 0.0)
