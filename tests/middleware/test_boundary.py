@@ -105,7 +105,10 @@ async def _hammer(url: str, count: int, headers: dict[str, str]) -> list[int]:
 
         async def one() -> int:
             async with limit:
-                return (await http.get(url, headers=headers)).status_code
+                response = await http.get(url, headers=headers)
+            # Anything but an answer the service chose names what went wrong.
+            assert response.status_code in (200, 504), response.text
+            return response.status_code
 
         return await asyncio.gather(*(one() for _ in range(count)))
 
