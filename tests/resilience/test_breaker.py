@@ -10,7 +10,6 @@ import pytest
 
 from buttress import (
     Bulkhead,
-    ButtressWarning,
     CircuitBreaker,
     CircuitOpen,
     ConfigurationError,
@@ -300,10 +299,9 @@ def test_timedelta_durations() -> None:
     assert breaker.time_until_half_open == pytest.approx(3.0)
 
 
-def test_a_window_smaller_than_minimum_calls_warns_at_the_callers_line() -> None:
-    with pytest.warns(ButtressWarning, match="minimum_calls=20") as caught:
+def test_a_count_window_smaller_than_minimum_calls_is_refused_naming_both() -> None:
+    with pytest.raises(ConfigurationError, match=r"minimum_calls=20 .* window=10"):
         CircuitBreaker("dep", failure_rate=0.5, window=10, minimum_calls=20)
-    assert caught[0].filename == __file__
 
 
 async def test_breaker_bulkhead_and_rate_limiter_stack_as_strategies() -> None:

@@ -95,3 +95,14 @@ def test_threads_sharing_a_budget_never_overdraw_it() -> None:
 def test_repr_shows_the_settings() -> None:
     budget = RetryBudget(ratio=0.2, floor_per_second=1.0, window=10.0)
     assert repr(budget) == "RetryBudget(ratio=0.2, floor_per_second=1.0, window=10.0)"
+
+
+def test_the_bound_is_exact_at_its_boundary() -> None:
+    # 0.29 * 100 is 28.999999999999996 in floats: the 29th retry must still fit.
+    clock = FakeClock()
+    budget = RetryBudget(ratio=0.29, floor_per_second=0.0, window=10.0, clock=clock)
+    assert not budget.try_withdraw()  # no calls yet; this starts counting them
+    for _ in range(100):
+        budget.deposit()
+    granted = sum(budget.try_withdraw() for _ in range(40))
+    assert granted == 29

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import types
 
 import pytest
 
 from buttress import Bulkhead, BulkheadFull, ConfigurationError
 from buttress._events import BulkheadRejected, BulkheadUsage, Registry
+from buttress.resilience import _bulkhead
 
 
 def test_rejects_when_full_and_exposes_usage() -> None:
@@ -42,9 +44,18 @@ def test_a_waiting_thread_gets_the_released_slot() -> None:
     assert (bulkhead.in_use, bulkhead.waiting) == (0, 0)
 
 
-def test_wait_timeout_rejects_and_leaves_the_queue() -> None:
+class _TimedOutEvent(threading.Event):
+    """A waiter's Event whose timed wait ends at once, unset: the wait timeout passed."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+def test_wait_timeout_rejects_and_leaves_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = Registry()
-    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=0.01, registry=registry)
+    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=30, registry=registry)
+    fake = types.SimpleNamespace(Event=_TimedOutEvent, Lock=threading.Lock)
+    monkeypatch.setattr(_bulkhead, "threading", fake)  # no real wait for the timeout
     with registry.capture() as events, bulkhead:
         with pytest.raises(BulkheadFull, match="waited too long"):
             bulkhead.call(lambda: None)
@@ -148,12 +159,28 @@ async def test_cancelled_waiter_leaves_the_line_and_never_leaks_a_slot() -> None
     assert (bulkhead.in_use, bulkhead.waiting) == (0, 0)
 
 
-async def test_async_wait_timeout_and_context_manager() -> None:
-    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=1, wait_timeout=0.01)
+async def test_async_wait_timeout_and_context_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loop's clock is moved by hand: the wait times out without any real waiting.
+    loop = asyncio.get_running_loop()
+    real_time = loop.time
+    skipped = 0.0
+    monkeypatch.setattr(loop, "time", lambda: real_time() + skipped)
+    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=1, wait_timeout=30)
+
+    async def enter() -> None:
+        async with bulkhead:
+            pass
+
     async with bulkhead:
+        waiter = asyncio.create_task(enter())
+        for _ in range(100):  # bounded: until the waiter is in the queue
+            if bulkhead.waiting:
+                break
+            await asyncio.sleep(0)
+        assert bulkhead.waiting == 1
+        skipped = 30.0
         with pytest.raises(BulkheadFull, match="waited too long"):
-            async with bulkhead:
-                pass
+            await waiter
     assert (bulkhead.in_use, bulkhead.waiting) == (0, 0)
 
 

@@ -203,18 +203,33 @@ class Unavailable(Exception):
         self.retry_after = retry_after
 
 
-def test_server_driven_waits_are_honoured_and_capped() -> None:
+def test_server_driven_waits_are_honoured_up_to_their_own_cap_not_wait_max() -> None:
     clock = FakeClock()
-    flaky = Flaky(Unavailable("2"), Unavailable("30"), Unavailable(None), value="ok")
+    flaky = Flaky(
+        Unavailable("2"), Unavailable("30"), Unavailable("900"), Unavailable(None), value="ok"
+    )
     strategy = make(
         clock,
         on=Unavailable,
         retry_after=lambda e: e.retry_after,
         wait_max=5.0,
+        deadline=3600,
         jitter="none",
     )
     assert strategy.call(flaky) == "ok"
-    assert clock.sleeps == [2.0, 5.0, 0.4]  # server said 2, then 30 (capped), then backoff
+    # The server said 2, then 30 (above wait_max, honoured), then 900 (capped at
+    # retry_after_max, 60 s by default); no hint: the backoff.
+    assert clock.sleeps == [2.0, 30.0, 60.0, 0.8]
+
+
+def test_retry_after_max_is_its_own_option() -> None:
+    clock = FakeClock()
+    flaky = Flaky(Unavailable("30"), value="ok")
+    strategy = make(clock, on=Unavailable, retry_after=lambda e: e.retry_after, retry_after_max=10)
+    assert strategy.call(flaky) == "ok"
+    assert clock.sleeps == [10.0]
+    with pytest.raises(ConfigurationError, match="retry_after_max"):
+        make(clock, retry_after_max=-1)
 
 
 class Response:

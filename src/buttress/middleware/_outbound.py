@@ -523,6 +523,7 @@ def _per_host(template: Retry, name: str) -> Retry:
         deadline=template._deadline,
         backoff=template._backoff,
         retry_after=template._retry_after,
+        retry_after_max=template._retry_after_max,
         budget=None
         if budget is None
         else RetryBudget(

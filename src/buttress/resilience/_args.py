@@ -27,7 +27,9 @@ __all__ = [
     "check_name",
     "check_optional_name",
     "check_seconds",
+    "exact_ratio",
     "exception_matcher",
+    "in_event_loop",
     "seconds",
     "to_seconds",
     "warn",
@@ -69,6 +71,33 @@ def warn(message: str, *, stacklevel: int) -> None:
     warnings.warn(message, ButtressWarning, stacklevel=stacklevel + 1)
 
 
+def exact_ratio(value: float) -> tuple[int, int]:
+    """``value`` as a fraction of small integers: ``0.55`` is ``(11, 20)``.
+
+    Thresholds are compared in integers with it, because ``0.55 * 100`` is
+    ``55.00000000000001``: the decimal the user wrote is what counts (``str`` gives the
+    shortest repr), within a denominator of a million.
+    """
+    from fractions import Fraction  # here: only built at configuration time
+
+    exact = Fraction(str(value)).limit_denominator(1_000_000)
+    return exact.numerator, exact.denominator
+
+
+def in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop now (a sync wait would stall it)."""
+    import sys
+
+    asyncio = sys.modules.get("asyncio")  # never loaded: no loop can be running
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def exception_matcher(on: object, what: str = "on") -> Callable[[BaseException], bool]:
     """A predicate from an exception type, a tuple of them, or a predicate."""
     if isinstance(on, type) and issubclass(on, BaseException):
@@ -87,6 +116,14 @@ def exception_matcher(on: object, what: str = "on") -> Callable[[BaseException],
         )
     if not types:
         return _never
+    for kind in types:
+        # Only Exception subclasses are ever caught (cancellation, Ctrl-C and exit pass
+        # through untouched), so a type that can match none of them is a mistake.
+        if not issubclass(kind, Exception) and not issubclass(Exception, kind):
+            raise ConfigurationError(
+                f"{what}={kind.__name__} can never match: only Exception subclasses are "
+                "caught; cancellation, KeyboardInterrupt and SystemExit always pass through"
+            )
 
     def matches(exc: BaseException) -> bool:
         return isinstance(exc, types)
@@ -187,6 +224,8 @@ class Named:
 
     def _decorate_named(self, fn: Any) -> Any:
         """The strategy that decorates ``fn``: itself, or a copy named after ``fn``."""
+        if isinstance(fn, staticmethod | classmethod):
+            fn = fn.__func__
         if self._explicit or not callable(fn):
             return self
         return self._with_default_name(callable_name(fn))

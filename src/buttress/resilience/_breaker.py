@@ -15,20 +15,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from .._errors import (
-    BulkheadFull,
-    ButtressWarning,
-    CircuitOpen,
-    ConfigurationError,
-    DeadlineExceeded,
-    RateLimited,
-)
+from .._errors import BulkheadFull, CircuitOpen, ConfigurationError, DeadlineExceeded, RateLimited
 from .._events import (
     BreakerCallRecorded,
     BreakerRejected,
@@ -38,13 +29,15 @@ from .._events import (
     default_registry,
 )
 from ._args import check_fraction, check_int, check_name, check_seconds
+from ._breaker_backend import BreakerBackend, BreakerStore, LocalBreaker
 from ._breaker_core import (
     FAILURE,
     IGNORED,
     REJECTED,
     SUCCESS,
     BreakerConfig,
-    BreakerCore,
+    Outcome,
+    State,
     Transition,
 )
 from ._shell import Strategy
@@ -53,14 +46,25 @@ if TYPE_CHECKING:
     from datetime import timedelta
     from types import TracebackType
 
-    from ._redis import RedisStore
-
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "LocalBreaker"]
 
 R = TypeVar("R")
 _log = logging.getLogger("buttress")
 
-_STATES: tuple[BreakerState, ...] = ("closed", "open", "half_open", "forced_open", "forced_closed")
+# A refusal says when to come back; never "now" (callers that honour it would spin), even
+# when the open period ended between the decision and this reading of the clock.
+MIN_RETRY_AFTER: Final = 0.001
+
+
+class _Unset:
+    """The default of options whose value follows from the others (see ``_build_config``)."""
+
+    def __repr__(self) -> str:
+        return "<derived>"
+
+
+UNSET: Any = _Unset()
+
 # Refusals by strategies inside the breaker: the caller's own congestion, not the
 # dependency's health, so by default they do not count (a timeout does). Nor does the
 # caller's own budget running out (DeadlineExceeded: a propagated or local deadline).
@@ -76,101 +80,6 @@ _OUTCOME_NAMES: tuple[Literal["success", "failure", "ignored"], ...] = (
     "failure",
     "ignored",
 )
-
-
-class BreakerBackend(Protocol):
-    """Where a breaker's state lives: this process (the default) or a shared store."""
-
-    local: bool
-
-    def admit(self) -> int: ...
-    def record(self, ticket: int, outcome: int, duration: float) -> bool: ...
-    async def admit_async(self) -> int: ...
-    async def record_async(self, ticket: int, outcome: int, duration: float) -> bool: ...
-    def rejection(self) -> tuple[BreakerState, float | None]: ...
-    def current_state(self) -> BreakerState: ...
-    def retry_after(self) -> float | None: ...
-    def force(self, state: Literal["forced_open", "forced_closed"]) -> None: ...
-    def reset(self) -> None: ...
-
-
-class LocalBreaker:
-    """A breaker state held in this process: the core behind a lock held for microseconds."""
-
-    __slots__ = ("_announce", "_clock", "_lock", "core", "local")
-
-    def __init__(
-        self,
-        config: BreakerConfig,
-        clock: Callable[[], float],
-        announce: Callable[[list[Transition]], None],
-    ) -> None:
-        self.core = BreakerCore(config)
-        self._clock = clock
-        self._announce = announce
-        self._lock = threading.Lock()
-        self.local = True
-
-    def _drain(self) -> list[Transition] | None:
-        moved = self.core.transitions
-        if not moved:
-            return None
-        self.core.transitions = []
-        return moved
-
-    def admit(self) -> int:
-        ticket = self.core.closed_ticket
-        if ticket >= 0:
-            # Closed: one attribute read, no lock. Should the breaker open right after,
-            # the ticket is stale and its outcome is not counted against the new state.
-            return ticket
-        with self._lock:
-            ticket = self.core.admit(self._clock())
-            moved = self._drain() if self.core.transitions else None
-        if moved:
-            self._announce(moved)
-        return ticket
-
-    def record(self, ticket: int, outcome: int, duration: float) -> bool:
-        with self._lock:
-            counted = self.core.record(self._clock(), ticket, outcome, duration)
-            moved = self._drain() if self.core.transitions else None
-        if moved:
-            self._announce(moved)
-        return counted
-
-    async def admit_async(self) -> int:
-        return self.admit()
-
-    async def record_async(self, ticket: int, outcome: int, duration: float) -> bool:
-        return self.record(ticket, outcome, duration)
-
-    def rejection(self) -> tuple[BreakerState, float | None]:
-        with self._lock:
-            return self.core.state, self.core.retry_after(self._clock())
-
-    def current_state(self) -> BreakerState:
-        return self.core.state
-
-    def retry_after(self) -> float | None:
-        with self._lock:
-            return self.core.retry_after(self._clock())
-
-    def _steer(self, action: Callable[[], None]) -> None:
-        with self._lock:
-            action()
-            moved = self._drain()
-        if moved:
-            self._announce(moved)
-
-    def trip(self, reason: str) -> None:
-        self._steer(lambda: self.core.trip(self._clock(), reason))
-
-    def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
-        self._steer(lambda: self.core.force(state))
-
-    def reset(self) -> None:
-        self._steer(self.core.reset)
 
 
 class _Use:
@@ -198,13 +107,17 @@ def _exception_types(name: str, value: object) -> tuple[type[Exception], ...]:
 class CircuitBreaker(Strategy):
     """Stop calling a dependency that keeps failing, and try it again after a while.
 
-    The breaker opens after ``consecutive_failures`` failures in a row, or when the
-    failure rate (or the share of calls slower than ``slow_call_duration``) over the
-    last ``window`` calls (``window_type="count"``) or seconds (``"time"``) reaches
-    ``failure_rate`` (``slow_call_rate``), once the window holds ``minimum_calls``.
+    The breaker opens after ``consecutive_failures`` failures in a row (5 unless a rate
+    threshold is given), or when the failure rate (or the share of calls slower than
+    ``slow_call_duration``) over the last ``window`` calls (``window_type="count"``) or
+    seconds (``"time"``) reaches ``failure_rate`` (``slow_call_rate``), once the window
+    holds ``minimum_calls`` (10, or the count window's size if smaller).
     It stays open ``reset_timeout`` seconds, multiplied by ``reset_backoff`` (capped at
     ``max_reset_timeout``) each time a trial fails, then lets ``half_open_permits``
-    trial calls through: all must succeed to close it, one failure opens it again.
+    trial calls through: all must succeed to close it, one failure opens it again. A
+    round of trials left without a verdict for ``half_open_max_wait`` (by default
+    ``reset_timeout``; a hung call, an exit in another context) is reclaimed and new
+    trials are let through.
 
     Exceptions of ``failure_on`` count as failures, those of ``ignore`` do not count at
     all, any other exception counts as a success (the dependency answered). By default
@@ -235,21 +148,22 @@ class CircuitBreaker(Strategy):
         self,
         name: str,
         *,
-        consecutive_failures: int | None = 5,
+        consecutive_failures: int | None = UNSET,
         failure_rate: float | None = None,
         slow_call_rate: float | None = None,
         slow_call_duration: float | timedelta | None = None,
         window: float | timedelta = 100,
         window_type: Literal["count", "time"] = "count",
-        minimum_calls: int = 10,
+        minimum_calls: int = UNSET,
         reset_timeout: float | timedelta = 30.0,
         reset_backoff: float = 1.0,
-        max_reset_timeout: float | timedelta = 300.0,
+        max_reset_timeout: float | timedelta = UNSET,
         half_open_permits: int = 1,
+        half_open_max_wait: float | timedelta | None = None,
         failure_on: type[Exception] | tuple[type[Exception], ...] = Exception,
         ignore: type[Exception] | tuple[type[Exception], ...] = CALLER_SIDE_REJECTIONS,
         on_transition: Callable[[BreakerTransition], None] | None = None,
-        store: RedisStore | None = None,
+        store: BreakerStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         registry: Registry | None = None,
     ) -> None:
@@ -266,6 +180,7 @@ class CircuitBreaker(Strategy):
             reset_backoff=reset_backoff,
             max_reset_timeout=max_reset_timeout,
             half_open_permits=half_open_permits,
+            half_open_max_wait=half_open_max_wait,
         )
         self._failure_on = _exception_types("failure_on", failure_on)
         self._ignore = _exception_types("ignore", ignore)
@@ -281,7 +196,7 @@ class CircuitBreaker(Strategy):
             for code in (SUCCESS, FAILURE, IGNORED)
             for slow in (False, True)
         }
-        self._rejected = {state: BreakerRejected(self.name, state) for state in _STATES}
+        self._rejected = {state: BreakerRejected(self.name, state.label) for state in State}
         self._uses: contextvars.ContextVar[tuple[_Use, ...]] = contextvars.ContextVar(
             f"buttress_breaker_{self.name}", default=()
         )
@@ -298,7 +213,7 @@ class CircuitBreaker(Strategy):
     @property
     def state(self) -> BreakerState:
         """The state as of the last decision (an open breaker turns half-open on the next call)."""
-        return self._backend.current_state()
+        return self._backend.current_state().label
 
     @property
     def time_until_half_open(self) -> float | None:
@@ -324,7 +239,7 @@ class CircuitBreaker(Strategy):
 
     def _announce(self, moved: list[Transition]) -> None:
         for step in moved:
-            event = BreakerTransition(self.name, step.old, step.new, step.reason)
+            event = BreakerTransition(self.name, step.old.label, step.new.label, step.reason.value)
             if self._on_transition is not None:
                 try:
                     self._on_transition(event)
@@ -335,6 +250,8 @@ class CircuitBreaker(Strategy):
 
     def _reject(self) -> CircuitOpen:
         state, retry_after = self._backend.rejection()
+        if retry_after is not None and retry_after < MIN_RETRY_AFTER:
+            retry_after = MIN_RETRY_AFTER
         if self._registry.active:
             self._registry.emit(self._rejected[state])
         when = "" if retry_after is None else f"; retry in {retry_after:.3f}s"
@@ -344,12 +261,12 @@ class CircuitBreaker(Strategy):
             retry_after=retry_after,
         )
 
-    def _classify(self, exc: BaseException) -> int:
+    def _classify(self, exc: BaseException) -> Outcome:
         if not isinstance(exc, Exception) or isinstance(exc, self._ignore):
             return IGNORED
         return FAILURE if isinstance(exc, self._failure_on) else SUCCESS
 
-    def _recorded_event(self, counted: bool, outcome: int, duration: float) -> None:
+    def _recorded_event(self, counted: bool, outcome: Outcome, duration: float) -> None:
         if counted and self._registry.active:
             slow = self._slow_limit is not None and duration >= self._slow_limit
             self._registry.emit(self._recorded[outcome, slow and outcome != IGNORED])
@@ -417,7 +334,7 @@ class CircuitBreaker(Strategy):
         use = _Use(ticket, self._clock())
         use.token = self._uses.set((*self._uses.get(), use))
 
-    def _pop(self, exc: BaseException | None) -> tuple[_Use, int, float]:
+    def _pop(self, exc: BaseException | None) -> tuple[_Use, Outcome, float]:
         stack = self._uses.get()
         if not stack:
             raise RuntimeError(f"circuit breaker {self.name!r} exited without entering")
@@ -468,14 +385,25 @@ def _build_config(
     reset_backoff: object,
     max_reset_timeout: object,
     half_open_permits: object,
+    half_open_max_wait: object,
 ) -> BreakerConfig:
-    consecutive = (
-        None
-        if consecutive_failures is None
-        else check_int("consecutive_failures", consecutive_failures, minimum=1)
-    )
+    """Check each option, then make them consistent with each other or refuse.
+
+    Options left at their default follow the ones given: a rate threshold alone switches
+    the consecutive-failure count off; ``minimum_calls`` shrinks to a count window
+    smaller than 10; ``max_reset_timeout`` grows to a ``reset_timeout`` above 300 s. Two
+    options given explicitly that contradict each other are a ConfigurationError naming
+    both.
+    """
     rate = None if failure_rate is None else check_fraction("failure_rate", failure_rate)
     slow_rate = None if slow_call_rate is None else check_fraction("slow_call_rate", slow_call_rate)
+    counting = rate is not None or slow_rate is not None
+    if consecutive_failures is UNSET:
+        consecutive: int | None = None if counting else 5
+    elif consecutive_failures is None:
+        consecutive = None
+    else:
+        consecutive = check_int("consecutive_failures", consecutive_failures, minimum=1)
     slow_duration = (
         None
         if slow_call_duration is None
@@ -483,7 +411,7 @@ def _build_config(
     )
     if slow_rate is not None and slow_duration is None:
         raise ConfigurationError("slow_call_rate needs slow_call_duration, got None")
-    if consecutive is None and rate is None and slow_rate is None:
+    if consecutive is None and not counting:
         raise ConfigurationError(
             "a breaker needs consecutive_failures, failure_rate or slow_call_rate; all are None"
         )
@@ -494,20 +422,25 @@ def _build_config(
         kind, size = "time", check_seconds("window", window)
     else:
         raise ConfigurationError(f"window_type must be 'count' or 'time', got {window_type!r}")
-    minimum = check_int("minimum_calls", minimum_calls, minimum=1)
-    if kind == "count" and minimum > size and (rate is not None or slow_rate is not None):
-        warnings.warn(
-            f"minimum_calls={minimum} is larger than window={int(size)}: the rate thresholds "
-            "can never be judged",
-            ButtressWarning,
-            stacklevel=3,
-        )
+    if minimum_calls is UNSET:
+        minimum = min(10, int(size)) if kind == "count" else 10
+    else:
+        minimum = check_int("minimum_calls", minimum_calls, minimum=1)
+        if kind == "count" and minimum > size and counting:
+            raise ConfigurationError(
+                f"minimum_calls={minimum} is larger than window={int(size)}: a count window "
+                "never holds that many calls, so the rate thresholds could never be judged"
+            )
     base = check_seconds("reset_timeout", reset_timeout)
-    ceiling = check_seconds("max_reset_timeout", max_reset_timeout)
-    if ceiling < base:
-        raise ConfigurationError(
-            f"max_reset_timeout must be >= reset_timeout ({base}), got {max_reset_timeout!r}"
-        )
+    if max_reset_timeout is UNSET:
+        ceiling = max(300.0, base)
+    else:
+        ceiling = check_seconds("max_reset_timeout", max_reset_timeout)
+        if ceiling < base:
+            raise ConfigurationError(
+                f"max_reset_timeout={max_reset_timeout!r} is below reset_timeout={base}: "
+                "the open period could never reach its own starting value"
+            )
     if (
         not isinstance(reset_backoff, int | float)
         or isinstance(reset_backoff, bool)
@@ -516,6 +449,11 @@ def _build_config(
         raise ConfigurationError(
             f"reset_backoff must be a number in [1, 100], got {reset_backoff!r}"
         )
+    trial_wait = (
+        None
+        if half_open_max_wait is None
+        else check_seconds("half_open_max_wait", half_open_max_wait)
+    )
     return BreakerConfig(
         consecutive_failures=consecutive,
         failure_rate=rate,
@@ -528,4 +466,5 @@ def _build_config(
         reset_backoff=float(reset_backoff),
         max_reset_timeout=ceiling,
         half_open_permits=check_int("half_open_permits", half_open_permits, minimum=1),
+        half_open_max_wait=trial_wait,
     )

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 
+from ._args import exact_ratio
 from ._deadline import Clock
 
 __all__ = ["RetryBudget"]
@@ -32,6 +33,7 @@ class RetryBudget:
     __slots__ = (
         "_buckets",
         "_clock",
+        "_limit",
         "_lock",
         "_marks",
         "_width",
@@ -53,6 +55,13 @@ class RetryBudget:
         self.ratio = ratio
         self.window = window
         self.floor = floor_per_second * window
+        # The bound in integers, as the breaker judges its rates: ``retries <= ratio *
+        # calls + floor`` is ``retries * d1 * d2 <= n1 * d2 * calls + n2 * d1`` with
+        # ratio = n1/d1 and floor = n2/d2, so 29 retries of 100 calls fit a 0.29 budget
+        # (in floats, 0.29 * 100 is 28.999999999999996).
+        n1, d1 = exact_ratio(ratio)
+        n2, d2 = exact_ratio(floor_per_second * window)
+        self._limit = (d1 * d2, n1 * d2, n2 * d1)
         self._buckets = buckets
         self._width = window / buckets
         self._clock = clock
@@ -86,7 +95,8 @@ class RetryBudget:
                 if first_calls is None and mark[0] > oldest:
                     first_calls = mark[1]
             recent_calls = self.calls - (first_calls if first_calls is not None else self.calls)
-            if retries + 1 > self.ratio * recent_calls + self.floor:
+            scale, per_call, floor = self._limit
+            if (retries + 1) * scale > per_call * recent_calls + floor:
                 return False
             marks[-1][2] += 1
             return True

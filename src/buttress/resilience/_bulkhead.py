@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import BulkheadFull
+from .._errors import BulkheadFull, ConfigurationError
 from .._events import BulkheadRejected, BulkheadUsage, Registry, default_registry
-from ._args import check_int, check_name, check_seconds
+from ._args import check_int, check_name, check_seconds, in_event_loop, warn
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -91,6 +91,11 @@ class Bulkhead(Strategy):
         self.max_concurrent = check_int("max_concurrent", max_concurrent, minimum=1)
         self.max_waiting = check_int("max_waiting", max_waiting, minimum=0)
         self.wait_timeout = check_seconds("wait_timeout", wait_timeout, allow_zero=True)
+        if self.max_waiting > 0 and self.wait_timeout == 0:
+            raise ConfigurationError(
+                f"max_waiting={self.max_waiting} with wait_timeout=0: a caller may queue but "
+                "never wait; set wait_timeout > 0, or max_waiting=0 to reject at once"
+            )
         self._registry = registry if registry is not None else default_registry
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
@@ -161,21 +166,40 @@ class Bulkhead(Strategy):
             return False
 
     def acquire(self) -> None:
-        """Take a slot for the calling thread (waiting if allowed); pair with :meth:`release`."""
+        """Take a slot for the calling thread (waiting if allowed); pair with :meth:`release`.
+
+        Inside a running event loop a sync caller never waits (that would stall every
+        task on the loop for up to ``wait_timeout``): it is refused at once, with a
+        warning to use ``async with``.
+        """
         with self._lock:
             entered = self._try_enter(None)
         waiter = None
-        if entered is False and self.max_waiting > 0 and self.wait_timeout > 0:
+        if entered is False and self.max_waiting > 0:
+            if in_event_loop():
+                warn(
+                    f"bulkhead {self.name!r} used synchronously inside a running event loop: "
+                    "it refuses instead of waiting there; use 'async with' or acquire_async()",
+                    stacklevel=3,
+                )
+                raise self._full("full")
             # Only a caller that must wait pays for an Event.
             waiter = _Waiter(threading.Event(), None, None)
             with self._lock:
                 entered = self._try_enter(waiter)
         if entered is False:
             raise self._full("full")
-        if entered is None and waiter is not None:
+        if entered is None and waiter is not None and waiter.event is not None:
             if self._registry.active:
                 self._usage()
-            woken = waiter.event is not None and waiter.event.wait(self.wait_timeout)
+            try:
+                woken = waiter.event.wait(self.wait_timeout)
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C, a SIGTERM handler raising SystemExit,
+                # gevent.Timeout): leave the line, or pass on a slot granted meanwhile.
+                if self._abandon(waiter):
+                    self._release()
+                raise
             if not woken and not self._abandon(waiter):
                 raise self._full("wait_timeout")
         if self._registry.active:
@@ -186,7 +210,7 @@ class Bulkhead(Strategy):
         with self._lock:
             entered = self._try_enter(None)
         waiter = None
-        if entered is False and self.max_waiting > 0 and self.wait_timeout > 0:
+        if entered is False and self.max_waiting > 0:
             loop = asyncio.get_running_loop()
             waiter = _Waiter(None, loop, loop.create_future())
             with self._lock:

@@ -10,7 +10,7 @@ fallback) take the policy's name, as copies that share their state.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from .._errors import ConfigurationError
 from ._args import check_optional_name
@@ -74,6 +74,8 @@ class Policy(Strategy):
         return f"Policy({chain}{name})"
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        if isinstance(fn, staticmethod | classmethod):
+            return cast("Callable[P, R]", type(fn)(self(fn.__func__)))
         if not callable(fn):
             raise TypeError(f"Policy decorates callables, got {fn!r}")
         wrapped = fn

@@ -12,79 +12,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ConfigurationError, RateLimited
 from .._events import RateLimitRejected, RateLimitWaited, Registry, default_registry
-from ._args import check_name, check_seconds
+from ._args import check_name, check_seconds, in_event_loop, warn
+from ._limiter_backend import LimiterBackend, LimiterStore, LocalLimiter, TokenBucket
 from ._shell import Strategy
 
 if TYPE_CHECKING:
     from datetime import timedelta
     from types import TracebackType
 
-    from ._redis import RedisStore
-
 __all__ = ["RateLimiter", "TokenBucket"]
 
 R = TypeVar("R")
-
-
-class TokenBucket:
-    """The bucket's arithmetic: pure, with the time passed in. Callers serialise access."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate  # tokens per second
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def take(self, now: float, max_wait: float) -> float:
-        """Take one token: 0 when one was there, the wait (> 0) for a reserved one, or
-        minus the time until the next token when even waiting ``max_wait`` would not do."""
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        wait = (1 - self.tokens) / self.rate
-        if wait <= max_wait:
-            self.tokens -= 1
-            return wait
-        # Without waiting, the next token is due when the bucket is back to one.
-        return -wait
-
-
-class LimiterBackend(Protocol):
-    local: bool
-
-    def take(self, max_wait: float) -> float: ...
-    async def take_async(self, max_wait: float) -> float: ...
-
-
-class LocalLimiter:
-    """A token bucket in this process, behind a lock held for microseconds."""
-
-    __slots__ = ("_clock", "_lock", "bucket", "local")
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.bucket = TokenBucket(rate, burst, clock())
-        self.local = True
-
-    def take(self, max_wait: float) -> float:
-        with self._lock:
-            return self.bucket.take(self._clock(), max_wait)
-
-    async def take_async(self, max_wait: float) -> float:
-        return self.take(max_wait)
 
 
 class RateLimiter(Strategy):
@@ -105,7 +49,7 @@ class RateLimiter(Strategy):
         per: float | timedelta = 1.0,
         burst: int | None = None,
         max_wait: float | timedelta = 0.0,
-        store: RedisStore | None = None,
+        store: LimiterStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
         registry: Registry | None = None,
@@ -152,14 +96,33 @@ class RateLimiter(Strategy):
         )
 
     def acquire(self) -> None:
-        """Take a token for this thread, sleeping for it if ``max_wait`` allows."""
-        wait = self._backend.take(self.max_wait)
+        """Take a token for this thread, sleeping for it if ``max_wait`` allows.
+
+        Inside a running event loop a sync caller never sleeps (that would stall every
+        task on the loop): it is refused at once, with a warning to use ``async with``.
+        """
+        max_wait = self.max_wait
+        in_loop = max_wait > 0 and self._sleep is None and in_event_loop()
+        wait = self._backend.take(0.0 if in_loop else max_wait)
         if wait < 0:
+            if in_loop:
+                warn(
+                    f"rate limiter {self.name!r} used synchronously inside a running event "
+                    "loop: it refuses instead of sleeping there; use 'async with' or "
+                    "acquire_async()",
+                    stacklevel=3,
+                )
             raise self._refused(-wait)
         if wait > 0:
             if self._registry.active:
                 self._registry.emit(RateLimitWaited(self.name, wait))
-            (self._sleep or time.sleep)(wait)
+            try:
+                (self._sleep or time.sleep)(wait)
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C, SystemExit, gevent.Timeout): the
+                # reserved token was never used, so the next caller may have it.
+                self._backend.give_back()
+                raise
 
     async def acquire_async(self) -> None:
         """Take a token for this task, sleeping for it if ``max_wait`` allows."""
@@ -177,12 +140,23 @@ class RateLimiter(Strategy):
             raise self._refused(-wait)
         if self._registry.active:
             self._registry.emit(RateLimitWaited(self.name, wait))
-        if self._sleep is None:
-            await asyncio.sleep(wait)
-        else:
-            slept = self._sleep(wait)
-            if inspect.isawaitable(slept):
-                await slept
+        try:
+            if self._sleep is None:
+                await asyncio.sleep(wait)
+            else:
+                slept = self._sleep(wait)
+                if inspect.isawaitable(slept):
+                    await slept
+        except BaseException:
+            # Cancelled while waiting: give the reserved token back. The local bucket is
+            # refunded at once; a shared one through the store, shielded from the
+            # cancellation that is under way.
+            backend = self._backend
+            if backend.local:
+                backend.give_back()
+            else:
+                await asyncio.shield(backend.give_back_async())
+            raise
 
     def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()

@@ -20,23 +20,37 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._errors import ConfigurationError
-from .._events import BreakerState, Registry, StoreRecovered, StoreUnavailable
+from .._events import Registry, StoreRecovered, StoreUnavailable
 from ._args import check_int, check_name, check_seconds
-from ._breaker import LocalBreaker
-from ._breaker_core import FAILURE, REJECTED, BreakerConfig, Transition
-from ._ratelimit import LocalLimiter
+from ._breaker_backend import LocalBreaker
+from ._breaker_core import (
+    CLOSED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    REJECTED,
+    STATES_BY_CODE,
+    BreakerConfig,
+    Outcome,
+    Reason,
+    State,
+    Transition,
+)
+from ._limiter_backend import LocalLimiter
 from ._redis_scripts import (
     BREAKER_ADMIT,
     BREAKER_CONTROL,
     BREAKER_PEEK,
     BREAKER_RECORD,
+    BUCKET_GIVE_BACK,
     BUCKET_TAKE,
-    REASON_CODES,
-    STATE_CODES,
+    BreakerArgs,
+    admitted,
+    recorded,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +59,39 @@ if TYPE_CHECKING:
 __all__ = ["RedisStore"]
 
 _log = logging.getLogger("buttress")
+T = TypeVar("T")
+# Undo tasks started for cancelled callers: referenced until done, so none is collected.
+_UNDOING: set[asyncio.Task[None]] = set()
+
+
+async def _settle(
+    call: Coroutine[Any, Any, T], undo: Callable[[T], Awaitable[None] | None] | None = None
+) -> T:
+    """Await a script call to its end even if the caller is cancelled meanwhile.
+
+    A cancelled caller cannot know whether its script ran: the decision may be taken in
+    Redis (a trial permit, a token) with nobody left to use it. So the call runs on as a
+    task; the caller's cancellation propagates at once, and when the call finishes,
+    ``undo`` gives back whatever it took.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undo is not None:
+
+            def finished(done: asyncio.Future[T]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                undoing = undo(done.result())
+                if undoing is not None:
+                    follow = asyncio.ensure_future(undoing)
+                    _UNDOING.add(follow)
+                    follow.add_done_callback(_UNDOING.discard)
+
+            task.add_done_callback(finished)
+        raise
+
 
 # Tickets handed out by the local fallback carry this bit, so their outcomes go back to
 # the local state even if Redis has returned in between.
@@ -55,6 +102,7 @@ _SCRIPTS = {
     "control": BREAKER_CONTROL,
     "peek": BREAKER_PEEK,
     "take": BUCKET_TAKE,
+    "give_back": BUCKET_GIVE_BACK,
 }
 
 
@@ -66,6 +114,9 @@ class RedisStore:
     breaker by accident. ``socket_timeout`` is short so a dead Redis fails fast;
     ``retry_interval`` is how long a strategy decides locally before it tries Redis again.
     ``max_connections`` bounds each event loop's pool (tasks queue for a connection).
+    The scripts read the time from the Redis server, so replicas with skewed clocks
+    agree; ``server_time=False`` makes them use ``clock`` instead (tests drive a shared
+    breaker with a :class:`~buttress.testing.FakeClock` this way).
     """
 
     def __init__(
@@ -77,6 +128,7 @@ class RedisStore:
         retry_interval: float | timedelta = 5.0,
         max_connections: int = 50,
         clock: Callable[[], float] = time.monotonic,
+        server_time: bool = True,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
@@ -94,6 +146,9 @@ class RedisStore:
         self.retry_interval = check_seconds("retry_interval", retry_interval)
         self.max_connections = check_int("max_connections", max_connections, minimum=1)
         self._clock = clock
+        if not isinstance(server_time, bool):
+            raise ConfigurationError(f"server_time must be True or False, got {server_time!r}")
+        self.server_time = server_time
         self._lock = threading.Lock()
         self._sync: Any = None
         self._sync_scripts: dict[str, Any] = {}
@@ -120,8 +175,13 @@ class RedisStore:
             "retry_on_timeout": False,
         }
 
+    def _now(self) -> str:
+        """The time the scripts use: "" for the server's, else ``clock`` in ms."""
+        return "" if self.server_time else repr(self._clock() * 1000)
+
     def run(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
         """Run one of our scripts with the sync client (EVALSHA, loading it if needed)."""
+        args = (self._now(), *args)
         scripts = self._sync_scripts
         if not scripts:
             import redis
@@ -137,6 +197,7 @@ class RedisStore:
 
     async def run_async(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
         """The asyncio twin of :meth:`run`; each event loop gets its own client."""
+        args = (self._now(), *args)
         loop = asyncio.get_running_loop()
         scripts = self._async.get(loop)
         if scripts is None:
@@ -224,14 +285,12 @@ class RedisBreaker:
     """A breaker whose state is a Redis hash, with a local breaker for when Redis is away."""
 
     __slots__ = (
-        "_admit_args",
         "_announce",
+        "_args",
         "_health",
         "_keys",
         "_last",
-        "_record_args",
         "_store",
-        "_ttl",
         "config",
         "fallback",
         "local",
@@ -257,53 +316,33 @@ class RedisBreaker:
         longest = max(
             config.max_reset_timeout, config.window if config.window_type == "time" else 0
         )
-        self._ttl = int(max(2 * longest, 3600) * 1000)
-        self._record_args = (
-            config.consecutive_failures or 0,
-            -1 if config.failure_rate is None else config.failure_rate,
-            -1 if config.slow_call_rate is None else config.slow_call_rate,
-            config.window * (1000 if config.window_type == "time" else 1),
-            0 if config.window_type == "count" else 1,
-            config.minimum_calls,
-            int(config.reset_timeout * 1000),
-            config.reset_backoff,
-            int(config.max_reset_timeout * 1000),
-            config.half_open_permits,
-            self._ttl,
-        )
-        self._admit_args = (config.half_open_permits, self._ttl, int(config.reset_timeout * 1000))
+        self._args = BreakerArgs(config, int(max(2 * longest, 3600) * 1000))
         # The last state Redis reported: why an admission was refused, and whether the
         # local fallback must start open should Redis go away.
-        self._last: tuple[BreakerState, float | None] = ("closed", 0.0)
+        self._last: tuple[State, float | None] = (CLOSED, 0.0)
 
     # -- replies ------------------------------------------------------------------------
 
-    def _admitted(self, reply: Sequence[int]) -> int:
-        ticket, state, retry_ms, old = (int(x) for x in reply)
-        new = STATE_CODES[state]
-        self._last = (new, None if retry_ms < 0 else retry_ms / 1000)
-        if old >= 0:
-            self._announce([Transition(STATE_CODES[old], new, "reset_timeout")])
-        return ticket if ticket >= 0 else REJECTED
+    def _admitted(self, reply: list[int]) -> int:
+        ticket, state, retry_after, moved = admitted(reply)
+        self._last = (state, retry_after)
+        if moved is not None:
+            self._announce([moved])
+        return ticket
 
-    def _recorded(self, reply: Sequence[int]) -> bool:
-        counted, old, new, reason = (int(x) for x in reply)
-        if new >= 0:
-            retry = self.config.reset_timeout if new == 1 else 0.0
-            self._last = (STATE_CODES[new], retry)
-            self._announce([Transition(STATE_CODES[old], STATE_CODES[new], REASON_CODES[reason])])
-        return bool(counted)
-
-    def _args(self, ticket: int, outcome: int, duration: float) -> tuple[object, ...]:
-        limit = self.config.slow_call_duration
-        slow = int(limit is not None and duration >= limit and outcome <= FAILURE)
-        return (ticket, outcome, slow, *self._record_args)
+    def _recorded(self, reply: list[int]) -> bool:
+        counted, moved = recorded(reply)
+        if moved is not None:
+            retry = self.config.reset_timeout if moved.new is OPEN else 0.0
+            self._last = (moved.new, retry)
+            self._announce([moved])
+        return counted
 
     def _down(self, exc: BaseException) -> None:
         # A breaker Redis last saw open must not start closed locally: that would let a
         # burst through to a dependency every replica agreed was down.
-        if self._health.failed(exc) and self._last[0] in ("open", "half_open"):
-            self.fallback.trip("store_unavailable")
+        if self._health.failed(exc) and self._last[0] in (OPEN, HALF_OPEN):
+            self.fallback.trip(Reason.STORE_UNAVAILABLE)
 
     def _local_admit(self) -> int:
         ticket = self.fallback.admit()
@@ -315,7 +354,7 @@ class RedisBreaker:
         if self._health.use_local():
             return self._local_admit()
         try:
-            reply = self._store.run("admit", self._keys, self._admit_args)
+            reply = self._store.run("admit", self._keys, self._args.admit)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -325,88 +364,106 @@ class RedisBreaker:
     async def admit_async(self) -> int:
         if self._health.use_local():
             return self._local_admit()
+        return await _settle(self._admit_remote(), self._unused)
+
+    async def _admit_remote(self) -> int:
         try:
-            reply = await self._store.run_async("admit", self._keys, self._admit_args)
+            reply = await self._store.run_async("admit", self._keys, self._args.admit)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
         self._health.answered()
         return self._admitted(reply)
 
-    def record(self, ticket: int, outcome: int, duration: float) -> bool:
-        if ticket & _LOCAL:
-            return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
-        if self._health.use_local():
-            return False
-        try:
-            reply = self._store.run("record", self._keys, self._args(ticket, outcome, duration))
-        except Exception as exc:
-            self._down(exc)
-            return False
-        return self._recorded(reply)
+    def _unused(self, ticket: int) -> Awaitable[None] | None:
+        """A permit taken for a caller cancelled meanwhile: give it back, counting nothing."""
+        if ticket == REJECTED:
+            return None
+        return self._forget(ticket)
 
-    async def record_async(self, ticket: int, outcome: int, duration: float) -> bool:
+    async def _forget(self, ticket: int) -> None:
+        await self.record_async(ticket, Outcome.IGNORED, 0.0)
+
+    def record(self, ticket: int, outcome: Outcome, duration: float) -> bool:
         if ticket & _LOCAL:
             return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
         if self._health.use_local():
             return False
         try:
-            reply = await self._store.run_async(
-                "record", self._keys, self._args(ticket, outcome, duration)
+            reply = self._store.run(
+                "record", self._keys, self._args.outcome(ticket, outcome, duration)
             )
         except Exception as exc:
             self._down(exc)
             return False
         return self._recorded(reply)
 
-    def _peek(self) -> tuple[BreakerState, float | None]:
+    async def record_async(self, ticket: int, outcome: Outcome, duration: float) -> bool:
+        if ticket & _LOCAL:
+            return self.fallback.record(ticket & ~_LOCAL, outcome, duration)
+        if self._health.use_local():
+            return False
+        # Recorded even if the caller is cancelled meanwhile: a trial's outcome (or its
+        # permit, when ignored) must reach Redis.
+        return await _settle(self._record_remote(ticket, outcome, duration))
+
+    async def _record_remote(self, ticket: int, outcome: Outcome, duration: float) -> bool:
+        try:
+            reply = await self._store.run_async(
+                "record", self._keys, self._args.outcome(ticket, outcome, duration)
+            )
+        except Exception as exc:
+            self._down(exc)
+            return False
+        return self._recorded(reply)
+
+    def _peek(self) -> tuple[State, float | None]:
         if self._health.use_local():
             return self.fallback.rejection()
         try:
-            state, retry_ms = (int(x) for x in self._store.run("peek", self._keys, ()))
+            reply = self._store.run("peek", self._keys, self._args.peek)
         except Exception as exc:
             self._down(exc)
             return self.fallback.rejection()
-        self._last = (STATE_CODES[state], None if retry_ms < 0 else retry_ms / 1000)
+        state, retry_ms = (int(x) for x in reply)
+        self._last = (STATES_BY_CODE[state], None if retry_ms < 0 else retry_ms / 1000)
         return self._last
 
-    def rejection(self) -> tuple[BreakerState, float | None]:
+    def rejection(self) -> tuple[State, float | None]:
         # The admission reply said why; a concurrent rejection may have overwritten it
         # with its own, which is as recent and as true.
         return self.fallback.rejection() if self._health.use_local() else self._last
 
-    def current_state(self) -> BreakerState:
+    def current_state(self) -> State:
         return self._peek()[0]
 
     def retry_after(self) -> float | None:
         return self._peek()[1]
 
-    def _control(self, action: int) -> None:
+    def _control(self, target: State) -> bool:
+        """Steer the shared state; ``False`` if Redis did not answer."""
         try:
-            old, new = (
-                int(x)
-                for x in self._store.run(
-                    "control",
-                    self._keys,
-                    (action, int(self.config.reset_timeout * 1000), self._ttl),
-                )
-            )
+            reply = self._store.run("control", self._keys, (target.code, *self._args.control_tail))
         except Exception as exc:
             self._down(exc)
-            return
+            return False
         self._health.answered()
+        old, new = (int(x) for x in reply)
         if new >= 0:
-            self._last = (STATE_CODES[new], None if new == 3 else 0.0)
-            self._announce([Transition(STATE_CODES[old], STATE_CODES[new], "manual")])
+            state = STATES_BY_CODE[new]
+            self._last = (state, None if state is FORCED_OPEN else 0.0)
+            self._announce([Transition(STATES_BY_CODE[old], state, Reason.MANUAL)])
+        return True
 
     def force(self, state: Literal["forced_open", "forced_closed"]) -> None:
-        # Steer both: the local state takes over whenever Redis is away.
-        self.fallback.force(state)
-        self._control(STATE_CODES.index(state))
+        # Steer both: the local state takes over whenever Redis is away. Announced once:
+        # by Redis when it answered, else by the local state.
+        answered = self._control(State(state))
+        self.fallback.force(state, announce=not answered)
 
     def reset(self) -> None:
-        self.fallback.reset()
-        self._control(0)
+        answered = self._control(CLOSED)
+        self.fallback.reset(announce=not answered)
 
 
 class RedisLimiter:
@@ -435,6 +492,28 @@ class RedisLimiter:
         rate, burst, ttl = self._args
         return (rate, burst, repr(max_wait * 1000), ttl)
 
+    def _give_back_args(self) -> tuple[object, ...]:
+        rate, burst, ttl = self._args
+        return (rate, burst, ttl)
+
+    def give_back(self) -> None:
+        if self._health.use_local():
+            self.fallback.give_back()
+            return
+        try:
+            self._store.run("give_back", self._key, self._give_back_args())
+        except Exception as exc:
+            self._health.failed(exc)
+
+    async def give_back_async(self) -> None:
+        if self._health.use_local():
+            self.fallback.give_back()
+            return
+        try:
+            await self._store.run_async("give_back", self._key, self._give_back_args())
+        except Exception as exc:
+            self._health.failed(exc)
+
     def take(self, max_wait: float) -> float:
         if self._health.use_local():
             return self.fallback.take(max_wait)
@@ -449,6 +528,13 @@ class RedisLimiter:
     async def take_async(self, max_wait: float) -> float:
         if self._health.use_local():
             return self.fallback.take(max_wait)
+        return await _settle(self._take_remote(max_wait), self._untaken)
+
+    def _untaken(self, wait: float) -> Awaitable[None] | None:
+        """A token taken (or reserved) for a caller cancelled meanwhile goes back."""
+        return None if wait < 0 else self.give_back_async()
+
+    async def _take_remote(self, max_wait: float) -> float:
         try:
             reply = await self._store.run_async("take", self._key, self._argv(max_wait))
         except Exception as exc:

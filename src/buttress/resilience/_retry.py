@@ -22,6 +22,7 @@ from ._args import (
     Named,
     check_optional_name,
     exception_matcher,
+    in_event_loop,
     seconds,
     warn,
 )
@@ -62,6 +63,7 @@ class Retry(Named, Strategy):
         "_random",
         "_registry",
         "_retry_after",
+        "_retry_after_max",
         "_sleep",
         "_success",
     )
@@ -81,6 +83,7 @@ class Retry(Named, Strategy):
         clock: Clock,
         sleep: Callable[[float], object] | None,
         random: Callable[[], float],
+        retry_after_max: float = 60.0,
     ) -> None:
         self._on = on
         self._on_result = on_result
@@ -88,6 +91,7 @@ class Retry(Named, Strategy):
         self._deadline = deadline
         self._backoff = backoff
         self._retry_after = retry_after
+        self._retry_after_max = retry_after_max
         self._budget = budget
         self._name = name or _DEFAULT_NAME
         self._explicit = name is not None
@@ -158,6 +162,14 @@ class Retry(Named, Strategy):
                     raise error
                 return result  # type: ignore[no-any-return]
             if not CONFIG.testing and wait > 0:
+                if self._sleep is None and in_event_loop():
+                    # A sync call inside a coroutine blocks the loop already; its backoff
+                    # would block it for longer. Said once per call, where it was made.
+                    warn(
+                        f"{self._name}: a sync retry sleeps {wait:.3f}s inside a running event "
+                        "loop, blocking every task on it; decorate an async function instead",
+                        stacklevel=4,
+                    )
                 sleep(wait)
                 if not self._may_start(attempt, start, limit, error):
                     if error is not None:
@@ -253,8 +265,27 @@ class Retry(Named, Strategy):
     ) -> float:
         """After failed attempt ``attempt``: the wait before the next one, or -1 to stop.
 
-        Emits ``RetryScheduled`` for a retry, ``RetryFinished`` when stopping.
+        Emits ``RetryScheduled`` for a retry, ``RetryFinished`` when stopping. Should one
+        of the user's callables (``on``, ``on_result``'s verdict was taken already,
+        ``retry_after``) raise, its exception propagates with the attempt's exception as
+        its ``__context__``, as if it had been raised while handling it.
         """
+        try:
+            return self._decide_or_raise(attempt, start, limit, error, result, previous)
+        except Exception as exc:
+            if error is not None and exc is not error and exc.__context__ is None:
+                exc.__context__ = error
+            raise
+
+    def _decide_or_raise(
+        self,
+        attempt: int,
+        start: float,
+        limit: float | None,
+        error: BaseException | None,
+        result: Any,
+        previous: float,
+    ) -> float:
         if error is not None and not self._on(error):
             self._finish(attempt, "not_retryable", error)
             return -1.0
@@ -288,7 +319,9 @@ class Retry(Named, Strategy):
         if self._retry_after is not None:
             hint = parse_retry_after(self._retry_after(outcome))
             if hint is not None:
-                return min(hint, backoff.maximum)  # a server's wait is still capped
+                # The server knows when it can take us again: its wait is honoured up to
+                # its own cap (the backoff's wait_max is about our guesses, not its word).
+                return min(hint, self._retry_after_max)
         return backoff.wait(attempt, previous, self._random)
 
     def _may_start(
@@ -332,6 +365,7 @@ def retry(
     wait_exp_base: float = 2.0,
     jitter: Jitter = "full",
     retry_after: RetryAfter | None = None,
+    retry_after_max: float | timedelta = 60.0,
     budget: float | None = 0.2,
     budget_floor: float = 1.0,
     name: str | None = None,
@@ -346,8 +380,11 @@ def retry(
     from 0.1 s by x2 up to 5 s with full jitter, and a budget that lets retries be at
     most 20 % of this policy's recent calls (plus 1 retry per second). A wait that would
     cross the deadline (this one's, or the context's, see ``timeout``) is not taken; the
-    last exception is then re-raised unchanged, or the last result returned. Every
-    decision is an event (``RetryScheduled``, ``RetryFinished``). See docs/retry.md.
+    last exception is then re-raised unchanged, or the last result returned. A server's
+    wait (``retry_after``) is honoured up to ``retry_after_max`` (60 s), not ``wait_max``.
+    ``on`` must be able to match an ``Exception``: cancellation and Ctrl-C are never
+    retried. Every decision is an event (``RetryScheduled``, ``RetryFinished``). See
+    docs/retry.md.
     """
     matcher = exception_matcher(on, "on")
     if on_result is not None and not callable(on_result):
@@ -366,6 +403,7 @@ def retry(
         raise ConfigurationError(f"jitter must be one of {JITTERS}, got {jitter!r}")
     if retry_after is not None and not callable(retry_after):
         raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
+    server_cap = seconds(retry_after_max, "retry_after_max")
     share = None if budget is None else _number(budget, "budget (a share)", low=0.0, high=1.0)
     floor = _number(budget_floor, "budget_floor", low=0.0)
     checked_name = check_optional_name(name)
@@ -384,6 +422,7 @@ def retry(
         deadline=total,
         backoff=Backoff(initial, maximum, base, jitter),
         retry_after=retry_after,
+        retry_after_max=server_cap,
         budget=None
         if share is None
         else RetryBudget(ratio=share, floor_per_second=floor, clock=clock),

@@ -14,7 +14,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-__all__ = ["Strategy", "is_async_callable"]
+from .._errors import ConfigurationError
+
+__all__ = ["Strategy", "is_async_callable", "refuse_generators"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,6 +31,28 @@ def is_async_callable(fn: object) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - we want the method, not callable()
     return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
+def refuse_generators(fn: object, strategy: object) -> None:
+    """Refuse a generator or async-generator function, at decoration time.
+
+    Calling one only builds the generator: its body runs later, one item at a time,
+    under the caller's control. A strategy wrapping the call would protect nothing (a
+    bulkhead slot given back before the first item, a breaker counting a "success" that
+    has not happened, a retry that cannot take back items already yielded), so it is
+    refused rather than silently left unprotected. Protect the work each item does, or
+    collect the items in a plain function and decorate that.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise ConfigurationError(
+            f"{type(strategy).__name__} cannot protect {name}: it is {kind} function, whose "
+            "body runs after the call returns; decorate a function that does the work "
+            "(or collects the items) instead"
+        )
 
 
 class Strategy(abc.ABC):
@@ -54,9 +78,17 @@ class Strategy(abc.ABC):
         """Await ``fn(*args, **kwargs)`` under this strategy."""
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate ``fn``, a plain or a coroutine function; its signature is kept."""
+        """Decorate ``fn``, a plain or a coroutine function; its signature is kept.
+
+        Above ``@staticmethod`` or ``@classmethod`` the function inside is decorated and
+        re-wrapped, so an async one stays protected. Generator functions are refused.
+        """
+        if isinstance(fn, staticmethod | classmethod):
+            inner = Strategy.__call__(self, fn.__func__)
+            return cast("Callable[P, R]", type(fn)(inner))
         if not callable(fn):
             raise TypeError(f"{type(self).__name__} decorates callables, got {fn!r}")
+        refuse_generators(fn, self)
         if is_async_callable(fn):
             call_async = self._call_async
             afn = cast("Callable[..., Awaitable[Any]]", fn)
@@ -73,6 +105,12 @@ class Strategy(abc.ABC):
 
             wrapper = sync_wrapper
         functools.update_wrapper(wrapper, fn)
+        if inspect.isfunction(fn) and inspect.isfunction(wrapper):
+            # Tools that read defaults off the function (not through ``__wrapped__``) see
+            # the decorated function's, as with tenacity's wrappers. The wrapper takes only
+            # ``*args, **kwargs``, so these never change how a call binds.
+            wrapper.__defaults__ = fn.__defaults__
+            wrapper.__kwdefaults__ = fn.__kwdefaults__
         return cast("Callable[P, R]", wrapper)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -80,6 +118,7 @@ class Strategy(abc.ABC):
 
         For a coroutine function this returns the coroutine to await.
         """
+        refuse_generators(fn, self)
         if is_async_callable(fn):
             afn = cast("Callable[..., Awaitable[Any]]", fn)
             return cast("R", self._call_async(afn, args, kwargs))
