@@ -11,6 +11,7 @@ import pytest
 import buttress
 import buttress.dashboards
 import buttress.events
+import buttress.gunicorn
 import buttress.integrations
 import buttress.testing
 
@@ -19,6 +20,7 @@ PUBLIC_MODULES: list[ModuleType] = [
     buttress,
     buttress.dashboards,
     buttress.events,
+    buttress.gunicorn,
     buttress.integrations,
     buttress.testing,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import buttress
 import buttress.dashboards
 import buttress.events
+import buttress.gunicorn
 import buttress.integrations
 import buttress.testing
 
@@ -33,10 +34,13 @@ def test_top_level_names() -> None:
         "add_correlation_ids",
         "bound_correlation_id",
         "buckets_with_thresholds",
+        "clear_multiprocess_dir",
         "configure",
         "fallback",
         "get_correlation_id",
         "load_slos",
+        "mark_worker_dead",
+        "mark_worker_started",
         "new_correlation_id",
         "retry",
         "slo_rules",
@@ -45,7 +49,13 @@ def test_top_level_names() -> None:
 
 
 def test_every_exported_name_exists() -> None:
-    modules = (buttress, buttress.dashboards, buttress.events, buttress.integrations)
+    modules = (
+        buttress,
+        buttress.dashboards,
+        buttress.events,
+        buttress.gunicorn,
+        buttress.integrations,
+    )
     for module in (*modules, buttress.testing):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
@@ -104,3 +114,8 @@ def test_version_is_a_string() -> None:
 
 def test_integrations_names() -> None:
     assert sorted(buttress.integrations.__all__) == ["PybreakerListener", "TenacityHooks"]
+
+
+def test_gunicorn_hook_names() -> None:
+    # gunicorn finds its hooks by these exact names.
+    assert sorted(buttress.gunicorn.__all__) == ["child_exit", "on_starting", "post_fork"]

@@ -2,7 +2,8 @@
 
 The public surface is what ``__all__`` names; every other module is private. Submodules
 ``buttress.events``, ``buttress.testing``, ``buttress.middleware``,
-``buttress.dashboards`` and ``buttress.integrations`` are public too.
+``buttress.dashboards``, ``buttress.integrations`` and ``buttress.gunicorn`` are public
+too.
 """
 
 from ._errors import (
@@ -26,6 +27,7 @@ from .resilience._redis import RedisStore
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
+from .telemetry._multiprocess import clear_multiprocess_dir, mark_worker_dead, mark_worker_started
 from .telemetry._rules import slo_rules
 from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
@@ -52,10 +54,13 @@ __all__ = [
     "add_correlation_ids",
     "bound_correlation_id",
     "buckets_with_thresholds",
+    "clear_multiprocess_dir",
     "configure",
     "fallback",
     "get_correlation_id",
     "load_slos",
+    "mark_worker_dead",
+    "mark_worker_started",
     "new_correlation_id",
     "retry",
     "slo_rules",

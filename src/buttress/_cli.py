@@ -42,6 +42,11 @@ _COMMANDS = (
         "._cli_rules:add_command",
     ),
     _Command("dashboards", "export the bundled Grafana dashboards", "._cli_dashboards:add_command"),
+    _Command(
+        "workers",
+        "empty PROMETHEUS_MULTIPROC_DIR, then run a multi-worker server (uvicorn --workers)",
+        "._cli_workers:add_command",
+    ),
 )
 
 

@@ -102,6 +102,9 @@ def test_fastapi_span_metrics_log_and_header(
     assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
     attrs = dict(span.attributes or {})
     port = int(url.rsplit(":", 1)[1])
+    client_port = attrs.pop("client.port")  # the test client's ephemeral port
+    assert isinstance(client_port, int)
+    assert 0 < client_port < 65536
     assert attrs == {
         "http.request.method": "GET",
         "http.route": "/users/{user_id}",

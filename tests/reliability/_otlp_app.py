@@ -1,8 +1,9 @@
 """The application of the exporter-fault test, served by uvicorn in its own process.
 
-``buttress.configure()`` sets up OTLP export from the ``OTEL_*`` variables the test
-sets (a down or a slow endpoint, a small queue). Each request of ``GET /work`` makes one
-server span, as the middleware would. The SDK's own processor metrics (enabled with
+``buttress.configure()`` sets up OTLP export of spans, metrics and logs from the
+``OTEL_*`` variables the test sets (a down or a slow endpoint, small queues). Each
+request of ``GET /work`` makes one server span, as the middleware would, and writes one
+log record. The SDK's own processor metrics (enabled with
 ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true``) are read through an in-memory meter
 provider set before configure(), and served at ``GET /stats``.
 """
@@ -10,6 +11,7 @@ provider set before configure(), and served at ``GET /stats``.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -22,6 +24,7 @@ _reader = InMemoryMetricReader()
 metrics.set_meter_provider(MeterProvider(metric_readers=[_reader]))
 buttress.configure(service="reliability-otlp", log_level="ERROR", log_format="json")
 _tracer = trace.get_tracer("reliability")
+_log = logging.getLogger("reliability.work")
 
 Scope = dict[str, Any]
 
@@ -35,14 +38,17 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         with _tracer.start_as_current_span("GET /work", kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("http.request.method", "GET")
             span.set_attribute("http.route", "/work")
+            _log.error("work.done")  # ERROR: the level configure() was given
             body = b"ok"
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
 
 
 def _stats() -> dict[str, int]:
-    """Spans the SDK's batch processor dropped, handed to the exporter, and now queues."""
-    found = {"dropped": 0, "exported": 0, "queued": 0, "capacity": 0}
+    """Spans and log records the SDK's batch processors dropped, handed to the exporter,
+    and now queue (``dropped``, ... for spans; ``log_dropped``, ... for logs)."""
+    keys = ("dropped", "exported", "queued", "capacity")
+    found = {prefix + key: 0 for prefix in ("", "log_") for key in keys}
     data = _reader.get_metrics_data()
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
@@ -50,11 +56,13 @@ def _stats() -> dict[str, int]:
                 for point in metric.data.data_points:
                     attributes = point.attributes or {}
                     value = int(getattr(point, "value", 0))
-                    if metric.name == "otel.sdk.processor.span.processed":
-                        key = "dropped" if "error.type" in attributes else "exported"
-                        found[key] += value
-                    elif metric.name == "otel.sdk.processor.span.queue.size":
-                        found["queued"] += value
-                    elif metric.name == "otel.sdk.processor.span.queue.capacity":
-                        found["capacity"] += value
+                    for signal, prefix in (("span", ""), ("log", "log_")):
+                        name = f"otel.sdk.processor.{signal}."
+                        if metric.name == name + "processed":
+                            key = "dropped" if "error.type" in attributes else "exported"
+                            found[prefix + key] += value
+                        elif metric.name == name + "queue.size":
+                            found[prefix + "queued"] += value
+                        elif metric.name == name + "queue.capacity":
+                            found[prefix + "capacity"] += value
     return found

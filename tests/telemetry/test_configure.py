@@ -55,6 +55,8 @@ def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ({"service": "a", "log_level": 99}, "log_level=99"),
         ({"service": "a", "log_format": "xml"}, "log_format='xml'"),
         ({"service": "a", "registry": "default"}, "registry='default'"),
+        ({"service": "a", "flush_timeout": 0}, "flush_timeout=0"),
+        ({"service": "a", "flush_timeout": "5"}, "flush_timeout='5'"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, object], named: str) -> None:
@@ -72,6 +74,16 @@ def test_bad_arguments_are_named(kwargs: dict[str, object], named: str) -> None:
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_SDK_DISABLED", "yes"),
         ("PROMETHEUS_MULTIPROC_DIR", "/nonexistent/buttress"),
+        ("OTEL_METRICS_EXPORTER", "statsd"),
+        ("OTEL_LOGS_EXPORTER", "syslog"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "10s"),
+        ("OTEL_METRIC_EXPORT_TIMEOUT", "0"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "thrift"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key"),
+        ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "exponential"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
+        ("OTEL_PROPAGATORS", "tracecontext,b3x"),
     ],
 )
 def test_bad_environment_is_named_and_nothing_is_installed(
@@ -250,3 +262,132 @@ def test_declared_slos_feed_the_middleware_buckets() -> None:
     assert later == "True False"
     assert own == "False"
     assert "a middleware was built before configure(slos=...)" in warned
+
+
+def test_target_info_carries_the_resource_on_metrics() -> None:
+    result = _run(
+        """
+        import buttress
+        from prometheus_client import REGISTRY, generate_latest
+
+        buttress.configure(service="shop", version="1.2.3", environment="prod", log_format="json")
+        print(generate_latest(REGISTRY).decode())
+        """,
+        {"OTEL_RESOURCE_ATTRIBUTES": "team=payments,service.version=9"},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("target_info{")]
+    # The argument wins over OTEL_RESOURCE_ATTRIBUTES; the variable adds what it lacks.
+    for label in (
+        'service_name="shop"',
+        'service_version="1.2.3"',
+        'deployment_environment_name="prod"',
+        'team="payments"',
+        'telemetry_sdk_language="python"',
+    ):
+        assert label in line
+    assert line.endswith(" 1.0")
+
+
+def test_every_log_line_carries_the_resource() -> None:
+    result = _run(
+        """
+        import logging
+        import buttress
+
+        buttress.configure(service="shop", version="1.2.3", environment="prod", log_format="json")
+        logging.getLogger("app").warning("hello")
+        """,
+        {"OTEL_SERVICE_NAME": "renamed"},
+    )
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stderr.splitlines()[-1])
+    assert (line["service"], line["service_version"], line["deployment_environment"]) == (
+        "renamed",
+        "1.2.3",
+        "prod",
+    )
+
+
+def test_otlp_only_metrics_leave_prometheus_unrecorded() -> None:
+    result = _run(
+        """
+        import buttress
+        from prometheus_client import REGISTRY, generate_latest
+
+        telemetry = buttress.configure(service="shop", log_format="json")
+
+        @buttress.retry(on=KeyError, name="lookup")
+        def call() -> int:
+            return 1
+
+        call()
+        text = generate_latest(REGISTRY).decode()
+        print("target_info" in text, "buttress_retry_calls_total{" in text)
+        print(type(telemetry.meter_provider).__name__)
+        """,
+        {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "600000"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["False False", "MeterProvider"]
+    # The console exporter printed the point at exit: the flush at the stop.
+    assert '"name": "buttress.retry.calls"' in result.stdout
+
+
+def test_a_middleware_built_before_configure_is_warned_about() -> None:
+    result = _run(
+        """
+        import warnings
+        import buttress
+        from buttress.middleware import ASGIMiddleware
+
+        async def app(scope, receive, send):
+            pass
+
+        ASGIMiddleware(app)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            buttress.configure(service="shop", log_format="json")
+        print([str(w.message)[:40] for w in caught])
+        """,
+        {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "600000"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a middleware or transport was built befo" in result.stdout.splitlines()[0]
+
+
+def test_sdk_disabled_turns_off_otel_metrics_and_logs_too() -> None:
+    result = _run(
+        """
+        import buttress
+
+        telemetry = buttress.configure(service="shop", log_format="json")
+        print(telemetry.tracer_provider, telemetry.meter_provider, telemetry.logger_provider)
+        """,
+        {
+            "OTEL_SDK_DISABLED": "true",
+            "OTEL_METRICS_EXPORTER": "console",
+            "OTEL_LOGS_EXPORTER": "console",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "None", "None"]
+
+
+def test_multiprocess_exposition_has_one_target_info_for_all_workers(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import buttress
+        from prometheus_client import generate_latest
+
+        telemetry = buttress.configure(service="shop", version="1.2.3", log_format="json")
+        assert "service.instance.id" in telemetry.resource
+        print(generate_latest(telemetry.exposition_registry()).decode())
+        """,
+        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("target_info{")]
+    assert 'service_name="shop"' in line
+    assert 'service_version="1.2.3"' in line
+    assert "service_instance_id" not in line  # the same series whichever worker answers

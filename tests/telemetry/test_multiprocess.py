@@ -40,11 +40,7 @@ def app(environ, start_response):
 """
 
 GUNICORN_CONF = """
-from prometheus_client import multiprocess
-
-
-def child_exit(server, worker):
-    multiprocess.mark_process_dead(worker.pid)
+from buttress.gunicorn import child_exit, on_starting, post_fork  # noqa: F401
 """
 
 

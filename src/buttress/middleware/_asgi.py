@@ -58,7 +58,7 @@ class ASGIMiddleware:
         self, app: ASGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.observer = Observer(**options)
+        self.observer = Observer(**{"frameworks": ("FASTAPI", "STARLETTE"), **options})
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_asgi(app) if checked is not None else app
@@ -73,6 +73,8 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _flushing_send(send)
             await self.app(scope, receive, send)
             return
         observer = self.observer
@@ -118,6 +120,8 @@ class ASGIMiddleware:
             if observer.capture_headers
             else None,
         )
+        if client:
+            exchange.client_port = client[1]
         observer.begin(
             exchange,
             incoming,
@@ -142,6 +146,11 @@ class ASGIMiddleware:
             if kind == "http.response.start":
                 started = True
                 exchange.status = message["status"]
+                if observer.capture_response_headers:
+                    exchange.response_headers = observer.captured_response_headers(
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in message.get("headers", ())
+                    )
                 if id_header is not None:
                     message = _with_header(message, id_header, id_key)
             elif kind == "http.response.body":
@@ -158,7 +167,10 @@ class ASGIMiddleware:
 
         async def observed_receive() -> Message:
             message = await receive()
-            if message["type"] == "http.disconnect" and not exchange.finished:
+            kind = message["type"]
+            if kind == "http.request":
+                exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
+            elif kind == "http.disconnect" and not exchange.finished:
                 exchange.disconnected = True
             return message
 
@@ -242,6 +254,24 @@ class ASGIMiddleware:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+def _flushing_send(send: Send) -> Send:
+    """``send`` for the lifespan scope: telemetry flushed before the shutdown is reported.
+
+    The server stops the process soon after ``lifespan.shutdown.complete`` (uvicorn then
+    re-raises SIGTERM, so ``atexit`` never runs): this is the last moment to export what
+    the last requests left pending. Bounded by configure()'s ``flush_timeout``.
+    """
+
+    async def flushing_send(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            from ..telemetry._shutdown import flush
+
+            await asyncio.get_running_loop().run_in_executor(None, flush)
+        await send(message)
+
+    return flushing_send
 
 
 def _first(headers: RawHeaders, name: str) -> str | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..telemetry import _names as names
+from ..telemetry import _otel_metrics as otel_metrics
 from ..telemetry._metrics import PerRegistry, target_registry
 
 if TYPE_CHECKING:
@@ -87,4 +88,5 @@ _client = PerRegistry(ClientMetrics)
 
 def client_metrics_for(registry: CollectorRegistry | None) -> ClientMetrics:
     """The instruments on ``registry`` (the one ``buttress.configure`` chose when ``None``)."""
-    return _client.get(target_registry() if registry is None else registry)
+    # OpenTelemetry instruments too (or instead), when configure() chose them.
+    return otel_metrics.client(_client.get(target_registry() if registry is None else registry))

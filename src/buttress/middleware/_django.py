@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
-from ._wsgi import _getter
+from ._wsgi import _getter, _port
 
 if TYPE_CHECKING:
     from ._endpoint import Refusal
@@ -39,7 +39,8 @@ class DjangoMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.observer = Observer(**dict(getattr(settings, "BUTTRESS_MIDDLEWARE", {})))
+        options = {"frameworks": ("DJANGO",), **getattr(settings, "BUTTRESS_MIDDLEWARE", {})}
+        self.observer = Observer(**options)
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
@@ -110,6 +111,8 @@ class DjangoMiddleware:
             if observer.capture_headers
             else None,
         )
+        exchange.client_port = _port(meta.get("REMOTE_PORT"))
+        exchange.request_size = _port(meta.get("CONTENT_LENGTH"), limit=None)
         incoming = meta.get(self._id_meta) if self._id_meta is not None else None
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in meta for key in keys)
@@ -130,6 +133,8 @@ class DjangoMiddleware:
             observer.finish(exchange, _route(request))
             return
         exchange.status = response.status_code
+        if observer.capture_response_headers:
+            exchange.response_headers = observer.captured_response_headers(response.items())
         if exchange.error is None:
             exchange.error = getattr(request, _ERROR_KEY, None)
         header = observer.request_id_header

@@ -30,6 +30,7 @@ from prometheus_client.utils import floatToGoString
 
 from .._errors import ConfigurationError
 from ..telemetry import _names as names
+from ..telemetry import _otel_metrics as otel_metrics
 from ..telemetry._metrics import target_registry
 
 __all__ = ["HTTPServerMetrics", "metrics_for"]
@@ -38,6 +39,7 @@ _LABELS = (names.LABEL_METHOD, names.LABEL_ROUTE, names.LABEL_STATUS)
 _DURATION_HELP = "Duration of HTTP server requests, until the response body ended."
 _ACTIVE_HELP = "Number of HTTP server requests in flight."
 _SIZE_HELP = "Size of HTTP server response bodies."
+_REQUEST_SIZE_HELP = "Size of HTTP server request bodies (when known)."
 
 
 class HTTPServerMetrics(Protocol):
@@ -55,21 +57,29 @@ class HTTPServerMetrics(Protocol):
         duration: float,
         size: int,
         trace_id: str | None,
+        request_size: int | None = None,
     ) -> None:
-        """One finished request (no longer in flight); ``trace_id`` becomes the exemplar."""
+        """One finished request (no longer in flight); ``trace_id`` becomes the exemplar.
+
+        ``request_size`` is the request body's size when the shell knows it."""
         ...
 
 
 class _Series:
     """Bucket counts (not cumulative), sums and the latest exemplar per duration bucket."""
 
-    __slots__ = ("duration_counts", "duration_sum", "exemplars", "size_counts", "size_sum")
+    __slots__ = (
+        "duration_counts", "duration_sum", "exemplars", "request_counts", "request_sum",
+        "size_counts", "size_sum",
+    )  # fmt: skip
 
     def __init__(self, duration_buckets: int, size_buckets: int) -> None:
         self.duration_counts = [0] * (duration_buckets + 1)  # the last one is +Inf
         self.duration_sum = 0.0
         self.size_counts = [0] * (size_buckets + 1)
         self.size_sum = 0.0
+        self.request_counts: list[int] | None = None  # made by the first known size
+        self.request_sum = 0.0
         self.exemplars: dict[int, Exemplar] = {}
 
 
@@ -97,11 +107,13 @@ class InProcessMetrics:
         duration: float,
         size: int,
         trace_id: str | None,
+        request_size: int | None = None,
     ) -> None:
         key = (method, route, status)
         # le is inclusive: a duration equal to a boundary counts in that boundary's bucket.
         index = bisect_left(self.buckets, duration)
         size_index = bisect_left(self._sizes, size)
+        request_index = None if request_size is None else bisect_left(self._sizes, request_size)
         with self._lock:
             self._active[method] -= 1
             series = self._series.get(key)
@@ -111,13 +123,21 @@ class InProcessMetrics:
             series.duration_sum += duration
             series.size_counts[size_index] += 1
             series.size_sum += size
+            if request_index is not None:
+                if series.request_counts is None:
+                    series.request_counts = [0] * (len(self._sizes) + 1)
+                series.request_counts[request_index] += 1
+                series.request_sum += request_size  # type: ignore[operator]
             if trace_id is not None:
                 series.exemplars[index] = Exemplar(
                     {names.LOG_KEY_TRACE_ID: trace_id}, duration, time.time()
                 )
 
     def describe(self) -> list[Metric]:
-        return list(_families())
+        request = HistogramMetricFamily(
+            names.HTTP_SERVER_REQUEST_SIZE, _REQUEST_SIZE_HELP, labels=_LABELS
+        )
+        return [*_families(), request]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:  # a consistent snapshot; the copies are small
@@ -129,19 +149,26 @@ class InProcessMetrics:
                     list(s.size_counts),
                     s.size_sum,
                     dict(s.exemplars),
+                    None if s.request_counts is None else list(s.request_counts),
+                    s.request_sum,
                 )
                 for key, s in self._series.items()
             ]
             active = dict(self._active)
         duration, size, gauge = _families()
+        request = HistogramMetricFamily(
+            names.HTTP_SERVER_REQUEST_SIZE, _REQUEST_SIZE_HELP, labels=_LABELS
+        )
         bounds = [_go_float(b) for b in self.buckets] + ["+Inf"]
         size_bounds = [_go_float(b) for b in self._sizes] + ["+Inf"]
-        for key, counts, total, size_counts, size_total, exemplars in snapshot:
+        for key, counts, total, size_counts, size_total, exemplars, rcounts, rtotal in snapshot:
             duration.add_metric(list(key), _cumulative(bounds, counts, exemplars), total)
             size.add_metric(list(key), _cumulative(size_bounds, size_counts, {}), size_total)
+            if rcounts is not None:
+                request.add_metric(list(key), _cumulative(size_bounds, rcounts, {}), rtotal)
         for method, value in active.items():
             gauge.add_metric([method], value)
-        yield from (duration, size, gauge)
+        yield from (duration, size, gauge, request)
 
 
 def _families() -> tuple[HistogramMetricFamily, HistogramMetricFamily, GaugeMetricFamily]:
@@ -186,7 +213,12 @@ class MultiprocessMetrics:
             names.HTTP_SERVER_RESPONSE_SIZE, _SIZE_HELP, _LABELS, buckets=names.SIZE_BUCKETS,
             registry=registry,
         )  # fmt: skip
+        self._request_size = Histogram(
+            names.HTTP_SERVER_REQUEST_SIZE, _REQUEST_SIZE_HELP, _LABELS,
+            buckets=names.SIZE_BUCKETS, registry=registry,
+        )  # fmt: skip
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
         self._active: dict[str, Any] = {}
 
     def _active_child(self, method: str) -> Any:
@@ -206,6 +238,7 @@ class MultiprocessMetrics:
         duration: float,
         size: int,
         trace_id: str | None,
+        request_size: int | None = None,
     ) -> None:
         # prometheus_client keeps no exemplars in multiprocess mode: none are passed.
         self._active_child(method).dec()
@@ -218,6 +251,11 @@ class MultiprocessMetrics:
             )
         children[0].observe(duration)
         children[1].observe(size)
+        if request_size is not None:
+            child = self._request_children.get(key)
+            if child is None:
+                child = self._request_children[key] = self._request_size.labels(*key)
+            child.observe(request_size)
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, HTTPServerMetrics] = (
@@ -246,4 +284,5 @@ def metrics_for(registry: CollectorRegistry | None, buckets: Sequence[float]) ->
                 f"{existing.buckets}, not {buckets}: give every middleware on one "
                 "registry the same buckets and SLOs"
             )
-        return existing
+    # OpenTelemetry instruments too (or instead), when configure() chose them.
+    return otel_metrics.server(existing)

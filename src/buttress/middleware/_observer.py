@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
@@ -31,6 +32,7 @@ from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._baggage import bounded, without
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
@@ -116,6 +118,7 @@ class Exchange:
 
     __slots__ = (
         "client_address",
+        "client_port",
         "disconnected",
         "error",
         "finished",
@@ -129,6 +132,8 @@ class Exchange:
         "protocol",
         "query",
         "request_id",
+        "request_size",
+        "response_headers",
         "scheme",
         "server",
         "size",
@@ -168,6 +173,9 @@ class Exchange:
         self.client_address = client_address
         self.user_agent = user_agent
         self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
+        self.client_port: int | None = None
+        self.request_size: int | None = None  # bytes of the request body, when known
+        self.response_headers: Mapping[str, str] = _EMPTY
         self.start = 0.0
         self.request_id: str | None = None
         self.status = 0
@@ -218,6 +226,7 @@ class Observer:
         metrics_networks: Iterable[str] | None = None,
         metrics_max_age: float | timedelta = 1.0,
         clock: Callable[[], float] = time.perf_counter,
+        frameworks: tuple[str, ...] = (),
     ) -> None:
         self.service = service
         # Who may steer a request (docs/security.md): nobody unless configured.
@@ -253,6 +262,17 @@ class Observer:
                 self._follow = target_registry
             self._bind(registry if registry is not None else target_registry())
         self.access_log = access_log
+        # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
+        env = http_environment(frameworks)
+        self.exclude_patterns: tuple[re.Pattern[str], ...] = ()
+        if env.excluded is not None and exclude is DEFAULT_EXCLUDE and not exclude_prefixes:
+            exclude, self.exclude_patterns = (), env.excluded
+        capture_headers = tuple(capture_headers)
+        if not capture_headers and env.request_headers is not None:
+            capture_headers = env.request_headers
+        if env.sanitize is not None:  # adds to the redacted names, never replaces them
+            redact_headers = (*redact_headers, *env.sanitize)
+        self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
         self.redactor = Redactor(redact_query_keys)
@@ -294,6 +314,8 @@ class Observer:
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
+            return True
+        if self.exclude_patterns and any(p.search(path) for p in self.exclude_patterns):
             return True
         return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
 
@@ -433,7 +455,15 @@ class Observer:
             span.end()
         metrics = exchange.metrics
         if metrics is not None:
-            metrics.record(exchange.method, label, status_label, duration, exchange.size, exemplar)
+            metrics.record(
+                exchange.method,
+                label,
+                status_label,
+                duration,
+                exchange.size,
+                exemplar,
+                request_size=exchange.request_size,
+            )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration)
 
@@ -482,6 +512,10 @@ class Observer:
             attributes[names.ATTR_SERVER_PORT] = port
         if exchange.client_address:
             attributes[names.ATTR_CLIENT_ADDRESS] = exchange.client_address
+        if exchange.client_port:
+            attributes[names.ATTR_CLIENT_PORT] = exchange.client_port
+        if exchange.request_size is not None:
+            attributes[names.ATTR_HTTP_REQUEST_BODY_SIZE] = exchange.request_size
         if exchange.user_agent:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
@@ -490,6 +524,9 @@ class Observer:
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
+        for header, value in exchange.response_headers.items():
+            recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
+            attributes[f"http.response.header.{header}"] = (recorded,)
         error = exchange.error
         if error is not None:
             error_type = _qualname(error)
@@ -550,6 +587,18 @@ class Observer:
             value = lookup(header)
             if value is not None:
                 found[header] = value
+        return found
+
+    def captured_response_headers(self, headers: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+        """The configured response headers among ``headers`` (name, value pairs)."""
+        wanted = self.capture_response_headers
+        if not wanted:
+            return _EMPTY
+        found = {}
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in wanted and lowered not in found:
+                found[lowered] = value
         return found
 
 

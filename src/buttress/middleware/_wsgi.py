@@ -58,7 +58,7 @@ class WSGIMiddleware:
         self, app: WSGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
     ) -> None:
         self.app = app
-        self.observer = Observer(**options)
+        self.observer = Observer(**{"frameworks": ("FLASK",), **options})
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_wsgi(app) if checked is not None else app
@@ -93,6 +93,8 @@ class WSGIMiddleware:
             if observer.capture_headers
             else None,
         )
+        exchange.client_port = _port(environ.get("REMOTE_PORT"))
+        exchange.request_size = _port(environ.get("CONTENT_LENGTH"), limit=None)
         incoming = environ.get(self._id_env) if self._id_env is not None else None
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in environ for key in keys)
@@ -123,6 +125,8 @@ class WSGIMiddleware:
             # Read the route now: Flask drops its request from the environ when it pops
             # the request context, before the server iterates the body.
             route[0] = _route(environ)
+            if observer.capture_response_headers:
+                exchange.response_headers = observer.captured_response_headers(headers)
             if id_header is not None and not any(k.lower() == id_name for k, _ in headers):
                 headers = [*headers, id_header]
             write = start_response(status, headers, exc_info)
@@ -232,3 +236,11 @@ def _route(environ: Environ) -> str | None:
     rule = getattr(request, "url_rule", None)
     template = getattr(rule, "rule", None)
     return template if isinstance(template, str) else None
+
+
+def _port(value: object, *, limit: int | None = 65535) -> int | None:
+    """A port (or, without ``limit``, a Content-Length) from a CGI variable; else ``None``."""
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+        return None
+    number = int(value)
+    return number if limit is None or 0 < number <= limit else None

@@ -2,7 +2,7 @@
 
 A scraper that asks for OpenMetrics gets it (exemplars included); any other gets the
 classic text format. When ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn or uvicorn
-workers), the values of every worker process are merged, as prometheus_client documents.
+workers), the values of every live worker and the archive of dead ones are merged.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def render(
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Read at scrape time on purpose: the variable is what makes prometheus_client
         # write per-process files at all, so it decides the mode for us too.
-        from prometheus_client import multiprocess
+        from ._multiprocess import ArchiveCollector
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(ArchiveCollector())
     elif registry is None:
         registry = target_registry()  # the one configure() chose
     encoder, content_type = choose_encoder(accept or "")

@@ -17,7 +17,7 @@ from ._correlation import correlation_id
 from ._otel import current_trace_ids
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, Mapping, MutableMapping
 
 __all__ = ["CorrelationFilter", "add_correlation_ids", "configure_logging"]
 
@@ -77,13 +77,38 @@ def _drop_formatter_attributes(
 _HANDLER_MARK = "_buttress_handler"
 
 
-def configure_logging(*, level: int, log_format: LogFormat, stream: TextIO) -> None:
+class _AddResource:
+    """structlog processor: the service's resource on every line (the line's own win)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self._fields = tuple(fields.items())
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in self._fields:
+            event_dict.setdefault(key, value)
+        return event_dict
+
+
+def configure_logging(
+    *,
+    level: int,
+    log_format: LogFormat,
+    stream: TextIO,
+    resource: Mapping[str, str] | None = None,
+    otlp: Callable[[logging.Formatter], logging.Handler] | None = None,
+) -> None:
     """Route structlog and stdlib logging into one handler on the root logger.
 
     Both render the same way: JSON (one object per line, stdlib ``extra`` fields as
     top-level keys) or structlog's console renderer; ``"auto"`` picks the console when
-    ``stream`` is a terminal. Calling it again replaces the handler it installed before
-    and leaves the application's own handlers alone.
+    ``stream`` is a terminal. ``resource`` fields (service, version, environment) go on
+    every line. ``otlp`` makes a second handler from the JSON formatter (log records
+    exported over OpenTelemetry carry the same fields as the JSON lines). Calling it again
+    replaces the handlers it installed before and leaves the application's own alone.
     """
     import structlog
 
@@ -96,24 +121,32 @@ def configure_logging(*, level: int, log_format: LogFormat, stream: TextIO) -> N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_correlation_ids,
     ]
-    renderer: list[Any]
-    if log_format == "json":
-        renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
-    else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
-    formatter = structlog.stdlib.ProcessorFormatter(
-        # Records from stdlib loggers: their `extra` fields become top-level keys.
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_formatter_attributes, *shared],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
-    )
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
-    setattr(handler, _HANDLER_MARK, True)
+    if resource:
+        shared.append(_AddResource(resource))
+
+    def formatter(json: bool) -> logging.Formatter:
+        renderer: list[Any]
+        if json:
+            renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        else:
+            renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        return structlog.stdlib.ProcessorFormatter(
+            # Records from stdlib loggers: their `extra` fields become top-level keys.
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_formatter_attributes, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    handlers[0].setFormatter(formatter(log_format == "json"))
+    if otlp is not None:
+        handlers.append(otlp(formatter(True)))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
-    root.addHandler(handler)
+    for handler in handlers:
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
     root.setLevel(level)
 
     structlog.configure(

@@ -55,11 +55,15 @@ M = TypeVar("M", Counter, Gauge)
 class _Family(Generic[M]):
     """A labelled metric and its children, cached by label tuple."""
 
-    __slots__ = ("_children", "_metric")
+    __slots__ = ("_children", "_metric", "is_gauge", "label_names", "metric_name")
 
-    def __init__(self, metric: M) -> None:
+    def __init__(self, metric: M, name: str, labels: tuple[str, ...]) -> None:
         self._metric: M = metric
         self._children: dict[tuple[str, ...], M] = {}
+        # What an OpenTelemetry twin of this family needs (telemetry/_otel_metrics.py).
+        self.metric_name = name
+        self.label_names = labels
+        self.is_gauge = isinstance(metric, Gauge)
 
     def child(self, *labels: str) -> M:
         child = self._children.get(labels)
@@ -74,6 +78,10 @@ class _Incrementable(Protocol):
 
 
 class _CounterFamily(Protocol):
+    metric_name: str
+    label_names: tuple[str, ...]
+    is_gauge: bool
+
     def child(self, *labels: str) -> _Incrementable: ...
 
 
@@ -95,9 +103,15 @@ class _LocalCount:
 class _LocalCounters:
     """A labelled counter for one process, registered on the registry as a collector."""
 
-    __slots__ = ("__weakref__", "_children", "_doc", "_labels", "_lock", "_name")
+    __slots__ = (
+        "__weakref__", "_children", "_doc", "_labels", "_lock", "_name", "is_gauge",
+        "label_names", "metric_name",
+    )  # fmt: skip
 
     def __init__(self, name: str, doc: str, labels: tuple[str, ...], reg: CollectorRegistry):
+        self.metric_name = name
+        self.label_names = labels
+        self.is_gauge = False
         self._name = name.removesuffix("_total")
         self._doc = doc
         self._labels = labels
@@ -127,7 +141,7 @@ def _counter(
     name: str, doc: str, labels: tuple[str, ...], reg: CollectorRegistry | None
 ) -> _CounterFamily:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        return _Family(Counter(name, doc, labels, registry=reg))
+        return _Family(Counter(name, doc, labels, registry=reg), name, labels)
     return _LocalCounters(name, doc, labels, REGISTRY if reg is None else reg)
 
 
@@ -139,7 +153,7 @@ def _gauge(
     mode: Literal["livesum", "livemax"],
 ) -> _Family[Gauge]:
     # multiprocess_mode only matters with PROMETHEUS_MULTIPROC_DIR; see docs/metrics.md.
-    return _Family(Gauge(name, doc, labels, registry=reg, multiprocess_mode=mode))
+    return _Family(Gauge(name, doc, labels, registry=reg, multiprocess_mode=mode), name, labels)
 
 
 class ResilienceMetrics:
@@ -347,5 +361,7 @@ def current() -> ResilienceMetrics:
     global _current
     metrics = _current
     if metrics is None:
-        metrics = _current = metrics_for(_target)
+        from ._otel_metrics import resilience  # OpenTelemetry too, when configure() chose it
+
+        metrics = _current = resilience(metrics_for(_target))
     return metrics

@@ -37,6 +37,7 @@ METHOD_OTHER: Final = "_OTHER"
 HTTP_SERVER_DURATION: Final = "http_server_request_duration_seconds"
 HTTP_SERVER_ACTIVE: Final = "http_server_active_requests"
 HTTP_SERVER_RESPONSE_SIZE: Final = "http_server_response_body_size_bytes"
+HTTP_SERVER_REQUEST_SIZE: Final = "http_server_request_body_size_bytes"
 
 # --- HTTP client (transports) ------------------------------------------------------------
 
@@ -90,6 +91,8 @@ ATTR_URL_FULL: Final = "url.full"
 ATTR_SERVER_ADDRESS: Final = "server.address"
 ATTR_SERVER_PORT: Final = "server.port"
 ATTR_CLIENT_ADDRESS: Final = "client.address"
+ATTR_CLIENT_PORT: Final = "client.port"
+ATTR_HTTP_REQUEST_BODY_SIZE: Final = "http.request.body.size"
 ATTR_USER_AGENT: Final = "user_agent.original"
 ATTR_NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 ATTR_ERROR_TYPE: Final = "error.type"
@@ -192,3 +195,38 @@ STATUS_CLIENT_CLOSED: Final = "499"
 # Status label for codes outside 100-599 (an app or upstream can answer any integer).
 STATUS_OTHER: Final = "_OTHER"
 ERROR_CLIENT_DISCONNECT: Final = "client_disconnect"
+
+# --- OpenTelemetry instruments (OTLP, console): semconv names, units in UCUM ---------------------
+# What the Prometheus names above are called when exported through OpenTelemetry. A collector
+# that translates them to Prometheus gives back the names above (dots become underscores, the
+# unit becomes a suffix, counters end in _total), so dashboards and rules read either.
+
+OTEL_HTTP_SERVER_DURATION: Final = "http.server.request.duration"
+OTEL_HTTP_SERVER_ACTIVE: Final = "http.server.active_requests"
+OTEL_HTTP_CLIENT_DURATION: Final = "http.client.request.duration"
+OTEL_HTTP_CLIENT_ACTIVE: Final = "http.client.active_requests"
+# Prometheus name -> (OpenTelemetry name, unit) of each resilience instrument.
+OTEL_RESILIENCE: Final = {
+    RETRY_ATTEMPTS: ("buttress.retry.attempts", "{attempt}"),
+    RETRY_CALLS: ("buttress.retry.calls", "{call}"),
+    BREAKER_STATE: ("buttress.circuit_breaker.state", "1"),
+    BREAKER_TRANSITIONS: ("buttress.circuit_breaker.transitions", "{transition}"),
+    BREAKER_REJECTIONS: ("buttress.circuit_breaker.rejections", "{call}"),
+    BREAKER_CALLS: ("buttress.circuit_breaker.calls", "{call}"),
+    BULKHEAD_IN_USE: ("buttress.bulkhead.in_use", "{slot}"),
+    BULKHEAD_WAITING: ("buttress.bulkhead.waiting", "{call}"),
+    BULKHEAD_CAPACITY: ("buttress.bulkhead.capacity", "{slot}"),
+    BULKHEAD_REJECTIONS: ("buttress.bulkhead.rejections", "{call}"),
+    RATE_LIMITER_REJECTIONS: ("buttress.rate_limiter.rejections", "{call}"),
+    RATE_LIMITER_WAITS: ("buttress.rate_limiter.waits", "{call}"),
+    TIMEOUTS: ("buttress.timeouts", "{call}"),
+    FALLBACKS: ("buttress.fallbacks", "{call}"),
+    STORE_ERRORS: ("buttress.store.errors", "{error}"),
+    STORE_DEGRADED: ("buttress.store.degraded", "1"),
+    FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
+}
+# The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
+TARGET_INFO: Final = "target"  # prometheus_client appends _info
+LOG_KEY_SERVICE: Final = "service"
+LOG_KEY_SERVICE_VERSION: Final = "service_version"
+LOG_KEY_ENVIRONMENT: Final = "deployment_environment"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
 
@@ -25,6 +26,7 @@ __all__ = [
     "current_exemplar",
     "current_trace_ids",
     "install_tracing",
+    "make_resource",
     "tracing_plan",
 ]
 
@@ -175,9 +177,35 @@ def _sampler(plan: TracingPlan) -> Sampler:
     return sampling.ParentBased(root) if plan.sampler.startswith("parentbased_") else root
 
 
-def install_tracing(
-    plan: TracingPlan, *, service: str, version: str | None, environment: str | None
-) -> TracerProvider | None:
+def make_resource(service: str, version: str | None, environment: str | None) -> Resource:
+    """The one resource of every signal: spans, OTLP metrics, OTLP logs and ``target_info``.
+
+    The arguments win over ``OTEL_RESOURCE_ATTRIBUTES`` (argument, then environment,
+    then the SDK's defaults), except ``OTEL_SERVICE_NAME``: deploy tooling sets it to
+    rename a service without touching its code, so it wins over ``service``. Each process
+    gets a ``service.instance.id`` of its own unless the variable sets one.
+    """
+    from opentelemetry.sdk.resources import Resource
+
+    attributes: dict[str, str] = {"service.name": service}
+    if version is not None:
+        attributes["service.version"] = version
+    if environment is not None:
+        attributes["deployment.environment.name"] = environment
+    resource = Resource.create(attributes)  # reads both variables, ours merged last
+    if "service.instance.id" not in resource.attributes:
+        # Each worker process exports its own cumulative series over OTLP: without an
+        # instance id, two gunicorn workers' points would collide as one series.
+        import uuid
+
+        resource = resource.merge(Resource({"service.instance.id": str(uuid.uuid4())}))
+    name = _get(os.environ, "OTEL_SERVICE_NAME")
+    if name is not None:
+        resource = resource.merge(Resource({"service.name": name}))
+    return resource
+
+
+def install_tracing(plan: TracingPlan, *, resource: Resource) -> TracerProvider | None:
     """Set the global tracer provider from ``plan``; ``None`` when one was already set.
 
     An application (or an agent such as ``opentelemetry-instrument``) that set its own
@@ -188,7 +216,6 @@ def install_tracing(
     if plan.disabled or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None
 
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
@@ -196,16 +223,8 @@ def install_tracing(
         SpanExporter,
     )
 
-    attributes: dict[str, str] = {}
-    # OTEL_SERVICE_NAME is the operator's override; Resource.create reads it (and
-    # OTEL_RESOURCE_ATTRIBUTES) but would let our attributes win, so step aside.
-    if _get(os.environ, "OTEL_SERVICE_NAME") is None:
-        attributes["service.name"] = service
-    if version is not None:
-        attributes["service.version"] = version
-    if environment is not None:
-        attributes["deployment.environment.name"] = environment
-    provider = TracerProvider(resource=Resource.create(attributes), sampler=_sampler(plan))
+    # shutdown_on_exit=False: the flush at the stop is ours, bounded in time (_shutdown.py).
+    provider = TracerProvider(resource=resource, sampler=_sampler(plan), shutdown_on_exit=False)
     for name in plan.exporters:
         exporter: SpanExporter
         if name == "console":
