@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from buttress.gunicorn import child_exit, on_starting, post_fork
+
+__all__ = ["child_exit", "on_starting", "post_fork", "when_ready"]
+
 
 def when_ready(server: Any) -> None:
     from buttress.middleware import serve_metrics
 
     serve_metrics(int(os.environ["METRICS_PORT"]))
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

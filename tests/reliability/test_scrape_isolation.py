@@ -51,7 +51,7 @@ def _measure(client: httpx.Client, url: str, seconds: float) -> list[float]:
 def test_scrapes_leave_hello_p99_within_twice_idle(scale: float, figures: Figures) -> None:
     phase = 2.0 * scale
     port, metrics_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as multiproc:
+    with tempfile.TemporaryDirectory() as multiproc, tempfile.TemporaryDirectory() as control:
         env = {
             **os.environ,
             "PROMETHEUS_MULTIPROC_DIR": multiproc,
@@ -71,7 +71,7 @@ def test_scrapes_leave_hello_p99_within_twice_idle(scale: float, figures: Figure
             wait_for_port(metrics_port, timeout=60)
             hello = f"http://127.0.0.1:{port}/hello"
             metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-            gate, stop = Path(multiproc) / "scrape", Path(multiproc) / "stop"
+            gate, stop = Path(control) / "scrape", Path(control) / "stop"
             command = [
                 sys.executable, "-m", "tests.reliability._scraper", metrics,
                 str(SCRAPE_INTERVAL), str(gate), str(stop),
