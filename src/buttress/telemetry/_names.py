@@ -224,6 +224,7 @@ OTEL_RESILIENCE: Final = {
     STORE_ERRORS: ("buttress.store.errors", "{error}"),
     STORE_DEGRADED: ("buttress.store.degraded", "1"),
     FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
+    HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
 }
 # The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
 TARGET_INFO: Final = "target"  # prometheus_client appends _info
