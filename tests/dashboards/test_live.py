@@ -319,11 +319,13 @@ def test_slis_read_the_traffic(prometheus: Prometheus, deadline: float) -> None:
         assert len(result) == 1
         return float(result[0]["value"][1])
 
-    assert (
-        _eventually(lambda: [] if ratio("availability") > 0 else ["no errors yet"], deadline) == []
-    )
-    assert 0.05 < ratio("availability") < 0.35
-    assert 0.05 < ratio("latency") < 0.35
+    def out_of_range() -> list[str]:
+        # The 5m windows fill as the traffic runs: early on, a few unlucky seconds on a
+        # loaded machine can put a ratio just outside the band, so it is read until it settles.
+        values = {slo: ratio(slo) for slo in ("availability", "latency")}
+        return [f"{slo}: {v}" for slo, v in values.items() if not 0.05 < v < 0.35]
+
+    assert _eventually(out_of_range, deadline) == []
     # /fail's errors must not leak into an SLO over /items/{item_id} and /.
     assert ratio("items") == 0.0
 
