@@ -183,7 +183,7 @@ def test_log_lines_while_a_body_streams_carry_the_request_id(telemetry: Telemetr
 
         return body()
 
-    middleware = WSGIMiddleware(app, **telemetry.options())
+    middleware = WSGIMiddleware(app, **telemetry.options(trusted_peers="any"))
     body = middleware(environ("/s", HTTP_X_REQUEST_ID="stream-1"), Recorder())
     assert b"".join(body) == b"012"
     assert get_correlation_id() is None  # only bound while a chunk is made
