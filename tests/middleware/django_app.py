@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from buttress.middleware import TrustedPeers
 from buttress.resilience._deadline import remaining
 
 exporter = InMemorySpanExporter()
@@ -39,6 +40,9 @@ if not settings.configured:
             "tracer_provider": provider,
             "registry": registry,
             "metrics_path": "/metrics",
+            "metrics_max_age": 0,  # every scrape sees the requests before it
+            # The tests' clients are peers on loopback: their ids and deadlines count.
+            "trusted_peers": TrustedPeers(networks=["127.0.0.1/32"]),
         },
         LOGGING_CONFIG=None,
     )

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
+from ._trust import TrustedPeers
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from ._django import DjangoMiddleware
+    from ._endpoint import serve_metrics
     from ._transport import ResilientTransport
     from ._transport_async import AsyncResilientTransport
 
@@ -25,7 +27,9 @@ __all__ = [
     "HTTPFaults",
     "ResilientTransport",
     "SLOLike",
+    "TrustedPeers",
     "WSGIMiddleware",
+    "serve_metrics",
 ]
 
 
@@ -35,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from ._django import DjangoMiddleware
 
         return DjangoMiddleware
+    if name == "serve_metrics":
+        from ._endpoint import serve_metrics
+
+        return serve_metrics
     if name == "ResilientTransport":
         from ._transport import ResilientTransport
 
