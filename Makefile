@@ -56,7 +56,9 @@ typecheck: $(BENCH_STAMP)
 demo: $(STAMP)
 	$(BIN)/buttress demo $(DEMO_ARGS)
 
+# `make bench BENCH_ARGS=e2e` runs one benchmark; `BENCH_ARGS="e2e --quick"` a smoke run.
 bench: $(BENCH_STAMP)
+	@scripts/install-bench-tools.sh
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

@@ -208,3 +208,48 @@ async def test_a_server_that_repeats_the_body_does_not_make_the_watch_spin(
     assert sent[0]["status"] == 200
     labels = {"http_request_method": "GET", "http_route": names.ROUTE_UNMATCHED}
     assert telemetry.count(**labels, http_response_status_code="200") == 1
+
+
+async def test_a_client_that_leaves_after_a_slow_upload_is_seen_while_the_app_works(
+    telemetry: Telemetry,
+) -> None:
+    # The app is still inside receive() when the watch falls due (a slow upload), then
+    # works without reading: the read-ahead starts once it has its body, and the client
+    # leaving is recorded while the app goes on.
+    body_sent, client_left, recorded = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    messages = [{"type": "http.request", "body": b"x" * 10, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            await body_sent.wait()
+            return messages.pop()
+        await client_left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    labels = {
+        "http_request_method": "POST",
+        "http_route": names.ROUTE_UNMATCHED,
+        "http_response_status_code": names.STATUS_CLIENT_CLOSED,
+        "error_type": names.ERROR_CLIENT_DISCONNECT,
+    }
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        client_left.set()
+        for _ in range(500):  # bounded: at most 5 s
+            if telemetry.count(**labels) == 1:
+                recorded.set()
+                return
+            await asyncio.sleep(0.01)
+
+    async def upload() -> None:
+        await asyncio.sleep(0.05)  # past the watch's delay, with the app inside receive()
+        body_sent.set()
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    middleware = ASGIMiddleware(endpoint, **telemetry.options())
+    await asyncio.wait_for(asyncio.gather(middleware(scope, receive, send), upload()), 10)
+    assert recorded.is_set()

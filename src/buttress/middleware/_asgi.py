@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from opentelemetry.propagators.textmap import Getter
 
-from ._disconnect import ReceiveWatch
+from ._disconnect import Watches
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
@@ -77,6 +77,7 @@ class ASGIMiddleware:
         # route object id -> (route, label). The route itself is kept so a recycled id
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
+        self._watches = Watches()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,7 +169,7 @@ class ASGIMiddleware:
                 exchange.disconnected = True
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
 
-        watch = ReceiveWatch(receive, client_left) if exchange.observed else None
+        watch = self._watches.watch(receive, client_left) if exchange.observed else None
 
         async def observed_send(message: Message) -> None:
             nonlocal started
