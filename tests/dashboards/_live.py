@@ -47,6 +47,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import buttress
+import buttress.slo
 from buttress import events
 from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
 from buttress.telemetry._listeners import PrometheusListener
@@ -148,7 +149,7 @@ class _Chaos:
 def checkout_service(
     *,
     service: str,
-    slos: Sequence[buttress.SLO],
+    slos: Sequence[buttress.slo.SLO],
     upstream: str,
     down: str,
     store: buttress.RedisStore,

@@ -23,8 +23,8 @@ from buttress.middleware import (
     ResilientTransport,
     WSGIMiddleware,
 )
+from buttress.middleware._deadline_header import parse_deadline
 from buttress.resilience._deadline import current_deadline, deadline_scope, remaining
-from buttress.resilience._deadline_header import parse_deadline
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, serve_asgi, serve_wsgi

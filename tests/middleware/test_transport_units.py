@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 import buttress
 import buttress.middleware
 from buttress.middleware import AsyncResilientTransport, ResilientTransport
+from buttress.middleware._deadline_header import MAX_DEADLINE, format_deadline, parse_deadline
 from buttress.middleware._outbound import MAX_HOSTS, Outbound, full_url
-from buttress.resilience._deadline_header import MAX_DEADLINE, format_deadline, parse_deadline
 from buttress.telemetry import _names as names
 from buttress.telemetry._metrics import set_target_registry, target_registry
 from buttress.testing import capture_events

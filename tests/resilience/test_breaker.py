@@ -22,7 +22,7 @@ from buttress._events import (
     BreakerTransition,
     Registry,
 )
-from buttress.resilience import Strategy
+from buttress.strategies import Strategy
 from buttress.testing import FakeClock
 
 from ._clock import state

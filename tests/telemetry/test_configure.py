@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import buttress
+import buttress.slo
 from buttress import ConfigurationError
 from buttress.telemetry import _configure
 
@@ -245,7 +246,7 @@ def test_declared_slos_feed_the_middleware_buckets() -> None:
             pass
 
         early = ASGIMiddleware(app, metrics=False)  # built before configure(): warned
-        checkout = buttress.SLO("checkout-latency", service="a", objective=0.99, threshold=0.3)
+        checkout = buttress.slo.SLO("checkout-latency", service="a", objective=0.99, threshold=0.3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             telemetry = buttress.configure(service="a", log_format="json", slos=[checkout])

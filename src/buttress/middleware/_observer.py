@@ -29,11 +29,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import ConfigurationError
 from ..resilience._deadline import _DEADLINE, bind_deadline
-from ..resilience._deadline_header import parse_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
+from ._deadline_header import parse_deadline
 from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
 if TYPE_CHECKING:

@@ -31,10 +31,8 @@ from .._version import __version__
 from ..resilience._args import check_int, check_name, seconds
 from ..resilience._backoff import parse_retry_after
 from ..resilience._breaker import CircuitBreaker
-from ..resilience._budget import RetryBudget
 from ..resilience._bulkhead import Bulkhead
 from ..resilience._deadline import _DEADLINE, Clock
-from ..resilience._deadline_header import format_deadline
 from ..resilience._policy import Policy
 from ..resilience._retry import Retry, retry
 from ..resilience._shell import Strategy
@@ -42,6 +40,7 @@ from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
 from ._client_metrics import ClientMetrics, client_metrics_for
+from ._deadline_header import format_deadline
 from ._http import normalise_method, redact_query
 
 if TYPE_CHECKING:
@@ -402,34 +401,8 @@ def _strategy_option(option: object, kind: type, what: str) -> Any:
 
 
 def _per_host(template: Retry, name: str) -> Retry:
-    """A copy of ``template`` named ``name``, with a budget of its own.
-
-    Each host spends its own budget: retries against a failing host must not use up
-    those of a healthy one.
-    """
-    budget = template._budget
-    return Retry(
-        on=template._on,
-        on_result=template._on_result,
-        attempts=template._attempts,
-        deadline=template._deadline,
-        backoff=template._backoff,
-        retry_after=template._retry_after,
-        retry_after_max=template._retry_after_max,
-        budget=None
-        if budget is None
-        else RetryBudget(
-            ratio=budget.ratio,
-            floor_per_second=budget.floor / budget.window,
-            window=budget.window,
-            clock=template._clock,
-        ),
-        name=name,
-        registry=template._registry,
-        clock=template._clock,
-        sleep=template._sleep,
-        random=template._random,
-    )
+    """A copy of ``template`` named ``name``, with a budget of its own (see Retry.copy)."""
+    return template.copy(name=name)
 
 
 def _retry_after(outcome: object) -> str | None:

@@ -98,7 +98,7 @@ class ResilientTransport(httpx.BaseTransport):
         call = Call(request, host)
         retrying = host.retry
         if retrying is not None and core.retryable(request):
-            return retrying._call_sync(self._guarded, (call,), {})
+            return retrying.run_sync(self._guarded, (call,), {})
         return self._guarded(call)
 
     def _guarded(self, call: Call) -> httpx.Response:
@@ -113,7 +113,7 @@ class ResilientTransport(httpx.BaseTransport):
         if guard is None:
             return self._send(call)
         try:
-            return guard._call_sync(self._send, (call,), {})
+            return guard.run_sync(self._send, (call,), {})
         except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
             return failed.response
 

@@ -91,7 +91,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         call = Call(request, host)
         retrying = host.retry
         if retrying is not None and core.retryable(request):
-            return await retrying._call_async(self._guarded, (call,), {})
+            return await retrying.run_async(self._guarded, (call,), {})
         return await self._guarded(call)
 
     async def _guarded(self, call: Call) -> httpx.Response:
@@ -106,7 +106,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         if guard is None:
             return await self._send(call)
         try:
-            return await guard._call_async(self._send, (call,), {})
+            return await guard.run_async(self._send, (call,), {})
         except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
             return failed.response
 

@@ -266,7 +266,7 @@ class CircuitBreaker(Strategy):
 
     # -- calls ------------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         backend = self._backend
         ticket = backend.admit()
         if ticket == REJECTED:
@@ -287,7 +287,7 @@ class CircuitBreaker(Strategy):
             self._recorded_event(counted, SUCCESS, duration)
         return result
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

@@ -71,6 +71,16 @@ class RetryBudget:
         # One mark per slice that saw a withdrawal: [slice number, calls then, retries in it].
         self._marks: deque[list[int]] = deque()
 
+    def fresh(self) -> RetryBudget:
+        """A new, empty budget with the same ratio, floor, window and clock."""
+        return RetryBudget(
+            ratio=self.ratio,
+            floor_per_second=self.floor / self.window,
+            window=self.window,
+            buckets=self._buckets,
+            clock=self._clock,
+        )
+
     def deposit(self) -> None:
         """Count one call (a first attempt)."""
         self.calls += 1

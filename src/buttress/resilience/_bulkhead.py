@@ -240,14 +240,14 @@ class Bulkhead(Strategy):
 
     # -- calls ------------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
         try:
             return fn(*args, **kwargs)
         finally:
             self._release()
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

@@ -49,7 +49,7 @@ class Fallback(Named, Strategy):
             return cast("Callable[[BaseException], object]", self._answer)(error)
         return self._answer
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -59,7 +59,7 @@ class Fallback(Named, Strategy):
             # carries the original one as __context__.
             return cast("R", self._used(exc))
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         try:

@@ -174,7 +174,7 @@ class FaultInjection(Strategy):
         self._emit("result")
         return self._result
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not self._hit():
             return fn(*args, **kwargs)
         if self._latency is not None:
@@ -185,7 +185,7 @@ class FaultInjection(Strategy):
         answer: R = self._after_latency()
         return answer
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not self._hit():

@@ -158,11 +158,11 @@ class RateLimiter(Strategy):
                 await asyncio.shield(backend.give_back_async())
             raise
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
         return fn(*args, **kwargs)
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

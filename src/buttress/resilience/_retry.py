@@ -108,6 +108,30 @@ class Retry(Named, Strategy):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         return Strategy.__call__(self._decorate_named(fn), fn)
 
+    def copy(self, *, name: str) -> Retry:
+        """A copy of this retry named ``name``, with a retry budget of its own.
+
+        Everything else is shared (predicates, backoff, clock, event registry). Use it
+        to give each downstream its own budget: retries against a failing host must not
+        spend those of a healthy one (the httpx transports do this per host).
+        """
+        budget = self._budget
+        return Retry(
+            on=self._on,
+            on_result=self._on_result,
+            attempts=self._attempts,
+            deadline=self._deadline,
+            backoff=self._backoff,
+            retry_after=self._retry_after,
+            retry_after_max=self._retry_after_max,
+            budget=None if budget is None else budget.fresh(),
+            name=check_optional_name(name),
+            registry=self._registry,
+            clock=self._clock,
+            sleep=self._sleep,
+            random=self._random,
+        )
+
     def __repr__(self) -> str:
         b = self._backoff
         return (
@@ -118,7 +142,7 @@ class Retry(Named, Strategy):
 
     # --- the twins -------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         start = self._clock()
         limit = _DEADLINE.get()
         if limit is not None and start >= limit:
@@ -186,7 +210,7 @@ class Retry(Named, Strategy):
                 return result  # type: ignore[no-any-return]
             error = None
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         start = self._clock()

@@ -58,7 +58,7 @@ class Timeout(Named, Strategy):
             self._registry.emit(TimeoutExpired(self._name, timeout))
         return TimedOut(f"{self._name}: {message}", name=self._name, timeout=timeout)
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         now = self._clock()
         current = _DEADLINE.get()
         if current is not None and now >= current:
@@ -72,7 +72,7 @@ class Timeout(Named, Strategy):
         finally:
             _DEADLINE.reset(token)
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         import asyncio  # loaded already when a coroutine runs; not at ``import buttress``

@@ -235,7 +235,7 @@ def configure(
     declared = tuple(slos)
     for slo in declared:
         if not isinstance(slo, SLO):
-            raise ConfigurationError(f"slos: {slo!r} is not a buttress.SLO")
+            raise ConfigurationError(f"slos: {slo!r} is not a buttress.slo.SLO")
     key = (service, version, environment, level, log_format, registry, declared, flush_seconds)
     with _lock:
         if _state is not None:
