@@ -40,10 +40,10 @@ class PybreakerListener(_PybreakerBase):
     __slots__ = ("_name", "_registry")
 
     def __init__(
-        self, name: str | None = None, *, registry: ev.Registry = ev.default_registry
+        self, name: str | None = None, *, events: ev.Registry = ev.default_registry
     ) -> None:
         self._name = name
-        self._registry = registry
+        self._registry = events
 
     def _policy(self, cb: Any) -> str:
         return self._name or getattr(cb, "name", None) or "pybreaker"
@@ -98,9 +98,9 @@ class TenacityHooks:
 
     __slots__ = ("_name", "_registry")
 
-    def __init__(self, name: str, *, registry: ev.Registry = ev.default_registry) -> None:
+    def __init__(self, name: str, *, events: ev.Registry = ev.default_registry) -> None:
         self._name = name
-        self._registry = registry
+        self._registry = events
 
     def before_sleep(self, retry_state: Any) -> None:
         """Emit ``RetryScheduled`` for the attempt that just failed."""

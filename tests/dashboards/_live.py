@@ -171,7 +171,7 @@ def checkout_service(
             wait_initial=0.005,
             wait_max=0.02,
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
     # The promotions service is down: each request is tried twice, then the quote does
@@ -186,7 +186,7 @@ def checkout_service(
             wait_max=0.02,
             breaker=None,
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
     ledger_client = httpx.AsyncClient(
@@ -200,28 +200,26 @@ def checkout_service(
                 consecutive_failures=2,
                 reset_timeout=BREAKER_RESET,
                 clock=breaker_clock,
-                registry=app_events,
+                events=app_events,
             ),
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
 
-    @buttress.fallback(
-        "no discount", on=httpx.TransportError, name="promotions", registry=app_events
-    )
+    @buttress.fallback("no discount", on=httpx.TransportError, name="promotions", events=app_events)
     async def discount() -> str:
         response = await promotions.get("/discount")
         return response.text
 
-    @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", registry=app_events)
+    @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", events=app_events)
     async def post_entry() -> str:
         response = await ledger_client.get("/ledger")
         return response.text
 
     @buttress.Policy(
-        buttress.fallback("cached", on=buttress.BulkheadFull, registry=app_events),
-        buttress.Bulkhead("reports", max_concurrent=1, max_waiting=1, registry=app_events),
+        buttress.fallback("cached", on=buttress.BulkheadFull, events=app_events),
+        buttress.Bulkhead("reports", max_concurrent=1, max_waiting=1, events=app_events),
         name="reports",
     )
     async def report_part() -> str:
@@ -229,10 +227,10 @@ def checkout_service(
         return response.text
 
     @buttress.Policy(
-        buttress.fallback("try again", on=buttress.RateLimited, registry=app_events),
+        buttress.fallback("try again", on=buttress.RateLimited, events=app_events),
         # A token every 100 ms: of three calls at once, one goes, one waits, one is refused.
         buttress.RateLimiter(
-            "search", rate=10, burst=1, max_wait=0.15, store=store, registry=app_events
+            "search", rate=10, burst=1, max_wait=0.15, store=store, events=app_events
         ),
         name="search",
     )
@@ -242,7 +240,7 @@ def checkout_service(
     chaos = _Chaos(app_events, every=3)
 
     @buttress.Policy(
-        buttress.fallback("unknown", on=ConnectionError, registry=app_events),
+        buttress.fallback("unknown", on=ConnectionError, events=app_events),
         buttress.retry(
             on=ConnectionError,
             attempts=3,
@@ -250,7 +248,7 @@ def checkout_service(
             wait_max=0.02,
             budget=0.2,
             budget_floor=0.1,  # one retry in ten seconds beyond the share: soon refused
-            registry=app_events,
+            events=app_events,
         ),
         name="inventory",
     )
@@ -259,8 +257,8 @@ def checkout_service(
         return "7 left"
 
     @buttress.Policy(
-        buttress.fallback("bestsellers", on=buttress.TimedOut, registry=app_events),
-        buttress.timeout(0.05, registry=app_events),
+        buttress.fallback("bestsellers", on=buttress.TimedOut, events=app_events),
+        buttress.timeout(0.05, events=app_events),
         name="recommendations",
     )
     async def recommend() -> str:
@@ -323,7 +321,7 @@ def checkout_service(
     )
     return ServiceUnderTest(
         app=ASGIMiddleware(
-            app, service=service, registry=registry, slos=slos, metrics_path="/metrics"
+            app, service=service, metrics_registry=registry, slos=slos, metrics_path="/metrics"
         ),
         after_round=functools.partial(breaker_clock.advance, 2 * BREAKER_RESET),
     )

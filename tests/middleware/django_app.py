@@ -34,7 +34,7 @@ if not settings.configured:
         BUTTRESS_MIDDLEWARE={
             "service": "django-test",
             "tracer_provider": provider,
-            "registry": registry,
+            "metrics_registry": registry,
             "metrics_path": "/metrics",
         },
         LOGGING_CONFIG=None,

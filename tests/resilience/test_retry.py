@@ -313,7 +313,7 @@ def test_first_attempt_success_keeps_no_memory() -> None:
     seen: list[Event] = []
     registry.add(seen.append)
 
-    @buttress.retry(on=ValueError, registry=registry)
+    @buttress.retry(on=ValueError, events=registry)
     def ok(x: int) -> int:
         return x
 

@@ -55,7 +55,7 @@ def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ({"service": "a", "log_level": "LOUD"}, "log_level='LOUD'"),
         ({"service": "a", "log_level": 99}, "log_level=99"),
         ({"service": "a", "log_format": "xml"}, "log_format='xml'"),
-        ({"service": "a", "registry": "default"}, "registry='default'"),
+        ({"service": "a", "metrics_registry": "default"}, "metrics_registry='default'"),
         ({"service": "a", "flush_timeout": 0}, "flush_timeout=0"),
         ({"service": "a", "flush_timeout": "5"}, "flush_timeout='5'"),
     ],

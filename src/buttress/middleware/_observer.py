@@ -204,7 +204,7 @@ class Observer:
         tracing: bool = True,
         tracer_provider: trace.TracerProvider | None = None,
         metrics: bool = True,
-        registry: CollectorRegistry | None = None,
+        metrics_registry: CollectorRegistry | None = None,
         buckets: Iterable[float] = names.DURATION_BUCKETS,
         slos: Iterable[SLOLike] | None = None,
         access_log: bool = True,
@@ -236,15 +236,15 @@ class Observer:
         # made after the middleware was built: ``_bound`` pairs the instruments with the
         # registry they live in (one tuple, swapped whole: safe across threads), checked
         # against ``_follow()`` once per request (one call, one comparison).
-        self.registry = registry
+        self.registry = metrics_registry
         self._bound: tuple[CollectorRegistry, HTTPServerMetrics] | None = None
         self._follow: Callable[[], CollectorRegistry] | None = None
         if metrics:
             from ..telemetry._metrics import target_registry  # prometheus_client: only if used
 
-            if registry is None:
+            if metrics_registry is None:
                 self._follow = target_registry
-            self._bind(registry if registry is not None else target_registry())
+            self._bind(metrics_registry if metrics_registry is not None else target_registry())
         self.access_log = access_log
         # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
         env = http_environment(frameworks)

@@ -173,7 +173,7 @@ class Outbound:
         bulkhead: BulkheadOption,
         tracer_provider: TracerProvider | None,
         metrics_registry: CollectorRegistry | None,
-        registry: Registry | None,
+        events: Registry | None,
         clock: Clock,
         sleep: Callable[[float], object] | None,
     ) -> None:
@@ -193,7 +193,7 @@ class Outbound:
             )
         self.request_id_header = request_id_header
         self.wait_max = seconds(wait_max, "wait_max")
-        self.events = registry if registry is not None else default_registry
+        self.events = events if events is not None else default_registry
         self.clock = clock
         # Checked and built once, here: bad options fail (and surprising ones warn) at
         # construction, not on the first request to each host. One attempt means no retry.
@@ -209,7 +209,7 @@ class Outbound:
                 retry_after=_retry_after,
                 budget=budget,
                 name=self.name,
-                registry=self.events,
+                events=self.events,
                 clock=clock,
                 sleep=sleep,
             )

@@ -67,7 +67,7 @@ class ResilientTransport(httpx.BaseTransport):
         request_id_header: str | None = "X-Request-ID",
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
@@ -86,7 +86,7 @@ class ResilientTransport(httpx.BaseTransport):
             request_id_header=request_id_header,
             tracer_provider=tracer_provider,
             metrics_registry=metrics_registry,
-            registry=registry,
+            events=events,
             clock=clock,
             sleep=sleep,
         )

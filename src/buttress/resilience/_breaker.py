@@ -158,7 +158,7 @@ class CircuitBreaker(Strategy):
         on_transition: Callable[[BreakerTransition], None] | None = None,
         store: BreakerStore | None = None,
         clock: Callable[[], float] = time.monotonic,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         self._config = _build_config(
@@ -181,7 +181,7 @@ class CircuitBreaker(Strategy):
             raise ConfigurationError(f"on_transition must be callable, got {on_transition!r}")
         self._on_transition = on_transition
         self._clock = clock
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._slow_limit = self._config.slow_call_duration
         # Built once: the success path emits a shared event instead of allocating one.
         self._recorded = {

@@ -85,7 +85,7 @@ class Bulkhead(Strategy):
         max_concurrent: int = 10,
         max_waiting: int = 0,
         wait_timeout: float | timedelta = 1.0,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         self.max_concurrent = check_int("max_concurrent", max_concurrent, minimum=1)
@@ -96,7 +96,7 @@ class Bulkhead(Strategy):
                 f"max_waiting={self.max_waiting} with wait_timeout=0: a caller may queue but "
                 "never wait; set wait_timeout > 0, or max_waiting=0 to reject at once"
             )
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
         self.in_use = 0

@@ -49,8 +49,9 @@ class FaultInjection(Strategy):
     faulted call answers instead of calling; give one of the two, or neither. ``latency``
     (seconds or a timedelta) delays a faulted call first. ``rate`` is the share of calls
     faulted, in [0, 1]. Nothing is injected until :meth:`enable` is called (or
-    ``enabled=True``). ``random``, ``sleep`` and ``registry`` are injectable for tests;
-    ``sleep`` may return an awaitable for async calls. See docs/faults.md.
+    ``enabled=True``). ``random``, ``sleep`` and ``events`` (the event registry) are
+    injectable for tests; ``sleep`` may return an awaitable for async calls. See
+    docs/faults.md.
     """
 
     __slots__ = (
@@ -78,7 +79,7 @@ class FaultInjection(Strategy):
         enabled: bool = False,
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self._name = check_name(name)
         self._rate = _check_rate(rate)
@@ -102,7 +103,7 @@ class FaultInjection(Strategy):
         self._enabled = enabled
         self._random = random if random is not None else _default_random()
         self._sleep = sleep
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._lock = threading.Lock()
 
     @property

@@ -52,7 +52,7 @@ class RateLimiter(Strategy):
         store: LimiterStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         if sleep is not None and not callable(sleep):
@@ -74,7 +74,7 @@ class RateLimiter(Strategy):
             raise ConfigurationError(f"burst must be an int >= 1, got {burst!r}")
         self.burst = burst
         self.max_wait = check_seconds("max_wait", max_wait, allow_zero=True)
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._backend: LimiterBackend
         if store is None:
             self._backend = LocalLimiter(self.rate, float(burst), clock)

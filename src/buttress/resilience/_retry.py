@@ -79,7 +79,7 @@ class Retry(Named, Strategy):
         retry_after: RetryAfter | None,
         budget: RetryBudget | None,
         name: str | None,
-        registry: Registry,
+        events: Registry,
         clock: Clock,
         sleep: Callable[[float], object] | None,
         random: Callable[[], float],
@@ -95,7 +95,7 @@ class Retry(Named, Strategy):
         self._budget = budget
         self._name = name or _DEFAULT_NAME
         self._explicit = name is not None
-        self._registry = registry
+        self._registry = events
         self._clock = clock
         self._sleep = sleep
         self._random = random
@@ -126,7 +126,7 @@ class Retry(Named, Strategy):
             retry_after_max=self._retry_after_max,
             budget=None if budget is None else budget.fresh(),
             name=check_optional_name(name),
-            registry=self._registry,
+            events=self._registry,
             clock=self._clock,
             sleep=self._sleep,
             random=self._random,
@@ -393,7 +393,7 @@ def retry(
     budget: float | None = 0.2,
     budget_floor: float = 1.0,
     name: str | None = None,
-    registry: Registry | None = None,
+    events: Registry | None = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], object] | None = None,
     random: Callable[[], float] | None = None,
@@ -451,7 +451,7 @@ def retry(
         if share is None
         else RetryBudget(ratio=share, floor_per_second=floor, clock=clock),
         name=checked_name,
-        registry=registry if registry is not None else default_registry,
+        events=events if events is not None else default_registry,
         clock=clock,
         sleep=sleep,
         random=random if random is not None else _default_random(),

@@ -33,13 +33,11 @@ class Timeout(Named, Strategy):
 
     __slots__ = ("_clock", "_explicit", "_name", "_registry", "_seconds")
 
-    def __init__(
-        self, seconds: float, *, name: str | None, registry: Registry, clock: Clock
-    ) -> None:
+    def __init__(self, seconds: float, *, name: str | None, events: Registry, clock: Clock) -> None:
         self._seconds = seconds
         self._name = name or "timeout"
         self._explicit = name is not None
-        self._registry = registry
+        self._registry = events
         self._clock = clock
 
     @property
@@ -106,7 +104,7 @@ def timeout(
     /,
     *,
     name: str | None = None,
-    registry: Registry | None = None,
+    events: Registry | None = None,
     clock: Clock = time.monotonic,
 ) -> Timeout:
     """Bound each call to ``seconds_``.
@@ -123,6 +121,6 @@ def timeout(
     return Timeout(
         value,
         name=check_optional_name(name),
-        registry=registry if registry is not None else default_registry,
+        events=events if events is not None else default_registry,
         clock=clock,
     )
