@@ -13,6 +13,6 @@ Nested scopes keep the earliest deadline: a scope can only shorten the time left
 
 from __future__ import annotations
 
-from .resilience._deadline import current_deadline, deadline_scope, remaining
+from ._deadline import current_deadline, deadline_scope, remaining
 
 __all__ = ["current_deadline", "deadline_scope", "remaining"]

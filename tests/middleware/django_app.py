@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from buttress.resilience._deadline import remaining
+from buttress.deadline import remaining
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 import buttress
 from buttress import TimedOut
+from buttress.deadline import current_deadline, deadline_scope, remaining
 from buttress.middleware import (
     ASGIMiddleware,
     AsyncResilientTransport,
@@ -24,7 +25,6 @@ from buttress.middleware import (
     WSGIMiddleware,
 )
 from buttress.middleware._deadline_header import parse_deadline
-from buttress.resilience._deadline import current_deadline, deadline_scope, remaining
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, serve_asgi, serve_wsgi

@@ -13,9 +13,9 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 import buttress
 from buttress import Bulkhead, CircuitBreaker
+from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, RetryScheduled, TimeoutExpired
 from buttress.middleware import ResilientTransport
-from buttress.resilience._deadline import deadline_scope
 from buttress.testing import capture_events
 from tests._services import free_port
 

@@ -11,9 +11,9 @@ from opentelemetry.trace import SpanKind
 
 import buttress
 from buttress import Bulkhead, CircuitBreaker
+from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, TimeoutExpired
 from buttress.middleware import AsyncResilientTransport
-from buttress.resilience._deadline import deadline_scope
 from buttress.testing import capture_events
 from tests._services import free_port
 

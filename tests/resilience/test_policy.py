@@ -8,8 +8,8 @@ import pytest
 
 import buttress
 from buttress import ConfigurationError, Policy, Rejected, TimedOut
+from buttress.deadline import current_deadline
 from buttress.events import FallbackUsed, RetryFinished, TimeoutExpired
-from buttress.resilience._deadline import current_deadline
 from buttress.strategies import Strategy
 from buttress.testing import FakeClock, capture_events
 

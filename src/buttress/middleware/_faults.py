@@ -21,9 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from .. import FaultInjection
 from .._errors import ConfigurationError
 from .._events import Registry
-from ..resilience._faults import FaultInjection
 
 if TYPE_CHECKING:
     from datetime import timedelta

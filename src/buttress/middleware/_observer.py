@@ -27,8 +27,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._deadline import _DEADLINE, bind_deadline
 from .._errors import ConfigurationError
-from ..resilience._deadline import _DEADLINE, bind_deadline
 from ..telemetry import _names as names
 from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
 from ..telemetry._http_env import http_environment

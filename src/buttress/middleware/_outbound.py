@@ -25,17 +25,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import Bulkhead, CircuitBreaker, Policy, retry
+from .._args import check_int, check_name, seconds
+from .._deadline import _DEADLINE, Clock
 from .._errors import ConfigurationError, TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
+from .._retry_after import parse_retry_after
 from .._version import __version__
-from ..resilience._args import check_int, check_name, seconds
-from ..resilience._backoff import parse_retry_after
-from ..resilience._breaker import CircuitBreaker
-from ..resilience._bulkhead import Bulkhead
-from ..resilience._deadline import _DEADLINE, Clock
-from ..resilience._policy import Policy
-from ..resilience._retry import Retry, retry
-from ..resilience._shell import Strategy
+from ..strategies import Retry, Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ..resilience._breaker import CircuitBreaker
+from .. import CircuitBreaker
 from ._outbound import (
     DEFAULT_RETRY_ON,
     DEFAULT_RETRY_STATUSES,
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
+    from .._deadline import Clock
     from .._events import Registry
-    from ..resilience._deadline import Clock
 
 __all__ = ["AsyncResilientTransport"]
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from .._args import check_fraction, check_int, check_name, check_seconds
 from .._errors import BulkheadFull, CircuitOpen, ConfigurationError, RateLimited
 from .._events import (
     BreakerCallRecorded,
@@ -28,7 +29,6 @@ from .._events import (
     Registry,
     default_registry,
 )
-from ._args import check_fraction, check_int, check_name, check_seconds
 from ._breaker_backend import BreakerBackend, BreakerStore, LocalBreaker
 from ._breaker_core import (
     FAILURE,

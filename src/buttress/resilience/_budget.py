@@ -21,8 +21,8 @@ import threading
 import time
 from collections import deque
 
-from ._args import exact_ratio
-from ._deadline import Clock
+from .._args import exact_ratio
+from .._deadline import Clock
 
 __all__ = ["RetryBudget"]
 

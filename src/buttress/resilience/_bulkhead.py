@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._args import check_int, check_name, check_seconds, in_event_loop, warn
 from .._errors import BulkheadFull, ConfigurationError
 from .._events import BulkheadRejected, BulkheadUsage, Registry, default_registry
-from ._args import check_int, check_name, check_seconds, in_event_loop, warn
 from ._shell import Strategy
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._args import ExceptionFilter, Named, check_optional_name, exception_matcher
 from .._events import FallbackUsed, Registry, default_registry
-from ._args import ExceptionFilter, Named, check_optional_name, exception_matcher
 from ._shell import Strategy
 
 __all__ = ["Fallback", "fallback"]

@@ -23,9 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from .._args import check_name, seconds
 from .._errors import ConfigurationError
 from .._events import FaultInjected, Registry, default_registry
-from ._args import check_name, seconds
 from ._shell import Strategy
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._args import check_optional_name
 from .._errors import ConfigurationError
-from ._args import check_optional_name
 from ._shell import Strategy
 
 __all__ = ["Policy"]

@@ -16,9 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._args import check_name, check_seconds, in_event_loop, warn
 from .._errors import ConfigurationError, RateLimited
 from .._events import RateLimitRejected, RateLimitWaited, Registry, default_registry
-from ._args import check_name, check_seconds, in_event_loop, warn
 from ._limiter_backend import LimiterBackend, LimiterStore, LocalLimiter, TokenBucket
 from ._shell import Strategy
 

@@ -23,9 +23,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .._args import check_int, check_name, check_seconds
 from .._errors import ConfigurationError
 from .._events import Registry, StoreRecovered, StoreUnavailable
-from ._args import check_int, check_name, check_seconds
 from ._breaker_backend import LocalBreaker
 from ._breaker_core import (
     CLOSED,

@@ -15,9 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
-from .._errors import ConfigurationError, TimedOut
-from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, default_registry
-from ._args import (
+from .._args import (
     ExceptionFilter,
     Named,
     check_optional_name,
@@ -26,10 +24,13 @@ from ._args import (
     seconds,
     warn,
 )
-from ._backoff import JITTERS, Backoff, Jitter, parse_retry_after
+from .._deadline import _DEADLINE, Clock
+from .._errors import ConfigurationError, TimedOut
+from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, default_registry
+from .._retry_after import parse_retry_after
+from ._backoff import JITTERS, Backoff, Jitter
 from ._budget import RetryBudget
 from ._config import CONFIG
-from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
 if TYPE_CHECKING:

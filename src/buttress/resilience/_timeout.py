@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from .._args import Named, check_optional_name, seconds, warn
+from .._deadline import _DEADLINE, Clock
 from .._errors import TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
-from ._args import Named, check_optional_name, seconds, warn
-from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
 if TYPE_CHECKING:

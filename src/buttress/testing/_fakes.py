@@ -12,9 +12,9 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from .. import Policy
 from .._errors import ConfigurationError
-from ..resilience._policy import Policy
-from ..resilience._shell import Strategy
+from ..strategies import Strategy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
