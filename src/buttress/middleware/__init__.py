@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
+from ._options import MiddlewareOptions
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ __all__ = [
     "AsyncResilientTransport",
     "DjangoMiddleware",
     "HTTPFaults",
+    "MiddlewareOptions",
     "ResilientTransport",
     "SLOLike",
     "WSGIMiddleware",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from opentelemetry.propagators.textmap import Getter
 
@@ -16,6 +16,7 @@ from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
+from ._options import MiddlewareOptions
 
 __all__ = ["ASGIMiddleware"]
 
@@ -56,10 +57,16 @@ class ASGIMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
+        self,
+        app: ASGIApp,
+        /,
+        *,
+        faults: HTTPFaults | None = None,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.observer = Observer(**{"frameworks": ("FASTAPI", "STARLETTE"), **options})
+        merged: MiddlewareOptions = {"frameworks": ("FASTAPI", "STARLETTE"), **options}
+        self.observer = Observer(**merged)
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_asgi(app) if checked is not None else app

@@ -14,10 +14,12 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from .._errors import ConfigurationError
 from ..telemetry._exposition import render
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._options import MiddlewareOptions, check_option_names
 from ._wsgi import _getter, _port
 
 __all__ = ["DjangoMiddleware"]
@@ -37,7 +39,13 @@ class DjangoMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        options = {"frameworks": ("DJANGO",), **getattr(settings, "BUTTRESS_MIDDLEWARE", {})}
+        configured = getattr(settings, "BUTTRESS_MIDDLEWARE", {})
+        if not isinstance(configured, dict):
+            raise ConfigurationError(
+                f"BUTTRESS_MIDDLEWARE must be a dict of options, got {configured!r}"
+            )
+        check_option_names(configured, "BUTTRESS_MIDDLEWARE")
+        options: MiddlewareOptions = {"frameworks": ("DJANGO",), **configured}  # type: ignore[typeddict-item]
         self.observer = Observer(**options)
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from opentelemetry.propagators.textmap import Getter
 
@@ -21,6 +21,7 @@ from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._options import MiddlewareOptions
 
 __all__ = ["WSGIMiddleware"]
 
@@ -55,10 +56,16 @@ class WSGIMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
+        self,
+        app: WSGIApp,
+        /,
+        *,
+        faults: HTTPFaults | None = None,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.observer = Observer(**{"frameworks": ("FLASK",), **options})
+        merged: MiddlewareOptions = {"frameworks": ("FLASK",), **options}
+        self.observer = Observer(**merged)
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_wsgi(app) if checked is not None else app
