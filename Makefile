@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # `make reliability` runs the reliability suite this many times longer than `make test` does.
 RELIABILITY_SCALE ?= 10
 
-.PHONY: test check lint typecheck docs demo bench services reliability clean
+.PHONY: test check lint typecheck docs demo bench services reliability compat-oldest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ services:
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The compatibility matrix again, in a second venv holding the oldest versions pyproject
+# allows (every ">=" bound pinned by scripts/lower-bounds.py).
+OLDEST := .venv-oldest
+compat-oldest: services
+	@test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(PYTHON) scripts/lower-bounds.py > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e '.[test]'
+	$(OLDEST)/bin/python -m pytest -p no:cacheprovider tests/middleware/test_matrix.py $(PYTEST_ARGS)
 
 reliability: $(STAMP) services
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/python -m pytest -m reliability \
@@ -50,4 +60,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(OLDEST) .mypy_cache .pytest_cache .ruff_cache build dist

@@ -45,7 +45,7 @@ def test_demo_runs_to_the_end_and_leaves_every_artifact(tmp_path: Path) -> None:
     )
     metrics = (out / "metrics.txt").read_text()
     assert (
-        'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/quote/{sku}"}'
+        'http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/quote/{sku}"}'
         in metrics
     )
     assert "buttress_circuit_breaker_transitions_total" in metrics

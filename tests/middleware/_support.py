@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +40,7 @@ class Telemetry:
 
     def count(self, **labels: str) -> float:
         """Observations of the duration histogram with these labels."""
+        labels = {names.LABEL_ERROR_TYPE: "", **labels}
         value = self.registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", labels)
         return value or 0.0
 
@@ -67,6 +70,46 @@ def serve_asgi(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> It
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_hypercorn(app: Any) -> Iterator[str]:
+    """A real hypercorn server for ``app`` on 127.0.0.1, in a thread; yields its base URL."""
+    import asyncio
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    port = free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 1
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        await serve(app, config, shutdown_trigger=stop.wait)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds (polled, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 class _Quiet(WSGIRequestHandler):
@@ -129,14 +172,19 @@ async def call_asgi(
     """Drive one HTTP request through ``app`` in-process; returns the messages it sent."""
     sent: list[Message] = []
     incoming = list(receive_messages or [{"type": "http.request", "body": b""}])
+    complete = asyncio.Event()
 
     async def receive() -> Message:
         if incoming:
             return incoming.pop(0)
+        # As a server does: the disconnect comes once the response is complete.
+        await complete.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete.set()
 
     scope = {
         "type": "http",
@@ -148,7 +196,10 @@ async def call_asgi(
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": query,
-        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "headers": [
+            *([] if any(k == b"host" for k, _ in headers or []) else [(b"host", b"testserver")]),
+            *(headers or []),
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }

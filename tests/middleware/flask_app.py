@@ -77,6 +77,30 @@ def stream() -> Response:
     return Response(chunks(), mimetype="text/plain")
 
 
+class Broken(RuntimeError):
+    pass
+
+
+@app.get("/half")
+def half() -> Response:
+    def chunks() -> Iterator[bytes]:
+        yield b"first\n"
+        raise Broken("after the first chunk")
+
+    return Response(chunks(), mimetype="text/plain")
+
+
+@app.get("/big")
+def big() -> Response:
+    def chunks() -> Iterator[bytes]:
+        # Far more than the socket buffers hold: a client that stops reading and closes
+        # makes a later write fail.
+        for _ in range(400):
+            yield b"x" * 65536
+
+    return Response(chunks(), mimetype="application/octet-stream")
+
+
 app.wsgi_app = WSGIMiddleware(  # type: ignore[method-assign]
     app.wsgi_app, service="flask-test", tracer_provider=provider, metrics_path="/metrics"
 )

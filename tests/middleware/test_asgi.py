@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -26,6 +26,8 @@ from buttress.middleware import ASGIMiddleware
 from buttress.telemetry import _names as names
 
 from ._support import Message, Telemetry, call_asgi, response_header
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -77,6 +79,7 @@ async def test_two_interleaved_requests_see_only_their_own_ids_and_sizes(
             "http_request_method": "GET",
             "http_route": names.ROUTE_UNMATCHED,
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert size_sum == 1015
@@ -87,6 +90,7 @@ async def test_two_interleaved_requests_see_only_their_own_ids_and_sizes(
                 "http_request_method": "GET",
                 "http_route": names.ROUTE_UNMATCHED,
                 "http_response_status_code": "200",
+                "error_type": "",
                 "le": le,
             },
         )
@@ -112,6 +116,7 @@ async def test_client_disconnect_is_recorded(telemetry: Telemetry) -> None:
             http_request_method="GET",
             http_route=names.ROUTE_UNMATCHED,
             http_response_status_code=names.STATUS_CLIENT_CLOSED,
+            error_type=names.ERROR_CLIENT_DISCONNECT,
         )
         == 1
     )
@@ -157,6 +162,7 @@ async def test_error_response_off_leaves_the_500_to_the_server(telemetry: Teleme
             http_request_method="GET",
             http_route=names.ROUTE_UNMATCHED,
             http_response_status_code="500",
+            error_type="KeyError",
         )
         == 1
     )
@@ -192,6 +198,7 @@ async def test_unsampled_requests_record_metrics_without_span_work() -> None:
             "http_request_method": "GET",
             "http_route": names.ROUTE_UNMATCHED,
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert count == 1
@@ -277,7 +284,7 @@ def test_two_middlewares_on_one_registry_must_agree_on_buckets(telemetry: Teleme
         ASGIMiddleware(ok_app, buckets=(1.0,), **telemetry.options())
 
 
-async def test_websocket_and_lifespan_pass_through(telemetry: Telemetry) -> None:
+async def test_lifespan_passes_through_and_a_websocket_is_observed(telemetry: Telemetry) -> None:
     events: list[str] = []
 
     async def echo(websocket: WebSocket) -> None:
@@ -310,8 +317,9 @@ async def test_websocket_and_lifespan_pass_through(telemetry: Telemetry) -> None
     assert [m["type"] for m in ws_out] == ["websocket.accept", "websocket.send", "websocket.close"]
     assert ws_out[1]["text"] == "ping"
     assert events == ["startup", "shutdown"]
-    assert telemetry.spans() == []
-    assert telemetry.series() == set()
+    (span,) = telemetry.spans()  # the websocket's; lifespan records nothing
+    assert span.name == "WS /ws"
+    assert telemetry.series() == set()  # no HTTP request was served
 
 
 async def test_starlette_405_uses_the_route(telemetry: Telemetry) -> None:
@@ -361,13 +369,40 @@ def get_header(sent: list[Message], name: bytes) -> bytes:
     return response_header(sent, name) or b""
 
 
-async def test_a_request_without_trace_headers_starts_a_root_span(telemetry: Telemetry) -> None:
+async def test_a_request_without_trace_headers_and_no_current_span_is_a_root(
+    telemetry: Telemetry,
+) -> None:
+    await call_asgi(ASGIMiddleware(ok_app, **telemetry.options()), "/")
+    (span,) = telemetry.spans()
+    assert span.parent is None
+
+
+async def test_the_server_span_is_a_child_of_the_current_context(telemetry: Telemetry) -> None:
+    # An outer middleware's (non-server) span is current: ours joins its trace, so the
+    # request has one trace, whatever the headers say.
     middleware = ASGIMiddleware(ok_app, **telemetry.options())
-    outer = telemetry.provider.get_tracer("test").start_span("unrelated")
+    outer = telemetry.provider.get_tracer("test").start_span("outer")
     with trace.use_span(outer, end_on_exit=True):
-        await call_asgi(middleware, "/")
+        await call_asgi(middleware, "/", headers=[(b"traceparent", TRACEPARENT.encode())])
     (span,) = [s for s in telemetry.spans() if s.name == "GET"]
-    assert span.parent is None  # never a child of whatever happened to be current
+    assert span.parent is not None
+    assert span.parent.span_id == outer.get_span_context().span_id
+    assert span.context.trace_id == outer.get_span_context().trace_id
+
+
+async def test_a_current_server_span_is_enriched_not_doubled(telemetry: Telemetry) -> None:
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    outer = telemetry.provider.get_tracer("other").start_span("GET", kind=SpanKind.SERVER)
+    with trace.use_span(outer, end_on_exit=False):
+        sent = await call_asgi(middleware, "/")
+    assert telemetry.spans() == []  # ours ended nothing: the span belongs to its starter
+    outer.end()
+    (span,) = telemetry.spans()
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    trace_id = format(outer.get_span_context().trace_id, "032x")
+    assert span.attributes["buttress.request_id"] == trace_id
+    assert response_header(sent, b"x-request-id") == trace_id.encode()
 
 
 async def test_a_propagator_without_declared_fields_is_always_asked(telemetry: Telemetry) -> None:
@@ -431,3 +466,42 @@ async def test_pathsend_ends_the_request(telemetry: Telemetry) -> None:
         == 1
     )
     assert [s.name for s in telemetry.spans()] == ["GET"]
+
+
+async def test_a_rejected_incoming_id_is_replaced_by_the_trace_id(telemetry: Telemetry) -> None:
+    middleware = ASGIMiddleware(ok_app, **telemetry.options())
+    sent = await call_asgi(middleware, "/", headers=[(b"x-request-id", b"no spaces <allowed>")])
+    (span,) = telemetry.spans()
+    trace_id = format(span.context.trace_id, "032x")
+    assert response_header(sent, b"x-request-id") == trace_id.encode()
+    assert span.attributes is not None
+    assert span.attributes["buttress.request_id"] == trace_id
+
+
+async def test_host_routing_keeps_the_host_in_the_route(telemetry: Telemetry) -> None:
+    async def endpoint(request: Any) -> Any:
+        from starlette.responses import PlainTextResponse
+
+        return PlainTextResponse("ok")
+
+    from starlette.routing import Host, Router
+
+    api = Router(routes=[Route("/users/{id}", endpoint)])
+    admin = Router(routes=[Route("/users/{id}", endpoint)])
+    app = Starlette(routes=[Host("api.example.com", api), Host("{name}.admin.example.com", admin)])
+    app.add_middleware(ASGIMiddleware, **telemetry.options())
+    for host in (b"api.example.com", b"eu.admin.example.com"):
+        await call_asgi(app, "/users/1", headers=[(b"host", host)])
+    routes = sorted(str((s.attributes or {})["http.route"]) for s in telemetry.spans())
+    assert routes == ["api.example.com/users/{id}", "{name}.admin.example.com/users/{id}"]
+
+
+async def test_otel_service_name_names_the_service_in_the_access_line(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for the spans' resource (configure() reads the same variable): the variable wins.
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout-eu")
+    caplog.set_level(logging.INFO, logger="buttress.access")
+    await call_asgi(ASGIMiddleware(ok_app, service="checkout", **telemetry.options()), "/")
+    (line,) = [r for r in caplog.records if r.name == "buttress.access"]
+    assert getattr(line, "service", None) == "checkout-eu"

@@ -120,6 +120,7 @@ def test_fastapi_span_metrics_log_and_header(
         "http_request_method": "GET",
         "http_route": "/users/{user_id}",
         "http_response_status_code": "200",
+        "error_type": "",
     }
     assert telemetry.count(**labels) == 1
     size = telemetry.registry.get_sample_value(f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum", labels)
@@ -194,7 +195,10 @@ def test_exception_gives_500_with_id_and_error_span(
     assert [e.name for e in span.events] == ["exception"]
     assert (
         telemetry.count(
-            http_request_method="GET", http_route="/boom", http_response_status_code="500"
+            http_request_method="GET",
+            http_route="/boom",
+            http_response_status_code="500",
+            error_type=f"{__name__}.Boom",
         )
         == 1
     )
@@ -210,6 +214,7 @@ def test_streaming_sizes_and_background_task_after_the_request(
         "http_request_method": "GET",
         "http_route": "/stream",
         "http_response_status_code": "200",
+        "error_type": "",
     }
     size = telemetry.registry.get_sample_value(f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum", labels)
     assert size == len(response.content)

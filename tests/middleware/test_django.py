@@ -10,6 +10,7 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
+from buttress.middleware._routes import regex_template
 from buttress.telemetry import _names as names
 
 from . import django_app
@@ -24,11 +25,12 @@ def _fresh_spans() -> None:
     django_app.exporter.clear()
 
 
-def count(route: str, status: str, method: str = "GET") -> float:
+def count(route: str, status: str, method: str = "GET", error_type: str = "") -> float:
     labels = {
         "http_request_method": method,
         "http_route": route,
         "http_response_status_code": status,
+        "error_type": error_type,
     }
     value = django_app.registry.get_sample_value(f"{names.HTTP_SERVER_DURATION}_count", labels)
     return value or 0.0
@@ -56,7 +58,7 @@ def test_django_wsgi(caplog: pytest.LogCaptureFixture) -> None:
 
     assert count("/users/<int:pk>/", "200") == before + 1
     assert count("/api/orders/<slug:ref>", "200") >= 1
-    assert count("/boom", "500") >= 1
+    assert count("/boom", "500", error_type=f"{django_app.__name__}.Kaput") >= 1
     assert count(names.ROUTE_UNMATCHED, "404") >= 1
     assert metrics.headers["content-type"].startswith("application/openmetrics-text")
     assert 'http_route="/users/<int:pk>/"' in metrics.text
@@ -75,7 +77,12 @@ def test_django_wsgi(caplog: pytest.LogCaptureFixture) -> None:
     assert failed.attributes["http.response.status_code"] == 500
     size = django_app.registry.get_sample_value(
         f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum",
-        {"http_request_method": "GET", "http_route": "/stream", "http_response_status_code": "200"},
+        {
+            "http_request_method": "GET",
+            "http_route": "/stream",
+            "http_response_status_code": "200",
+            "error_type": "",
+        },
     )
     assert size is not None
     assert size >= len(streamed.content)
@@ -113,6 +120,7 @@ def test_django_asgi_uses_the_async_twin() -> None:
             "http_request_method": "GET",
             "http_route": "/astream",
             "http_response_status_code": "200",
+            "error_type": "",
         },
     )
     assert size == len(streamed.content)
@@ -142,3 +150,78 @@ def test_django_binds_the_deadline_header_sync_and_async() -> None:
     assert 0 < async_left <= 2.5
     assert sync_absent is None
     assert async_absent is None
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_an_exception_django_answers_below_us_is_named(kind: str) -> None:
+    from django.core.asgi import get_asgi_application
+    from django.core.wsgi import get_wsgi_application
+
+    serving = (
+        serve_wsgi(get_wsgi_application())
+        if kind == "wsgi"
+        else serve_asgi(get_asgi_application(), lifespan="off")
+    )
+    with serving as url:
+        response = httpx.get(f"{url}/below", headers={"X-Request-ID": f"below-{kind}"})
+    assert response.status_code == 500  # Django's own answer, from below our middleware
+    assert response.headers["x-request-id"] == f"below-{kind}"
+    error_type = f"{django_app.__name__}.Kaput"
+    assert _eventually(lambda: count(names.ROUTE_UNMATCHED, "500", error_type=error_type) >= 1)
+    (span,) = [
+        s
+        for s in django_app.exporter.get_finished_spans()
+        if (s.attributes or {}).get("buttress.request_id") == f"below-{kind}"
+    ]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == error_type
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_re_path_routes_are_labelled_as_templates() -> None:
+    from django.core.wsgi import get_wsgi_application
+
+    with serve_wsgi(get_wsgi_application()) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/articles/2024/").status_code == 200
+        assert client.get("/legacy/items/abc.json").text == "order abc"
+    assert count("/articles/<year>/", "200") >= 1
+    assert count("/legacy/items/<ref>.json", "200") >= 1
+    names_ = {s.name for s in django_app.exporter.get_finished_spans()}
+    assert {"GET /articles/<year>/", "GET /legacy/items/<ref>.json"} <= names_
+
+
+@pytest.mark.parametrize(
+    ("regex", "template"),
+    [
+        (r"^articles/(?P<year>[0-9]{4})/$", "articles/<year>/"),
+        (r"^api/v1/(?P<x>\d+)/(?P<y>[a-z-]+)\Z", "api/v1/<x>/<y>"),
+        (r"^(?:en|fr)/about$", "<param>/about"),
+        (r"^files/\d+\.txt$", "files/<param>.txt"),
+        (r"^a/(\w+)/b/(?P<n>(?:x|y)+)/$", "a/<param>/b/<n>/"),
+        ("users/<int:pk>/", "users/<int:pk>/"),
+    ],
+)
+def test_regex_templates(regex: str, template: str) -> None:
+    assert regex_template(regex) == template
+
+
+def test_a_client_that_leaves_an_async_view_is_499() -> None:
+    import socket
+
+    from django.core.asgi import get_asgi_application
+
+    with serve_asgi(get_asgi_application(), lifespan="off") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /aslow HTTP/1.1\r\nHost: x\r\nX-Request-ID: gone-1\r\n\r\n")
+        # Django cancels the view when the client goes: recorded as the client's doing.
+        assert _eventually(
+            lambda: count("/aslow", "499", error_type=names.ERROR_CLIENT_DISCONNECT) == 1
+        )
+    (span,) = [
+        s
+        for s in django_app.exporter.get_finished_spans()
+        if (s.attributes or {}).get("buttress.request_id") == "gone-1"
+    ]
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == names.ERROR_CLIENT_DISCONNECT

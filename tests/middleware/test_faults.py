@@ -225,7 +225,7 @@ def test_asgi_middleware_measures_injected_responses(telemetry: Telemetry) -> No
     ok = {"http_request_method": "GET", "http_response_status_code": "200"}
     assert telemetry.count(**ok, http_route="/api/users/{id}") == 2
     injected = {"http_request_method": "GET", "http_response_status_code": "503"}
-    assert telemetry.count(**injected, http_route=names.ROUTE_UNMATCHED) == 2
+    assert telemetry.count(**injected, http_route=names.ROUTE_UNMATCHED, error_type="503") == 2
     spans = telemetry.spans()
     statuses = [(s.attributes or {}).get("http.response.status_code") for s in spans]
     assert statuses == [200, 503, 503, 200]
@@ -243,7 +243,7 @@ def test_wsgi_middleware_measures_injected_responses(telemetry: Telemetry) -> No
     }
     status, _, calls = wsgi_request(app, environ)
     assert (status, calls) == ("500 Internal Server Error", 0)
-    labels = {"http_request_method": "GET", "http_response_status_code": "500"}
+    labels = {"http_request_method": "GET", "http_response_status_code": "500", "error_type": "500"}
     assert telemetry.count(**labels, http_route=names.ROUTE_UNMATCHED) == 1
 
 

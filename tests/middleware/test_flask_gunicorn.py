@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,13 +56,14 @@ def flask_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(url, tmp)
 
 
-def _labels(route: str, status: str) -> tuple[tuple[str, str], ...]:
+def _labels(route: str, status: str, error_type: str = "") -> tuple[tuple[str, str], ...]:
     return tuple(
         sorted(
             {
                 "http_request_method": "GET",
                 "http_route": route,
                 "http_response_status_code": status,
+                "error_type": error_type,
             }.items()
         )
     )
@@ -110,15 +113,22 @@ def test_flask_error_streaming_and_unmatched(flask_server: Server) -> None:
     for i in range(10):
         assert httpx.get(f"{flask_server.url}/random/{i}").status_code == 404
     metrics = flask_server.metrics()
-    assert metrics[(f"{names.HTTP_SERVER_DURATION}_count", _labels("/boom", "500"))] == 1
+    assert (
+        metrics[(f"{names.HTTP_SERVER_DURATION}_count", _labels("/boom", "500", "LookupError"))]
+        == 1
+    )
     stream_size = (f"{names.HTTP_SERVER_RESPONSE_SIZE}_sum", _labels("/stream", "200"))
     assert metrics[stream_size] == len(stream.content)
     unmatched = (f"{names.HTTP_SERVER_DURATION}_count", _labels(names.ROUTE_UNMATCHED, "404"))
     assert metrics[unmatched] == 10
     assert not any("/random/" in dict(labels).get("http_route", "") for _, labels in metrics)
     (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /boom"]
+    # Flask answered the exception with its own 500: the span still names it.
     assert span["status"] == "ERROR"
-    assert span["attributes"]["error.type"] == "500"
+    assert span["attributes"]["error.type"] == "LookupError"
+    assert span["events"] == ["exception"]
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/boom"]
+    assert line["error_type"] == "LookupError"
 
 
 def test_metrics_endpoint_merges_workers_in_multiprocess_mode(
@@ -147,3 +157,43 @@ def test_metrics_endpoint_merges_workers_in_multiprocess_mode(
     assert counts[_labels("/users/<int:user_id>", "200")] == 20
     pids = {p.name for p in metrics_dir.iterdir() if p.name.startswith("histogram_")}
     assert len(pids) >= 1
+
+
+def test_an_exception_after_the_first_chunk_is_an_error(flask_server: Server) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(f"{flask_server.url}/half")
+    metrics = flask_server.metrics()
+    key = (f"{names.HTTP_SERVER_DURATION}_count", _labels("/half", "200", "flask_app.Broken"))
+    assert metrics[key] == 1
+    (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /half"]
+    assert span["status"] == "ERROR"
+    assert span["attributes"]["error.type"] == "flask_app.Broken"
+    assert span["attributes"]["http.response.status_code"] == 200
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/half"]
+    assert line["error_type"] == "flask_app.Broken"
+
+
+def test_a_stream_cut_by_the_client_is_a_disconnect(flask_server: Server) -> None:
+    host, port = flask_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        sock.recv(1024)  # then the client gives up
+    metrics = flask_server.metrics()  # the sync worker is done with /big by now
+    key = (
+        f"{names.HTTP_SERVER_DURATION}_count",
+        _labels("/big", "200", names.ERROR_CLIENT_DISCONNECT),
+    )
+    assert metrics[key] == 1
+    (span,) = [s for s in flask_server.lines("spans.jsonl") if s["name"] == "GET /big"]
+    assert span["attributes"]["error.type"] == names.ERROR_CLIENT_DISCONNECT
+    (line,) = [x for x in flask_server.lines("access.jsonl") if x.get("route") == "/big"]
+    assert line["disconnected"] is True
+    assert line["response_size"] < 400 * 65536
+
+
+def test_a_405_keeps_the_route_it_matched(flask_server: Server) -> None:
+    assert httpx.delete(f"{flask_server.url}/users/5").status_code == 405
+    metrics = flask_server.metrics()
+    labels = dict(_labels("/users/<int:user_id>", "405"), http_request_method="DELETE")
+    key = (f"{names.HTTP_SERVER_DURATION}_count", tuple(sorted(labels.items())))
+    assert metrics[key] == 1

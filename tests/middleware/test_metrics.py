@@ -17,7 +17,12 @@ from buttress.testing import capture_metrics
 
 from ._support import call_asgi
 
-LABELS = {"http_request_method": "GET", "http_route": "/r", "http_response_status_code": "200"}
+LABELS = {
+    "http_request_method": "GET",
+    "http_route": "/r",
+    "http_response_status_code": "200",
+    "error_type": "",
+}
 
 
 def bucket(registry: CollectorRegistry, le: str) -> float | None:

@@ -116,7 +116,7 @@ async def test_client_port_and_the_request_body_size(telemetry: Telemetry) -> No
     attributes = dict(span.attributes or {})
     assert attributes["client.port"] == 50000
     assert attributes["http.request.body.size"] == 312
-    labels = {"http_request_method": "POST", "http_route": "<unmatched>"}
+    labels = {"http_request_method": "POST", "http_route": "<unmatched>", "error_type": ""}
     labels["http_response_status_code"] = "200"
     registry = telemetry.registry
     assert registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_sum", labels) == 312
@@ -158,7 +158,7 @@ def test_wsgi_client_port_body_size_and_response_headers(
     assert attributes["client.port"] == 40123
     assert attributes["http.request.body.size"] == 42
     assert attributes["http.response.header.x-cache"] == ("miss",)
-    labels = {"http_request_method": "POST", "http_route": "<unmatched>"}
+    labels = {"http_request_method": "POST", "http_route": "<unmatched>", "error_type": ""}
     labels["http_response_status_code"] = "200"
     value = telemetry.registry.get_sample_value(f"{names.HTTP_SERVER_REQUEST_SIZE}_sum", labels)
     assert value == 42

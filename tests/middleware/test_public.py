@@ -18,6 +18,7 @@ def test_middleware_names() -> None:
         "AsyncResilientTransport",
         "DjangoMiddleware",
         "HTTPFaults",
+        "MiddlewareOptions",
         "ResilientTransport",
         "SLOLike",
         "WSGIMiddleware",

@@ -58,11 +58,12 @@ def run(app: Any, env: dict[str, Any]) -> tuple[Recorder, bytes]:
     return recorder, data
 
 
-def unmatched(status: str) -> dict[str, str]:
+def unmatched(status: str, error_type: str = "") -> dict[str, str]:
     return {
         "http_request_method": "GET",
         "http_route": names.ROUTE_UNMATCHED,
         "http_response_status_code": status,
+        "error_type": error_type,
     }
 
 
@@ -84,7 +85,7 @@ def test_a_raising_app_gets_a_500_with_the_id_and_the_error_is_logged(
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["error.type"] == "ZeroDivisionError"
-    assert telemetry.count(**unmatched("500")) == 1
+    assert telemetry.count(**unmatched("500", "ZeroDivisionError")) == 1
     assert get_correlation_id() is None
 
 
@@ -98,7 +99,7 @@ def test_error_response_off_reraises_untouched(telemetry: Telemetry) -> None:
     with pytest.raises(ZeroDivisionError) as caught:
         middleware(environ("/x"), Recorder())
     assert caught.value is error
-    assert telemetry.count(**unmatched("500")) == 1
+    assert telemetry.count(**unmatched("500", "ZeroDivisionError")) == 1
     assert get_correlation_id() is None
 
 
@@ -159,6 +160,7 @@ def test_metrics_endpoint_and_exclusions(telemetry: Telemetry) -> None:
     assert text.rstrip().endswith("# EOF")
     labels = ",".join(
         [
+            'error_type=""',
             'http_request_method="GET"',
             'http_response_status_code="200"',
             f'http_route="{names.ROUTE_UNMATCHED}"',
@@ -166,3 +168,24 @@ def test_metrics_endpoint_and_exclusions(telemetry: Telemetry) -> None:
     )
     assert f"{names.HTTP_SERVER_DURATION}_count{{{labels}}} 1.0" in text
     assert "healthz" not in text
+
+
+def test_log_lines_while_a_body_streams_carry_the_request_id(telemetry: Telemetry) -> None:
+    seen: list[str | None] = []
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterable[bytes]:
+            for i in range(3):
+                seen.append(get_correlation_id())  # runs as the server pulls each chunk
+                yield b"%d" % i
+
+        return body()
+
+    middleware = WSGIMiddleware(app, **telemetry.options())
+    body = middleware(environ("/s", HTTP_X_REQUEST_ID="stream-1"), Recorder())
+    assert b"".join(body) == b"012"
+    assert get_correlation_id() is None  # only bound while a chunk is made
+    body.close()  # type: ignore[attr-defined]
+    assert seen == ["stream-1"] * 3

@@ -1,7 +1,7 @@
 """The ASGI shell: any ASGI app, and Starlette/FastAPI routes read after routing.
 
 Per-request state lives in local variables and the wrapped ``send``/``receive`` closures,
-never on the middleware instance. Websocket and lifespan scopes pass through untouched.
+never on the middleware instance. Lifespan scopes pass through untouched.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from typing import Any, Final, Unpack
 from opentelemetry.propagators.textmap import Getter
 
 from ..telemetry._exposition import render
+from ._disconnect import ReceiveWatch
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._options import MiddlewareOptions
+from ._swallowed import handled_exception
+from ._websocket import observe_websocket
 
 __all__ = ["ASGIMiddleware"]
 
@@ -58,13 +61,19 @@ class ASGIMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        wrapped: ASGIApp | None = None,
         /,
         *,
+        app: ASGIApp | None = None,
         faults: HTTPFaults | None = None,
         **options: Unpack[MiddlewareOptions],
     ) -> None:
-        self.app = app
+        # Positional as a rule; Starlette before 0.38 builds middleware as cls(app=app).
+        inner = wrapped if wrapped is not None else app
+        if inner is None:
+            raise TypeError("ASGIMiddleware needs the ASGI app it wraps")
+        app = inner
+        self.app: ASGIApp = app
         merged: MiddlewareOptions = {"frameworks": ("FASTAPI", "STARLETTE"), **options}
         self.observer = Observer(**merged)
         # Faults sit inside the observer, so injected responses are measured like real ones.
@@ -80,6 +89,19 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                root, entry = scope.get("root_path", ""), scope.get("app")
+                await observe_websocket(
+                    self.observer,
+                    self.app,
+                    scope,
+                    receive,
+                    send,
+                    lambda: self._route(scope, root, entry),
+                    scope["headers"],
+                    _getter,
+                )
+                return
             if scope["type"] == "lifespan":
                 send = _flushing_send(send)
             await self.app(scope, receive, send)
@@ -136,12 +158,26 @@ class ASGIMiddleware:
         entry_app = scope.get("app")
         started = False
 
+        def client_left() -> None:
+            # The client went away before the response ended: record it now, as what the
+            # client got (499 before any response, else the status with client_disconnect),
+            # however long the app goes on working.
+            if not exchange.finished:
+                exchange.disconnected = True
+                observer.finish(exchange, self._route(scope, root_path, entry_app))
+
+        watch = ReceiveWatch(receive, client_left) if exchange.observed else None
+
         async def observed_send(message: Message) -> None:
             nonlocal started
             kind = message["type"]
             if kind == "http.response.start":
                 started = True
-                exchange.status = message["status"]
+                status = exchange.status = message["status"]
+                if status >= 500 and exchange.error is None:
+                    # An exception handler (Starlette's, FastAPI's) answering from its
+                    # except block: the exception it swallowed is the request's error.
+                    exchange.error = handled_exception(status)
                 if observer.capture_response_headers:
                     exchange.response_headers = observer.captured_response_headers(
                         (k.decode("latin-1"), v.decode("latin-1"))
@@ -156,18 +192,22 @@ class ASGIMiddleware:
                     # chunk means a client that has the whole body also finds the request
                     # in metrics, spans and logs, and background tasks the app runs after
                     # the body are not counted as request latency.
+                    if watch is not None:
+                        watch.stop()
                     observer.finish(exchange, self._route(scope, root_path, entry_app))
             elif kind == "http.response.pathsend":
+                if watch is not None:
+                    watch.stop()
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
             await send(message)
 
+        source = watch.receive if watch is not None else receive
+
         async def observed_receive() -> Message:
-            message = await receive()
-            kind = message["type"]
-            if kind == "http.request":
+            # Disconnects are the watch's to notice; here the body is counted.
+            message = await source()
+            if message["type"] == "http.request":
                 exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
-            elif kind == "http.disconnect" and not exchange.finished:
-                exchange.disconnected = True
             return message
 
         try:
@@ -183,6 +223,8 @@ class ASGIMiddleware:
                     await self._answer_500(observed_send)
             raise
         finally:
+            if watch is not None:
+                watch.stop()
             if not exchange.finished:
                 observer.finish(exchange, self._route(scope, root_path, entry_app))
             observer.release(exchange)
@@ -198,6 +240,9 @@ class ASGIMiddleware:
                     "headers": [
                         (b"content-type", b"text/plain; charset=utf-8"),
                         (b"content-length", str(len(_ERROR_BODY)).encode()),
+                        # The app failed mid-request: the connection may hold an unread
+                        # body, so close it rather than have the server reset it later.
+                        (b"connection", b"close"),
                     ],
                 }
             )
@@ -214,9 +259,10 @@ class ASGIMiddleware:
         if cached is not None and cached[0] is route:
             return cached[1]
         label = _template(route)
-        if label is not None and scope.get("root_path", "") != root_path:
-            # Reached through a Mount: the scope holds the mount's raw prefix only, so the
-            # template prefix comes from the route tree (walked once per route).
+        if label is not None:
+            # Reached through a Mount or a Host: the scope holds the mount's raw prefix
+            # only, and nothing of the host, so the template's prefix comes from the
+            # route tree (walked once per route, then cached).
             for root in (entry_app, self.app):
                 prefix = _mount_prefix(getattr(root, "routes", None), route)
                 if prefix is not None:
@@ -294,6 +340,9 @@ def _mount_prefix(routes: object, target: object, _depth: int = 0) -> str | None
         if children:
             found = _mount_prefix(children, target, _depth + 1)
             if found is not None:
+                host = getattr(route, "host_format", None)
+                if isinstance(host, str):  # Host("{sub}.example.com"): one series per host
+                    return host + found
                 mount = _template(route) or ""
                 return mount.removesuffix("/{path}") + found
     return None

@@ -7,6 +7,7 @@ Django; ``buttress.middleware`` loads it only when ``DjangoMiddleware`` is first
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Final
 
@@ -20,11 +21,13 @@ from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._options import MiddlewareOptions, check_option_names
+from ._routes import regex_template
+from ._swallowed import REQUEST_ATTR, watch_django
 from ._wsgi import _getter, _port
 
 __all__ = ["DjangoMiddleware"]
 
-_ERROR_KEY: Final = "_buttress_error"  # where process_exception leaves the view's exception
+_ERROR_KEY: Final = REQUEST_ATTR  # where process_exception leaves the view's exception
 
 
 class DjangoMiddleware:
@@ -51,6 +54,7 @@ class DjangoMiddleware:
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
         self._deadline_meta = environ_key(deadline) if deadline is not None else None
+        watch_django()  # exceptions Django answers below us (other middleware) are named too
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -80,6 +84,10 @@ class DjangoMiddleware:
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
             response = await get_response(request)
+        except asyncio.CancelledError:
+            # Django's ASGI handler cancels the request when the client disconnects.
+            exchange.disconnected = True
+            raise
         except Exception as error:
             exchange.error = error
             raise
@@ -178,4 +186,5 @@ def _route(request: HttpRequest) -> str | None:
     route = getattr(match, "route", None)
     if not isinstance(route, str):
         return None
+    route = regex_template(route)  # re_path routes come as their regular expression
     return route if route.startswith("/") else "/" + route

@@ -35,7 +35,8 @@ from ..telemetry._metrics import target_registry
 
 __all__ = ["HTTPServerMetrics", "metrics_for"]
 
-_LABELS = (names.LABEL_METHOD, names.LABEL_ROUTE, names.LABEL_STATUS)
+# error_type is empty for a request that ended well (Prometheus then drops the label).
+_LABELS = (names.LABEL_METHOD, names.LABEL_ROUTE, names.LABEL_STATUS, names.LABEL_ERROR_TYPE)
 _DURATION_HELP = "Duration of HTTP server requests, until the response body ended."
 _ACTIVE_HELP = "Number of HTTP server requests in flight."
 _SIZE_HELP = "Size of HTTP server response bodies."
@@ -58,6 +59,7 @@ class HTTPServerMetrics(Protocol):
         size: int,
         trace_id: str | None,
         request_size: int | None = None,
+        error_type: str = "",
     ) -> None:
         """One finished request (no longer in flight); ``trace_id`` becomes the exemplar.
 
@@ -91,7 +93,7 @@ class InProcessMetrics:
         self._sizes = tuple(names.SIZE_BUCKETS)
         self._lock = threading.Lock()
         # Keys are bounded (known methods, route templates, status codes), so is the map.
-        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
         self._active: dict[str, int] = {}
         registry.register(self)
 
@@ -108,8 +110,9 @@ class InProcessMetrics:
         size: int,
         trace_id: str | None,
         request_size: int | None = None,
+        error_type: str = "",
     ) -> None:
-        key = (method, route, status)
+        key = (method, route, status, error_type)
         # le is inclusive: a duration equal to a boundary counts in that boundary's bucket.
         index = bisect_left(self.buckets, duration)
         size_index = bisect_left(self._sizes, size)
@@ -217,8 +220,8 @@ class MultiprocessMetrics:
             names.HTTP_SERVER_REQUEST_SIZE, _REQUEST_SIZE_HELP, _LABELS,
             buckets=names.SIZE_BUCKETS, registry=registry,
         )  # fmt: skip
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
         self._active: dict[str, Any] = {}
 
     def _active_child(self, method: str) -> Any:
@@ -239,10 +242,11 @@ class MultiprocessMetrics:
         size: int,
         trace_id: str | None,
         request_size: int | None = None,
+        error_type: str = "",
     ) -> None:
         # prometheus_client keeps no exemplars in multiprocess mode: none are passed.
         self._active_child(method).dec()
-        key = (method, route, status)
+        key = (method, route, status, error_type)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +31,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._deadline import _DEADLINE, bind_deadline
 from .._errors import ConfigurationError
 from ..telemetry import _names as names
-from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._correlation import (
+    MAX_LENGTH,
+    accept_correlation_id,
+    correlation_id,
+    is_valid_correlation_id,
+)
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._deadline_header import parse_deadline
@@ -47,6 +53,7 @@ __all__ = [
     "Exchange",
     "Observer",
     "SLOLike",
+    "is_server_span",
     "merge_buckets",
     "split_host",
 ]
@@ -56,7 +63,6 @@ DEFAULT_REDACT_HEADERS: Final = frozenset(
     ("authorization", "cookie", "proxy-authorization", "set-cookie", "x-api-key", "x-auth-token")
 )
 _EMPTY: Final[Mapping[str, str]] = {}
-_ROOT: Final = otel_context.Context()
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
 
 access_logger = logging.getLogger("buttress.access")
@@ -125,6 +131,7 @@ class Exchange:
         "method_original",
         "metrics",
         "observed",
+        "owns_span",
         "path",
         "protocol",
         "query",
@@ -180,6 +187,7 @@ class Exchange:
         self.disconnected = False
         self.finished = False
         self.span: trace.Span | None = None
+        self.owns_span = True  # False when enriching a server span someone else started
         self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
         self.tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
             None,
@@ -218,7 +226,9 @@ class Observer:
         clock: Callable[[], float] = time.perf_counter,
         frameworks: tuple[str, ...] = (),
     ) -> None:
-        self.service = service
+        # The access line names the service as its spans' resource does: like configure(),
+        # OTEL_SERVICE_NAME wins over the name in code.
+        self.service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or service
         self.request_id_header = _header_option(request_id_header, "request_id_header")
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
         self.deadline_header = _header_option(deadline_header, "deadline_header")
@@ -277,6 +287,13 @@ class Observer:
         bound = self._bound = (registry, metrics_for(registry, self.buckets))
         return bound
 
+    def metrics_registry(self) -> CollectorRegistry | None:
+        """The registry this request's metrics go to (``None`` with ``metrics=False``)."""
+        if self._bound is None:
+            return None
+        follow = self._follow
+        return follow() if follow is not None else self._bound[0]
+
     def excluded(self, path: str) -> bool:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
@@ -307,23 +324,36 @@ class Observer:
         otel_token: object | None = None
         tracer = self.tracer
         if tracer is not None and exchange.observed:
-            # Without any of the propagator's headers there is nothing to extract: start
-            # a root span from an empty context (never from whatever context is current).
-            parent = propagate.extract(carrier, getter=getter) if traced else _ROOT
-            span = tracer.start_span(exchange.method, context=parent, kind=SpanKind.SERVER)
-            otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
+            current = trace.get_current_span()
+            if is_server_span(current):
+                # Other instrumentation outside us (FastAPI's native telemetry, an
+                # OpenTelemetry instrumentor) already started this request's server span:
+                # enrich that one, so each request has one server span in one trace.
+                span = current
+                exchange.owns_span = False
+            else:
+                parent = otel_context.get_current()
+                if traced and not current.get_span_context().is_valid:
+                    parent = propagate.extract(carrier, getter=getter, context=parent)
+                span = tracer.start_span(exchange.method, context=parent, kind=SpanKind.SERVER)
+                otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
             exchange.span = span
         if self.request_id_key is None:
             exchange.request_id = None
             cid_token = None
         else:
-            if incoming_id is None and span is not None:
-                # No id from the client: the trace id serves, so logs, spans and the
-                # response header share one value a support engineer can search for.
-                ctx = span.get_span_context()
-                rid = format(ctx.trace_id, "032x") if ctx.is_valid else accept_correlation_id(None)
-            else:
+            if incoming_id is not None and is_valid_correlation_id(
+                incoming_id, max_length=MAX_LENGTH
+            ):
                 rid = accept_correlation_id(incoming_id, max_length=MAX_LENGTH)
+            else:
+                # No usable id from the client: the trace id serves, so logs, spans and
+                # the response header share one value a support engineer can search for.
+                ctx = span.get_span_context() if span is not None else None
+                if ctx is not None and ctx.is_valid:
+                    rid = format(ctx.trace_id, "032x")
+                else:
+                    rid = accept_correlation_id(None)
             exchange.request_id = rid
             cid_token = correlation_id.set(rid)
         deadline_token = None
@@ -382,6 +412,7 @@ class Observer:
             status_label = names.STATUS_CLIENT_CLOSED
         else:
             status_label = str(status) if status else "500"
+        error_type = _error_type(exchange, status)
         span = exchange.span
         exemplar = None
         if span is not None:
@@ -389,8 +420,9 @@ class Observer:
             if ctx.trace_flags.sampled and ctx.is_valid:
                 exemplar = format(ctx.trace_id, "032x")  # only a sampled trace is found
             if span.is_recording():
-                self._close_span(span, exchange, route, status)
-            span.end()
+                self._close_span(span, exchange, route, status, error_type)
+            if exchange.owns_span:
+                span.end()  # an enriched span is ended by whoever started it
         metrics = exchange.metrics
         if metrics is not None:
             metrics.record(
@@ -401,9 +433,10 @@ class Observer:
                 exchange.size,
                 exemplar,
                 request_size=exchange.request_size,
+                error_type=error_type,
             )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
-            self._log(exchange, label, status_label, duration)
+            self._log(exchange, label, status_label, duration, error_type)
 
     def release(self, exchange: Exchange) -> None:
         """Undo ``begin``'s context changes; call in the shell's ``finally``."""
@@ -416,7 +449,12 @@ class Observer:
             correlation_id.reset(cid_token)
 
     def _close_span(
-        self, span: trace.Span, exchange: Exchange, route: str | None, status: int
+        self,
+        span: trace.Span,
+        exchange: Exchange,
+        route: str | None,
+        status: int,
+        error_type: str,
     ) -> None:
         method = exchange.method
         # The conventions name spans of unknown methods "HTTP", never the client's token.
@@ -444,6 +482,8 @@ class Observer:
         address, port = split_host(exchange.host) if exchange.host else (None, None)
         if address is None and exchange.server is not None:
             address, port = exchange.server
+        elif address is not None and port is None:
+            port = _DEFAULT_PORTS.get(exchange.scheme)  # a Host without a port: the scheme's
         if address:
             attributes[names.ATTR_SERVER_ADDRESS] = address
         if port:
@@ -465,15 +505,13 @@ class Observer:
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.response.header.{header}"] = (recorded,)
         error = exchange.error
-        if error is not None:
-            error_type = _qualname(error)
+        if error_type:
             attributes[names.ATTR_ERROR_TYPE] = error_type
-            span.record_exception(error)
+        if error is not None:
+            if exchange.owns_span or not _records_exceptions(span):
+                span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, error_type))
-        elif exchange.disconnected and not status:
-            attributes[names.ATTR_ERROR_TYPE] = names.ERROR_CLIENT_DISCONNECT
         elif status >= 500:
-            attributes[names.ATTR_ERROR_TYPE] = str(status)
             span.set_status(Status(StatusCode.ERROR))
         span.set_attributes(attributes)
 
@@ -483,6 +521,7 @@ class Observer:
         route: str,
         status: str,
         duration: float,
+        error_type: str,
     ) -> None:
         trace_id = span_id = None
         if exchange.span is not None:
@@ -507,8 +546,8 @@ class Observer:
             extra["service"] = self.service
         if exchange.disconnected:
             extra["disconnected"] = True
-        if exchange.error is not None:
-            extra["error_type"] = _qualname(exchange.error)
+        if error_type:
+            extra["error_type"] = error_type
         access_logger.info(names.EVENT_ACCESS, extra=extra)
 
     def _query(self, query: str) -> str:
@@ -541,6 +580,36 @@ class Observer:
 def cgi_key(header: str) -> str:
     """The CGI name of an HTTP request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
     return "HTTP_" + header.upper().replace("-", "_")
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def is_server_span(span: trace.Span) -> bool:
+    """Whether ``span`` is a recording server span someone else started for this request.
+
+    Only SDK spans say their kind; a span that does not is never taken for a server span.
+    """
+    return span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER
+
+
+def _records_exceptions(span: trace.Span) -> bool:
+    # OpenTelemetry's instrumentations record the exceptions that reach them on their own
+    # server span; recording the same one again would give it two exception events.
+    scope = getattr(span, "instrumentation_scope", None)
+    name = getattr(scope, "name", "")
+    return isinstance(name, str) and name.startswith("opentelemetry.instrumentation.")
+
+
+def _error_type(exchange: Exchange, status: int) -> str:
+    """``error.type`` per the conventions: the exception's type, else why it failed, else ''."""
+    if exchange.error is not None:
+        return _qualname(exchange.error)
+    if exchange.disconnected:
+        return names.ERROR_CLIENT_DISCONNECT
+    if status >= 500 or not status:  # no status: the app never answered, we say 500
+        return str(status or 500)
+    return ""
 
 
 def _qualname(error: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 The request ends when the server closes the response iterable (the body has been sent),
 so streamed bodies are timed to their last chunk. The correlation id and trace context are
-bound while the app's callable runs (not while the server iterates a streamed body).
+bound while the app's callable runs and while each chunk of its body is produced.
 Per-request state lives in locals, the wrapped ``start_response`` and the body wrapper,
 never on the middleware instance.
 """
@@ -12,16 +12,22 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import Token
 from typing import Any, Final, Unpack
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
+from ..telemetry._correlation import correlation_id
 from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
 from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._options import MiddlewareOptions
+from ._routes import method_not_allowed_rule
+from ._swallowed import ENVIRON_KEY, watch_flask
 
 __all__ = ["WSGIMiddleware"]
 
@@ -74,6 +80,7 @@ class WSGIMiddleware:
         self._id_name = header.lower() if header is not None else ""
         deadline = self.observer.deadline_header
         self._deadline_env = environ_key(deadline) if deadline is not None else None
+        watch_flask()  # the exceptions Flask answers with its own 500 are named too
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         observer = self.observer
@@ -118,9 +125,13 @@ class WSGIMiddleware:
             status: str, headers: Headers, exc_info: Any = None
         ) -> Callable[[bytes], object]:
             exchange.status = int(status[:3]) if status[:3].isdigit() else 0
+            if exchange.error is None:
+                exchange.error = environ.get(ENVIRON_KEY)  # what Flask answered with a 500
             # Read the route now: Flask drops its request from the environ when it pops
             # the request context, before the server iterates the body.
             route[0] = _route(environ)
+            if route[0] is None and exchange.status == 405:
+                route[0] = method_not_allowed_rule(environ)  # the path matched a rule
             if observer.capture_response_headers:
                 exchange.response_headers = observer.captured_response_headers(headers)
             if id_header is not None and not any(k.lower() == id_name for k, _ in headers):
@@ -192,13 +203,22 @@ class _ObservedBody:
 
     def __iter__(self) -> Iterator[bytes]:
         exchange = self._exchange
-        try:
-            for chunk in self._iterable:
-                exchange.size += len(chunk)
-                yield chunk
-        except Exception as error:
-            exchange.error = error
-            raise
+        chunks = iter(self._iterable)
+        while True:
+            # The app's generator runs as the server pulls each chunk: bind the request's
+            # id and span around each step, so its log lines carry them too.
+            tokens = _bind(exchange)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as error:
+                exchange.error = error
+                raise
+            finally:
+                _unbind(tokens)
+            exchange.size += len(chunk)
+            yield chunk
         self._exhausted = True
 
     def close(self) -> None:
@@ -212,6 +232,23 @@ class _ObservedBody:
                 # Closed before the last chunk: the server gave up writing to the client.
                 exchange.disconnected = True
             self._observer.finish(exchange, self._route[0] or _route(self._environ))
+
+
+def _bind(exchange: Exchange) -> tuple[Token[str | None] | None, object | None]:
+    rid = exchange.request_id
+    span = exchange.span
+    return (
+        correlation_id.set(rid) if rid is not None else None,
+        otel_context.attach(trace.set_span_in_context(span)) if span is not None else None,
+    )
+
+
+def _unbind(tokens: tuple[Token[str | None] | None, object | None]) -> None:
+    cid_token, otel_token = tokens
+    if otel_token is not None:
+        otel_context.detach(otel_token)  # type: ignore[arg-type]
+    if cid_token is not None:
+        correlation_id.reset(cid_token)
 
 
 def _route(environ: Environ) -> str | None:

@@ -39,6 +39,17 @@ HTTP_SERVER_ACTIVE: Final = "http_server_active_requests"
 HTTP_SERVER_RESPONSE_SIZE: Final = "http_server_response_body_size_bytes"
 HTTP_SERVER_REQUEST_SIZE: Final = "http_server_request_body_size_bytes"
 
+# --- websockets (ASGI middleware) --------------------------------------------------------
+
+WEBSOCKET_ACTIVE: Final = "buttress_websocket_active_connections"
+WEBSOCKET_DURATION: Final = "buttress_websocket_connection_duration_seconds"
+WEBSOCKET_MESSAGES: Final = "buttress_websocket_messages_total"
+LABEL_DIRECTION: Final = "direction"
+DIRECTION_RECEIVED: Final = "received"
+DIRECTION_SENT: Final = "sent"
+# error.type of a websocket the app closed before accepting it.
+ERROR_HANDSHAKE_REJECTED: Final = "handshake_rejected"
+
 # --- HTTP client (transports) ------------------------------------------------------------
 
 HTTP_CLIENT_DURATION: Final = "http_client_request_duration_seconds"
@@ -91,6 +102,10 @@ ATTR_USER_AGENT: Final = "user_agent.original"
 ATTR_NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"
 ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_REQUEST_ID: Final = "buttress.request_id"
+ATTR_NETWORK_PROTOCOL_NAME: Final = "network.protocol.name"
+ATTR_WEBSOCKET_CLOSE_CODE: Final = "buttress.websocket.close_code"
+ATTR_WEBSOCKET_RECEIVED: Final = "buttress.websocket.messages_received"
+ATTR_WEBSOCKET_SENT: Final = "buttress.websocket.messages_sent"
 ATTR_POLICY: Final = "buttress.policy"
 ATTR_OUTCOME: Final = "buttress.outcome"
 ATTR_RETRY_ATTEMPT: Final = "buttress.retry.attempt"
@@ -123,6 +138,7 @@ LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
 # --- log and span event names ----------------------------------------------------------------
 
 EVENT_ACCESS: Final = "http.request"
+EVENT_WEBSOCKET: Final = "websocket.connection"
 EVENT_RETRY_SCHEDULED: Final = "buttress.retry.scheduled"
 EVENT_RETRY_FINISHED: Final = "buttress.retry.finished"
 EVENT_BREAKER_TRANSITION: Final = "buttress.breaker.transition"

@@ -143,7 +143,7 @@ class ServerInstruments:
         self._active = _InFlight(
             meter, n.OTEL_HTTP_SERVER_ACTIVE, "HTTP requests in flight.", (n.LABEL_METHOD,)
         )
-        self._by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._by_key: dict[tuple[str, str, str, str], dict[str, Any]] = {}
 
     def active_inc(self, method: str) -> None:
         self._active.add((method,), 1)
@@ -157,13 +157,14 @@ class ServerInstruments:
         size: int,
         trace_id: str | None,
         request_size: int | None = None,
+        error_type: str = "",
     ) -> None:
         # The SDK takes the exemplar from the current context itself (trace_based filter).
         self._active.add((method,), -1)
-        key = (method, route, status)
+        key = (method, route, status, error_type)
         attributes = self._by_key.get(key)
         if attributes is None:
-            labels = (n.LABEL_METHOD, n.LABEL_ROUTE, n.LABEL_STATUS)
+            labels = (n.LABEL_METHOD, n.LABEL_ROUTE, n.LABEL_STATUS, n.LABEL_ERROR_TYPE)
             attributes = self._by_key[key] = _attributes(labels, key)
         self._duration.record(duration, attributes)
 
