@@ -88,7 +88,7 @@ def test_the_graph_reads_imports() -> None:
     graph = _graph(runtime_only=False)
     assert "buttress._errors" in graph["buttress.resilience._retry"]
     assert "buttress.telemetry._names" in graph["buttress.middleware._observer"]
-    assert "buttress" in graph["buttress.middleware._outbound"]
+    assert "buttress" in graph["buttress.httpx._outbound"]
 
 
 def test_the_import_graph_has_no_cycles() -> None:

@@ -13,6 +13,7 @@ import buttress.dashboards
 import buttress.deadline
 import buttress.events
 import buttress.gunicorn
+import buttress.httpx
 import buttress.integrations
 import buttress.middleware
 import buttress.multiprocess
@@ -28,6 +29,7 @@ PUBLIC_MODULES: tuple[ModuleType, ...] = (
     buttress.deadline,
     buttress.events,
     buttress.gunicorn,
+    buttress.httpx,
     buttress.integrations,
     buttress.middleware,
     buttress.multiprocess,

@@ -6,7 +6,8 @@ correlation ids. The other public modules each serve one kind of user:
 - ``buttress.strategies``: the strategy types and the strategy API they share;
 - ``buttress.deadline``: the deadline of the current context;
 - ``buttress.events``: the events strategies emit and the registry of listeners;
-- ``buttress.middleware``: ASGI, WSGI and Django middleware, httpx transports;
+- ``buttress.middleware``: ASGI, WSGI and Django middleware;
+- ``buttress.httpx``: httpx transports for calls to other services;
 - ``buttress.names``: every metric, label, span and log name buttress emits;
 - ``buttress.slo``: SLOs and their recording and alerting rules;
 - ``buttress.dashboards``: the Grafana dashboards;

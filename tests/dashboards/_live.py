@@ -49,7 +49,8 @@ from starlette.routing import Route
 import buttress
 import buttress.slo
 from buttress import events
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
 

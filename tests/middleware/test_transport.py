@@ -15,7 +15,7 @@ import buttress
 from buttress import Bulkhead, CircuitBreaker
 from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, RetryScheduled, TimeoutExpired
-from buttress.middleware import ResilientTransport
+from buttress.httpx import ResilientTransport
 from buttress.testing import capture_events
 from tests._services import free_port
 

@@ -13,7 +13,7 @@ import buttress
 from buttress import Bulkhead, CircuitBreaker
 from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, TimeoutExpired
-from buttress.middleware import AsyncResilientTransport
+from buttress.httpx import AsyncResilientTransport
 from buttress.testing import capture_events
 from tests._services import free_port
 

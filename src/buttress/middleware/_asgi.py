@@ -12,10 +12,10 @@ from typing import Any, Final, Unpack
 
 from opentelemetry.propagators.textmap import Getter
 
+from .._http import normalise_method
 from ..telemetry._exposition import render
 from ._disconnect import ReceiveWatch
 from ._faults import HTTPFaults, check_faults
-from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._options import MiddlewareOptions
 from ._swallowed import handled_exception

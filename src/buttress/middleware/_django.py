@@ -16,8 +16,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from .._errors import ConfigurationError
+from .._http import normalise_method
 from ..telemetry._exposition import render
-from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._options import MiddlewareOptions, check_option_names

@@ -29,7 +29,9 @@ from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._deadline import _DEADLINE, bind_deadline
+from .._deadline_header import parse_deadline
 from .._errors import ConfigurationError
+from .._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 from ..telemetry import _names as names
 from ..telemetry._correlation import (
     MAX_LENGTH,
@@ -39,8 +41,6 @@ from ..telemetry._correlation import (
 )
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
-from ._deadline_header import parse_deadline
-from ._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -19,10 +19,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
+from .._http import normalise_method
 from ..telemetry._correlation import correlation_id
 from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
-from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._options import MiddlewareOptions

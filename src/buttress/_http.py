@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import unquote
 
-from ..telemetry import _names as names
+from .telemetry import _names as names
 
 __all__ = ["DEFAULT_REDACT_QUERY", "KNOWN_METHODS", "REDACTED", "normalise_method", "redact_query"]
 

@@ -28,8 +28,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import Bulkhead, CircuitBreaker, Policy, retry
 from .._args import check_int, check_name, seconds
 from .._deadline import _DEADLINE, Clock
+from .._deadline_header import format_deadline
 from .._errors import ConfigurationError, TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
+from .._http import normalise_method, redact_query
 from .._retry_after import parse_retry_after
 from .._version import __version__
 from ..strategies import Retry, Strategy
@@ -37,8 +39,6 @@ from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
 from ._client_metrics import ClientMetrics, client_metrics_for
-from ._deadline_header import format_deadline
-from ._http import normalise_method, redact_query
 
 if TYPE_CHECKING:
     from datetime import timedelta
