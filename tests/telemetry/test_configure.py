@@ -230,7 +230,7 @@ def test_multiprocess_mode_exposes_every_workers_files(tmp_path: Path) -> None:
 
 
 def test_slos_must_be_slo_objects() -> None:
-    with pytest.raises(ConfigurationError, match=r"'p99' is not a buttress\.SLO"):
+    with pytest.raises(ConfigurationError, match=r"'p99' is not a buttress\.slo\.SLO"):
         buttress.configure(service="a", slos=["p99"])  # type: ignore[list-item]
 
 
@@ -239,7 +239,7 @@ def test_declared_slos_feed_the_middleware_buckets() -> None:
         """
         import warnings
 
-        import buttress
+        import buttress.slo
         from buttress.middleware import ASGIMiddleware
 
         async def app(scope, receive, send):
