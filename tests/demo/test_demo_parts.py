@@ -70,7 +70,7 @@ def test_budget_left_and_overspent() -> None:
     assert budget_text(stats) == "budget left  50.0%"
     for _ in range(3):
         stats.record(503, 0.01)
-    assert budget_text(stats).startswith("budget spent")
+    assert budget_text(stats).startswith("budget overspent")
 
 
 def test_events_feed_the_strategy_figures() -> None:
@@ -85,13 +85,23 @@ def test_events_feed_the_strategy_figures() -> None:
     assert stats.breaker_state == "open"
     assert stats.transitions == [(2.5, "closed", "open", "failure_rate")]
     assert (stats.bulkhead_in_use, stats.bulkhead_peak, stats.bulkhead_capacity) == (1, 3, 8)
-    assert (stats.retries, stats.retry_outcomes) == (1, {"success": 1})
+    assert (stats.retries, stats.call_outcomes) == (1, {"after_retries": 1})
 
 
 def test_summary_line_names_every_figure() -> None:
     stats = _stats(FakeClock())
     line = summary_line(stats, PHASES[1], 12.0, 60.0)
-    for word in ("outage", "rps", "err", "p99", "burn", "budget", "breaker", "bulkhead", "retries"):
+    for word in (
+        "outage",
+        "req/s",
+        "errors",
+        "p99",
+        "SLO burn",
+        "budget",
+        "breaker",
+        "bulkhead",
+        "retries",
+    ):
         assert word in line
 
 

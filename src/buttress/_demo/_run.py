@@ -21,8 +21,9 @@ from .._events import default_registry
 from ..telemetry import _names as names
 from ._scenario import PHASES, phase_at
 from ._servers import LoopbackServer, free_port
-from ._service import OBJECTIVE, build_service, demo_slos
+from ._service import LATENCY_THRESHOLD, OBJECTIVE, build_service, demo_slos
 from ._stats import DemoStats
+from ._summary import build_summary, summary_markdown
 from ._traffic import drive
 from ._upstream import UpstreamControl, build_upstream
 from ._view import make_view
@@ -49,29 +50,33 @@ class _Outcome:
     metrics_text: str = ""
     prometheus: dict[str, Any] = field(default_factory=dict)
     service_url: str = ""
+    started_at: str = ""
+    traffic_seconds: float = 0.0
 
 
 def run(options: DemoOptions) -> Path:
     """Run the demo; returns the folder holding its artifacts."""
     out = options.out or Path.cwd() / time.strftime("buttress-demo-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    exporter, provider = _install_tracing()
+    exporter, providers = _install_tracing()
     log_file = (out / "logs.jsonl").open("w", encoding="utf-8")
     _log_to(log_file)
-    stats = DemoStats(objective=OBJECTIVE)
+    stats = DemoStats(objective=OBJECTIVE, latency_threshold=LATENCY_THRESHOLD)
     default_registry.add(stats)
-    outcome = _Outcome()
+    outcome = _Outcome(started_at=time.strftime("%Y-%m-%d %H:%M:%S"))
     try:
-        asyncio.run(_main(options, stats, outcome, out))
+        asyncio.run(_main(options, stats, outcome, out, providers[1]))
     finally:
         default_registry.remove(stats)
-        provider.force_flush()
-        _write_artifacts(out, stats, outcome, exporter)
+        for provider in providers:
+            provider.force_flush()
+        _write_artifacts(out, options, stats, outcome, exporter)
         _unlog(log_file)
     return out
 
 
-def _install_tracing() -> tuple[InMemorySpanExporter, Any]:
+def _install_tracing() -> tuple[InMemorySpanExporter, list[Any]]:
+    """One exporter; checkout's provider is the global one, pricing has its own resource."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -79,10 +84,13 @@ def _install_tracing() -> tuple[InMemorySpanExporter, Any]:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter, provider
+    providers = []
+    for service in ("checkout", "pricing"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(provider)
+    trace.set_tracer_provider(providers[0])
+    return exporter, providers
 
 
 def _log_to(stream: Any) -> None:
@@ -101,10 +109,12 @@ def _unlog(stream: Any) -> None:
     stream.close()
 
 
-async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: Path) -> None:
+async def _main(
+    options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: Path, pricing_tracing: Any
+) -> None:
     loop = asyncio.get_running_loop()
-    control = UpstreamControl()
-    upstream = LoopbackServer(build_upstream(control))
+    control = UpstreamControl(on_call=stats.record_upstream)
+    upstream = LoopbackServer(build_upstream(control, tracer_provider=pricing_tracing))
     await upstream.start()
     app, client = build_service(upstream.url)
     service = LoopbackServer(app, port=options.port)
@@ -123,6 +133,7 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
     if prometheus is not None:
         print(f"buttress demo: Prometheus on {prometheus.url}")
     view = make_view(options.plain)
+    stats.start()
     traffic = asyncio.create_task(
         drive(service.url, stats, rate=options.rate, duration=options.duration, stop=stop)
     )
@@ -137,6 +148,7 @@ async def _main(options: DemoOptions, stats: DemoStats, outcome: _Outcome, out: 
             await asyncio.wait({traffic}, timeout=0.25)
         outcome.sent = traffic.result()
     finally:
+        outcome.traffic_seconds = min(time.monotonic() - begin, options.duration)
         # The last state, with every request the generator waited for counted.
         view.update(stats, phase, time.monotonic() - begin, options.duration)
         view.close()
@@ -238,76 +250,45 @@ def _rules_text() -> str:
 
 
 def _write_artifacts(
-    out: Path, stats: DemoStats, outcome: _Outcome, exporter: InMemorySpanExporter
+    out: Path,
+    options: DemoOptions,
+    stats: DemoStats,
+    outcome: _Outcome,
+    exporter: InMemorySpanExporter,
 ) -> None:
     from .. import dashboards
+    from ._report_html import render_html
+    from ._report_model import build_report
+    from ._report_traces import span_records
+    from ._timeline import timeline
 
     dashboards.export(out / "dashboards")
     (out / "rules").mkdir(exist_ok=True)
     (out / "rules" / "slo-rules.yaml").write_text(_rules_text(), encoding="utf-8")
     (out / "metrics.txt").write_text(outcome.metrics_text, encoding="utf-8")
-    spans = [json.loads(span.to_json(indent=None)) for span in exporter.get_finished_spans()]
+    finished = exporter.get_finished_spans()
+    spans = [json.loads(span.to_json(indent=None)) for span in finished]
     (out / "spans.json").write_text(json.dumps(spans, indent=1), encoding="utf-8")
-    summary = _summary(stats, outcome)
+    summary = build_summary(
+        stats,
+        interrupted=outcome.interrupted,
+        upstream_calls=outcome.upstream_calls,
+        latency_threshold=LATENCY_THRESHOLD,
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "summary.md").write_text(_summary_markdown(summary), encoding="utf-8")
+    (out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     if outcome.prometheus:
         (out / "prometheus" / "queries.json").write_text(
             json.dumps(outcome.prometheus, indent=2), encoding="utf-8"
         )
+    report = build_report(
+        summary,
+        timeline(stats, until=outcome.traffic_seconds),
+        span_records(finished),
+        duration=options.duration,
+        started_at=outcome.started_at,
+    )
+    (out / "report.html").write_text(render_html(report), encoding="utf-8")
     stopped = " (stopped early by Ctrl-C)" if outcome.interrupted else ""
     print(f"buttress demo: artifacts in {out}{stopped}")
-
-
-def _summary(stats: DemoStats, outcome: _Outcome) -> dict[str, Any]:
-    requests = stats.requests
-    return {
-        "interrupted": outcome.interrupted,
-        "requests": requests,
-        "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
-        "error_ratio": stats.errors / requests if requests else 0.0,
-        "slo_objective": stats.objective,
-        "error_budget_left": stats.budget_left(),
-        "upstream_calls": outcome.upstream_calls,
-        "amplification": outcome.upstream_calls / requests if requests else 0.0,
-        "retries": stats.retries,
-        "retry_outcomes": stats.retry_outcomes,
-        "rejections": stats.rejections,
-        "timeouts": stats.timeouts,
-        "fallbacks": stats.fallbacks,
-        "bulkhead_peak": stats.bulkhead_peak,
-        "bulkhead_capacity": stats.bulkhead_capacity,
-        "breaker_transitions": [
-            {"at_seconds": round(at, 2), "from": old, "to": new, "reason": reason}
-            for at, old, new, reason in stats.transitions
-        ],
-    }
-
-
-def _summary_markdown(summary: dict[str, Any]) -> str:
-    lines = [
-        "# buttress demo summary",
-        "",
-        f"- requests: {summary['requests']} (statuses: {summary['statuses']})",
-        f"- error ratio: {summary['error_ratio']:.2%}; objective {summary['slo_objective']:.1%}; "
-        f"error budget left: {summary['error_budget_left']:.1%}",
-        f"- upstream calls: {summary['upstream_calls']} "
-        f"({summary['amplification']:.2f} per request: retries bounded by the budget)",
-        f"- retries: {summary['retries']} scheduled; outcomes {summary['retry_outcomes']}",
-        f"- rejections: {summary['rejections']}; timeouts {summary['timeouts']}; "
-        f"fallbacks {summary['fallbacks']}",
-        f"- bulkhead peak: {summary['bulkhead_peak']} of {summary['bulkhead_capacity']}",
-        "- breaker transitions:",
-    ]
-    lines += [
-        f"  - {t['at_seconds']:6.2f} s: {t['from']} -> {t['to']} ({t['reason']})"
-        for t in summary["breaker_transitions"]
-    ] or ["  - none"]
-    lines += [
-        "",
-        "Files: `dashboards/` (Grafana JSON), `rules/slo-rules.yaml` (Prometheus rules), "
-        "`metrics.txt` (the last scrape), `spans.json` (every span), `logs.jsonl` "
-        "(every log line), `summary.json`.",
-        "",
-    ]
-    return "\n".join(lines)
+    print(f"buttress demo: incident report: {out / 'report.html'}")

@@ -1,5 +1,5 @@
 """The demo service: a checkout API behind the middleware, calling the upstream through
-a policy of fallback, bulkhead, timeout, retry and circuit breaker."""
+the httpx transport (retry, circuit breaker, bulkhead, a span per attempt) and a fallback."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from starlette.routing import Route
 
 import buttress
 import buttress.slo
+from buttress.httpx import AsyncResilientTransport
 from buttress.middleware import ASGIMiddleware
 
 OBJECTIVE = 0.99
 LATENCY_THRESHOLD = 0.5  # seconds; a bucket boundary of the duration histogram
+ATTEMPT_TIMEOUT = 0.45  # seconds for one attempt's answer: under the latency threshold
 
 
 class UpstreamFailed(Exception):
@@ -45,16 +47,16 @@ def demo_slos() -> list[buttress.slo.SLO]:
 
 
 def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
-    """The ASGI app (middleware included) and the client it calls the upstream with."""
-    client = httpx.AsyncClient(
-        base_url=upstream_url,
-        timeout=httpx.Timeout(2.0),
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-    )
-    # Outermost first: a refused call falls back to the last known price; the bulkhead
-    # bounds concurrency; only upstream errors are retried (retrying into a latency spike
-    # makes it worse); the breaker counts errors, timeouts and slow calls; the timeout
-    # bounds each attempt, inside the breaker so that a timeout counts as a failure.
+    """The ASGI app (middleware included) and the client it calls the upstream with.
+
+    The client sends through ``AsyncResilientTransport``: each attempt is a client span
+    carrying the trace context to pricing, behind the transport's retry, breaker and
+    bulkhead. Outermost first: a call the open breaker refuses falls back to the last
+    known price; the retry tries upstream errors again within its budget (a read timeout
+    is not retried: a slow upstream needs no extra work); the breaker counts errors,
+    timeouts and slow calls; the bulkhead bounds concurrency; httpx's read timeout bounds
+    each attempt, so that a timeout counts as the breaker's failure.
+    """
     breaker = buttress.CircuitBreaker(
         "pricing",
         consecutive_failures=None,
@@ -66,26 +68,28 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
         minimum_calls=10,
         reset_timeout=2.0,
         half_open_permits=3,
-        failure_on=(UpstreamFailed, httpx.TransportError, buttress.TimedOut),
     )
-    policy = buttress.Policy(
-        buttress.fallback(None, on=buttress.CircuitOpen),
-        buttress.Bulkhead("pricing", max_concurrent=16, max_waiting=16, wait_timeout=0.2),
-        buttress.retry(
-            on=(UpstreamFailed, httpx.TransportError),
-            attempts=3,
-            wait_initial=0.02,
-            wait_max=0.2,
+    bulkhead = buttress.Bulkhead("pricing", max_concurrent=16, max_waiting=16, wait_timeout=0.2)
+    transport = AsyncResilientTransport(
+        httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
         ),
-        breaker,
-        buttress.timeout(LATENCY_THRESHOLD * 0.9),
+        attempts=3,
+        deadline=ATTEMPT_TIMEOUT * 2,
+        wait_initial=0.02,
+        wait_max=0.2,
+        breaker=breaker,
+        bulkhead=bulkhead,
         name="pricing",
     )
+    client = httpx.AsyncClient(
+        base_url=upstream_url, transport=transport, timeout=httpx.Timeout(ATTEMPT_TIMEOUT)
+    )
 
-    @policy
+    @buttress.fallback(None, on=buttress.CircuitOpen, name="pricing")
     async def fetch_price(sku: str) -> dict[str, Any] | None:
         response = await client.get(f"/price/{sku}")
-        if response.status_code >= 500:
+        if response.status_code >= 500:  # after the transport's last attempt
             raise UpstreamFailed(f"upstream answered {response.status_code}")
         data: dict[str, Any] = response.json()
         return data
@@ -96,7 +100,7 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
         sku = request.path_params["sku"]
         try:
             price = await fetch_price(sku)
-        except buttress.TimedOut:
+        except (buttress.TimedOut, httpx.TimeoutException):
             return JSONResponse({"error": "pricing timed out"}, status_code=504)
         except buttress.BulkheadFull:
             return JSONResponse({"error": "pricing is saturated"}, status_code=503)
