@@ -103,6 +103,7 @@ def test_top_level_names() -> None:
         "CircuitOpen",
         "ConfigurationError",
         "CorrelationFilter",
+        "DeadlineExceeded",
         "FaultInjection",
         "Policy",
         "RateLimited",

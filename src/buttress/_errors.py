@@ -10,6 +10,7 @@
                +-- BulkheadFull         no slot and no room (or time) to wait
                +-- RateLimited          no token left
                +-- TimedOut             the deadline passed (also a TimeoutError)
+                    +-- DeadlineExceeded  the caller's own budget ran out, not the dependency
 
     Warning
      +-- ButtressWarning                a legal but surprising value
@@ -27,6 +28,7 @@ __all__ = [
     "ButtressWarning",
     "CircuitOpen",
     "ConfigurationError",
+    "DeadlineExceeded",
     "RateLimited",
     "Rejected",
     "TimedOut",
@@ -82,6 +84,16 @@ class TimedOut(Rejected, TimeoutError):
     def __init__(self, message: str, *, name: str, timeout: float) -> None:
         super().__init__(message, name=name)
         self.timeout = timeout
+
+
+class DeadlineExceeded(TimedOut):
+    """The caller's deadline, not the dependency, ended the call.
+
+    Raised by the httpx transports when an attempt timed out because its timeouts were
+    cut to the time left before the deadline (propagated by the caller or bound locally).
+    The dependency did nothing wrong, so circuit breakers do not count it by default and
+    it is never retried; ``timeout`` is the time the attempt had.
+    """
 
 
 class ButtressWarning(UserWarning):

@@ -49,6 +49,7 @@ class Seen:
 class Upstream:
     tracer_provider: trace.TracerProvider | None = None
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"  # another 127.x address plays a third-party host
     seen: list[Seen] = field(default_factory=list)
     keep: bool = True  # record every request (off for the leak test)
     count: int = 0
@@ -59,7 +60,7 @@ class Upstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def hits(self, path: str) -> int:
         return sum(1 for s in self.seen if s.path.split("?")[0] == path)
@@ -69,7 +70,7 @@ class Upstream:
         loop = self._loop = asyncio.new_event_loop()
 
         async def serve() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
             started.set()
 
         def run() -> None:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from buttress.deadline import remaining
+from buttress.middleware import TrustedPeers
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
@@ -39,6 +40,9 @@ if not settings.configured:
             "tracer_provider": provider,
             "metrics_registry": registry,
             "metrics_path": "/metrics",
+            "metrics_max_age": 0,  # every scrape sees the requests before it
+            # The tests' clients are peers on loopback: their ids and deadlines count.
+            "trusted_peers": TrustedPeers(networks=["127.0.0.1/32"]),
         },
         LOGGING_CONFIG=None,
     )

@@ -15,7 +15,7 @@ from flask import Flask, Response
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from buttress.middleware import WSGIMiddleware
+from buttress.middleware import TrustedPeers, WSGIMiddleware
 
 ACCESS_FIELDS = (
     "method", "route", "status", "duration_ms", "request_id", "trace_id", "span_id", "path",
@@ -102,5 +102,11 @@ def big() -> Response:
 
 
 app.wsgi_app = WSGIMiddleware(  # type: ignore[method-assign]
-    app.wsgi_app, service="flask-test", tracer_provider=provider, metrics_path="/metrics"
+    app.wsgi_app,
+    service="flask-test",
+    tracer_provider=provider,
+    metrics_path="/metrics",
+    metrics_max_age=0,  # every scrape sees the requests before it
+    # The tests' clients are peers on loopback: their ids and trace context count.
+    trusted_peers=TrustedPeers(networks=["127.0.0.1/32"]),
 )

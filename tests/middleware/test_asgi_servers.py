@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Mount, Route
 
-from buttress.middleware import ASGIMiddleware
+from buttress.middleware import ASGIMiddleware, TrustedPeers
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, serve_asgi
@@ -62,7 +62,12 @@ def fastapi_app(telemetry: Telemetry, observed: dict[str, Any]) -> FastAPI:
         return {"ok": "yes"}
 
     app.add_middleware(
-        ASGIMiddleware, service="checkout", metrics_path="/metrics", **telemetry.options()
+        ASGIMiddleware,
+        service="checkout",
+        metrics_path="/metrics",
+        metrics_max_age=0,  # every scrape sees the requests before it
+        trusted_peers=TrustedPeers(networks=["127.0.0.1/32"]),
+        **telemetry.options(),
     )
     return app
 
@@ -113,6 +118,7 @@ def test_fastapi_span_metrics_log_and_header(
         "user_agent.original": "probe/1.0",
         "network.protocol.version": "1.1",
         "buttress.request_id": TRACE_ID,
+        "buttress.peer.trusted": True,
     }
     assert span.status.status_code is StatusCode.UNSET
 
@@ -259,7 +265,9 @@ def starlette_app(telemetry: Telemetry) -> Any:
             Mount("/tenants/{tenant}", routes=[Route("/items/{item_id:int}", item)]),
         ]
     )
-    return ASGIMiddleware(app, exclude=("/healthz",), **telemetry.options())
+    # The tests' clients are peers on loopback: their ids and trace context count.
+    peers = TrustedPeers(networks=["127.0.0.1/32"])
+    return ASGIMiddleware(app, exclude=("/healthz",), trusted_peers=peers, **telemetry.options())
 
 
 def test_starlette_mounts_and_exclusions(telemetry: Telemetry) -> None:

@@ -40,7 +40,7 @@ def _recording_asgi(seen: list[float | None]) -> Any:
 
 async def test_asgi_binds_the_header_for_the_request_and_resets_it(telemetry: Telemetry) -> None:
     seen: list[float | None] = []
-    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options())
+    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options(trusted_peers="any"))
     await call_asgi(app, "/", headers=[(HEADER, b"1.500")])
     await call_asgi(app, "/")
     left, absent = seen
@@ -53,16 +53,20 @@ async def test_asgi_binds_the_header_for_the_request_and_resets_it(telemetry: Te
 @pytest.mark.parametrize("value", [b"-1", b"1e3", b"inf", b"nan", b"soon", b"", b"1.5s"])
 async def test_a_malformed_header_is_ignored(telemetry: Telemetry, value: bytes) -> None:
     seen: list[float | None] = []
-    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options())
+    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options(trusted_peers="any"))
     await call_asgi(app, "/", headers=[(HEADER, value)])
     assert seen == [None]
 
 
 async def test_the_header_can_be_renamed_or_switched_off(telemetry: Telemetry) -> None:
     seen: list[float | None] = []
-    off = ASGIMiddleware(_recording_asgi(seen), **telemetry.options(deadline_header=None))
+    off = ASGIMiddleware(
+        _recording_asgi(seen), **telemetry.options(trusted_peers="any", deadline_header=None)
+    )
     await call_asgi(off, "/", headers=[(HEADER, b"2")])
-    renamed = ASGIMiddleware(_recording_asgi(seen), **telemetry.options(deadline_header="X-Budget"))
+    renamed = ASGIMiddleware(
+        _recording_asgi(seen), **telemetry.options(trusted_peers="any", deadline_header="X-Budget")
+    )
     await call_asgi(renamed, "/", headers=[(HEADER, b"2")])
     await call_asgi(renamed, "/", headers=[(b"x-budget", b"2")])
     assert seen[:2] == [None, None]
@@ -72,7 +76,7 @@ async def test_the_header_can_be_renamed_or_switched_off(telemetry: Telemetry) -
 
 async def test_an_enclosing_earlier_deadline_wins(telemetry: Telemetry) -> None:
     seen: list[float | None] = []
-    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options())
+    app = ASGIMiddleware(_recording_asgi(seen), **telemetry.options(trusted_peers="any"))
     with deadline_scope(0.5) as outer:
         await call_asgi(app, "/", headers=[(HEADER, b"60")])
         assert current_deadline() == outer
@@ -97,7 +101,7 @@ async def test_a_spent_budget_refuses_calls_in_the_handler(telemetry: Telemetry)
         await send({"type": "http.response.start", "status": 504, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    wrapped = ASGIMiddleware(app, **telemetry.options())
+    wrapped = ASGIMiddleware(app, **telemetry.options(trusted_peers="any"))
     await call_asgi(wrapped, "/", headers=[(HEADER, b"0.000")])
     assert outcomes == ["refused"]
     assert ran == []
@@ -121,7 +125,7 @@ def test_wsgi_binds_the_header_while_the_app_runs(telemetry: Telemetry) -> None:
         start_response("200 OK", [])
         return [b"ok"]
 
-    wrapped = WSGIMiddleware(app, **telemetry.options())
+    wrapped = WSGIMiddleware(app, **telemetry.options(trusted_peers="any"))
     for extra in ({"HTTP_X_BUTTRESS_DEADLINE": "0.750"}, {}):
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "t", **extra}
         body = wrapped(environ, _start_response)
@@ -144,7 +148,9 @@ def _service_b(upstream: str, telemetry: Telemetry) -> Any:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         received = environ.get("HTTP_X_BUTTRESS_DEADLINE")
         left = remaining()
-        transport = ResilientTransport(metrics_registry=metrics, attempts=1)
+        transport = ResilientTransport(
+            metrics_registry=metrics, attempts=1, internal_hosts=["127.0.0.1"]
+        )
         with httpx.Client(transport=transport, base_url=upstream) as client:
             try:
                 outcome = str(client.get("/ok").status_code)
@@ -154,7 +160,7 @@ def _service_b(upstream: str, telemetry: Telemetry) -> Any:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
 
-    return WSGIMiddleware(app, **telemetry.options(service="b"))
+    return WSGIMiddleware(app, **telemetry.options(trusted_peers="any", service="b"))
 
 
 def _service_a(b_url: str, telemetry: Telemetry) -> Any:
@@ -164,7 +170,9 @@ def _service_a(b_url: str, telemetry: Telemetry) -> Any:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    transport = AsyncResilientTransport(metrics_registry=CollectorRegistry(), attempts=1)
+    transport = AsyncResilientTransport(
+        metrics_registry=CollectorRegistry(), attempts=1, internal_hosts=["127.0.0.1"]
+    )
 
     @buttress.timeout(5.0)
     async def call_b() -> httpx.Response:
@@ -176,7 +184,7 @@ def _service_a(b_url: str, telemetry: Telemetry) -> Any:
         return Response(answer.content, media_type="application/json")
 
     app = Starlette(routes=[Route("/chain", chain)])
-    return ASGIMiddleware(app, **telemetry.options(service="a"))
+    return ASGIMiddleware(app, **telemetry.options(trusted_peers="any", service="a"))
 
 
 def test_a_chain_of_services_shares_one_budget(telemetry: Telemetry) -> None:

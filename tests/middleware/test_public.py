@@ -19,7 +19,9 @@ def test_middleware_names() -> None:
         "HTTPFaults",
         "MiddlewareOptions",
         "SLOLike",
+        "TrustedPeers",
         "WSGIMiddleware",
+        "serve_metrics",
     ]
     for name in buttress.middleware.__all__:
         assert getattr(buttress.middleware, name) is not None
@@ -49,7 +51,7 @@ def test_import_loads_no_framework() -> None:
     ("raw", "expected"),
     [
         ("GET", ("GET", None)),
-        ("get", ("GET", "get")),
+        ("get", ("_OTHER", "get")),  # methods are case-sensitive (RFC 9110, semconv)
         ("BREW", ("_OTHER", "BREW")),
         ("QUERY", ("QUERY", None)),
     ],

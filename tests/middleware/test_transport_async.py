@@ -24,6 +24,7 @@ def client(
     tracing: Tracing, clock: FakeClock | None = None, **options: object
 ) -> httpx.AsyncClient:
     clock = clock or FakeClock()
+    options.setdefault("internal_hosts", ["127.0.0.1"])  # the test upstream is one of ours
     transport = AsyncResilientTransport(
         tracer_provider=tracing.provider,
         metrics_registry=tracing.metrics,
@@ -131,7 +132,9 @@ async def test_the_deadline_travels_and_a_spent_one_sends_nothing(
 
 async def test_an_async_timeout_caps_a_slow_upstream(tracing: Tracing, upstream: Upstream) -> None:
     transport = AsyncResilientTransport(
-        tracer_provider=tracing.provider, metrics_registry=tracing.metrics
+        tracer_provider=tracing.provider,
+        metrics_registry=tracing.metrics,
+        internal_hosts=["127.0.0.1"],
     )
     async with httpx.AsyncClient(transport=transport) as http:
         with pytest.raises(buttress.TimedOut):

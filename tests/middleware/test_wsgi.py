@@ -73,7 +73,7 @@ def test_a_raising_app_gets_a_500_with_the_id_and_the_error_is_logged(
     def app(env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         raise ZeroDivisionError("no")
 
-    middleware = WSGIMiddleware(app, **telemetry.options())
+    middleware = WSGIMiddleware(app, **telemetry.options(trusted_peers="any"))
     recorder, body = run(middleware, environ("/x", HTTP_X_REQUEST_ID="wsgi-err"))
     assert recorder.status.startswith("500")
     assert recorder.header("X-Request-ID") == "wsgi-err"
@@ -111,7 +111,7 @@ def chunked(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
 
 
 def test_interleaved_bodies_keep_their_own_sizes_and_ids(telemetry: Telemetry) -> None:
-    middleware = WSGIMiddleware(chunked, **telemetry.options())
+    middleware = WSGIMiddleware(chunked, **telemetry.options(trusted_peers="any"))
     first, second = Recorder(), Recorder()
     body_a = middleware(environ("/10", HTTP_X_REQUEST_ID="id-a"), first)
     body_b = middleware(environ("/1000", HTTP_X_REQUEST_ID="id-b"), second)
@@ -183,7 +183,7 @@ def test_log_lines_while_a_body_streams_carry_the_request_id(telemetry: Telemetr
 
         return body()
 
-    middleware = WSGIMiddleware(app, **telemetry.options())
+    middleware = WSGIMiddleware(app, **telemetry.options(trusted_peers="any"))
     body = middleware(environ("/s", HTTP_X_REQUEST_ID="stream-1"), Recorder())
     assert b"".join(body) == b"012"
     assert get_correlation_id() is None  # only bound while a chunk is made

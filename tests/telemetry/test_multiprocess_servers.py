@@ -84,7 +84,7 @@ def inner(environ, start_response):
     return [f"{os.getpid()} {status}".encode()]
 
 
-app = WSGIMiddleware(inner, service="mp", metrics_path="/metrics")
+app = WSGIMiddleware(inner, service="mp", metrics_path="/metrics", metrics_max_age=0)
 """
 
 GUNICORN_CONF = """
@@ -126,7 +126,7 @@ async def inner(scope, receive, send):
     await send({"type": "http.response.body", "body": f"{os.getpid()} {status}".encode()})
 
 
-app = ASGIMiddleware(inner, service="mp", metrics_path="/metrics")
+app = ASGIMiddleware(inner, service="mp", metrics_path="/metrics", metrics_max_age=0)
 """
 
 

@@ -124,6 +124,17 @@ def test_client_metrics_reach_both(reader: InMemoryMetricReader) -> None:
     assert _sample(registry, count, **labels, http_response_status_code="") == 1.0
 
 
+def test_deadline_exceeded_reaches_both(reader: InMemoryMetricReader) -> None:
+    registry = CollectorRegistry()
+    client_metrics_for(registry).deadline_exceeded("api.internal", names.DEADLINE_CUT)
+    otel_name, _ = names.OTEL_RESILIENCE[names.HTTP_CLIENT_DEADLINE_EXCEEDED]
+    (point,) = _points(reader)[otel_name]
+    assert point.value == 1
+    assert dict(point.attributes) == {"server.address": "api.internal", "reason": "cut"}
+    labels = {"server_address": "api.internal", "reason": "cut"}
+    assert _sample(registry, names.HTTP_CLIENT_DEADLINE_EXCEEDED, **labels) == 1.0
+
+
 def test_resilience_metrics_reach_both(reader: InMemoryMetricReader) -> None:
     from buttress._events import BreakerTransition, RetryScheduled
 

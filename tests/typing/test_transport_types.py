@@ -44,3 +44,14 @@ async def test_async_transport_options() -> None:
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.get("http://api.test/")
     assert response.status_code == 200
+
+
+def test_boundary_options() -> None:
+    transport = ResilientTransport(
+        httpx.MockTransport(_ok),
+        internal_hosts=["*.svc.cluster.local", "10.0.0.0/8"],
+        propagate_trace="all",
+        redact_query_keys=["*token*", "otp"],
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://pricing.svc.cluster.local/").status_code == 200

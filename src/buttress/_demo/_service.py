@@ -81,6 +81,8 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
         breaker=breaker,
         bulkhead=bulkhead,
         name="pricing",
+        # Pricing is ours (on loopback): the trace, the id and the budget may travel there.
+        internal_hosts=["127.0.0.1", "localhost"],
     )
     client = httpx.AsyncClient(
         base_url=upstream_url, transport=transport, timeout=httpx.Timeout(ATTEMPT_TIMEOUT)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..middleware import ASGIMiddleware
+from ..middleware import ASGIMiddleware, TrustedPeers
 from ._scenario import Mode
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def build_upstream(
     return ASGIMiddleware(
         app,
         service="pricing",
+        # Checkout calls from loopback: a peer whose trace pricing continues.
+        trusted_peers=TrustedPeers(networks=["127.0.0.0/8", "::1"]),
         tracer_provider=tracer_provider,
         metrics_registry=CollectorRegistry(),
         slos=(),

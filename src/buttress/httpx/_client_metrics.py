@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..telemetry import _names as names
 from ..telemetry import _otel_metrics as otel_metrics
@@ -43,8 +43,18 @@ class ClientMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.deadline_exceeded_total = Counter(
+            names.HTTP_CLIENT_DEADLINE_EXCEEDED,
+            "Outbound requests the caller's own deadline stopped (not sent, or cut short).",
+            (names.LABEL_SERVER_ADDRESS, names.LABEL_REASON),
+            registry=registry,
+        )
         self._durations: dict[tuple[str, str, str], Any] = {}
         self._active: dict[tuple[str, str], Any] = {}
+
+    def deadline_exceeded(self, host: str, reason: str) -> None:
+        """One request the deadline stopped: ``spent`` before sending, ``cut`` in flight."""
+        self.deadline_exceeded_total.labels(host, reason).inc()
 
     def active(self, method: str, host: str) -> Any:
         """The in-flight gauge child of ``(method, host)``."""

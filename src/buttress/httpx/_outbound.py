@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import httpx
@@ -29,11 +29,13 @@ from .. import Bulkhead, CircuitBreaker, Policy, retry
 from .._args import check_int, check_name, seconds
 from .._deadline import _DEADLINE, Clock
 from .._deadline_header import format_deadline
-from .._errors import ConfigurationError, TimedOut
+from .._errors import ConfigurationError, DeadlineExceeded
 from .._events import Registry, TimeoutExpired, default_registry
-from .._http import normalise_method, redact_query
+from .._http import DEFAULT_REDACT_QUERY, Redactor, normalise_method, status_label
 from .._retry_after import parse_retry_after
 from .._version import __version__
+from ..middleware._baggage import bounded, without
+from ..middleware._trust import InternalHosts, PropagateTrace, check_propagate_trace
 from ..strategies import Retry, Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
@@ -83,9 +85,19 @@ DEFAULT_RETRY_ON: Final[tuple[type[Exception], ...]] = (
 MAX_HOSTS: Final = 1000
 OTHER_HOSTS: Final = "_OTHER"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# The timeout phase each httpx timeout exception reports.
+_PHASES: Final[tuple[tuple[type[httpx.TimeoutException], str], ...]] = (
+    (httpx.ConnectTimeout, "connect"),
+    (httpx.ReadTimeout, "read"),
+    (httpx.WriteTimeout, "write"),
+    (httpx.PoolTimeout, "pool"),
+)
+_NOT_CAPPED: Final[frozenset[str]] = frozenset()
+_LEAST_TIMEOUT: Final = 0.001
+_BAGGAGE: Final = "baggage"
 
 
-def full_url(url: httpx.URL) -> str:
+def full_url(url: httpx.URL, redactor: Redactor | None = None) -> str:
     """``url`` for ``url.full``: no userinfo, no fragment, sensitive query values redacted."""
     port = url.port
     netloc = url.host if port is None else f"{url.host}:{port}"
@@ -95,7 +107,10 @@ def full_url(url: httpx.URL) -> str:
     path, mark, query = target.partition("?")
     if not mark:
         return f"{url.scheme}://{netloc}{path}"
-    return f"{url.scheme}://{netloc}{path}?{redact_query(query)}"
+    return f"{url.scheme}://{netloc}{path}?{(redactor or _default_redactor)(query)}"
+
+
+_default_redactor = Redactor()
 
 
 class FailedStatus(httpx.HTTPStatusError):
@@ -120,16 +135,31 @@ class Call:
 
 
 class Attempt:
-    """One request sent: its span, its context token, its start and its metric labels."""
+    """One request sent: its span, its context token, its start and its metric labels.
 
-    __slots__ = ("active", "method", "span", "start", "token")
+    ``capped`` names the timeout phases the deadline shortened: a timeout in one of them
+    is the caller's budget running out, not the dependency's slowness.
+    """
 
-    def __init__(self, span: Span, token: object, start: float, method: str, active: Any) -> None:
+    __slots__ = ("active", "capped", "left", "method", "span", "start", "token")
+
+    def __init__(
+        self,
+        span: Span,
+        token: object,
+        start: float,
+        method: str,
+        active: Any,
+        capped: frozenset[str] = _NOT_CAPPED,
+        left: float = 0.0,
+    ) -> None:
         self.span = span
         self.token = token
         self.start = start
         self.method = method
         self.active = active
+        self.capped = capped
+        self.left = left
 
 
 class Host:
@@ -140,15 +170,21 @@ class Host:
     one of them, or ``None``).
     """
 
-    __slots__ = ("address", "guard", "name", "retry")
+    __slots__ = ("address", "guard", "internal", "name", "retry")
 
     def __init__(
-        self, address: str, name: str, retry: Retry | None, guard: Strategy | None
+        self,
+        address: str,
+        name: str,
+        retry: Retry | None,
+        guard: Strategy | None,
+        internal: bool | None = None,
     ) -> None:
         self.address = address
         self.name = name
         self.retry = retry
         self.guard = guard
+        self.internal = internal  # None: hosts past MAX_HOSTS share it, decided per request
 
 
 class Outbound:
@@ -173,8 +209,16 @@ class Outbound:
         events: Registry | None,
         clock: Clock,
         sleep: Callable[[float], object] | None,
+        internal_hosts: Iterable[str] = (),
+        propagate_trace: PropagateTrace = "internal",
+        redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
     ) -> None:
         self.name = check_name(name)
+        # The propagation boundary (docs/security.md): our ids, budget and baggage go to
+        # internal hosts only; trace context where propagate_trace says.
+        self.internal_hosts = InternalHosts(internal_hosts)
+        self.propagate_trace = check_propagate_trace(propagate_trace)
+        self.redactor = Redactor(redact_query_keys)
         self._breaker = _strategy_option(breaker, CircuitBreaker, "breaker")
         self._bulkhead = _strategy_option(bulkhead, Bulkhead, "bulkhead")
         statuses = frozenset(retry_statuses)
@@ -273,18 +317,21 @@ class Outbound:
         elif members:
             guard = Policy(*members)
         template = self._template
-        return Host(address, name, None if template is None else _per_host(template, name), guard)
+        retrying = None if template is None else _per_host(template, name)
+        internal = None if address == OTHER_HOSTS else address in self.internal_hosts
+        return Host(address, name, retrying, guard, internal)
 
     def refuse_if_late(self, host: Host) -> None:
-        """Raise ``TimedOut`` when the context's deadline has already passed."""
+        """Raise ``DeadlineExceeded`` when the context's deadline has already passed."""
         deadline = _DEADLINE.get()
         if deadline is None:
             return
         late = self.clock() - deadline
         if late >= 0:
+            self._client_metrics().deadline_exceeded(host.address, names.DEADLINE_SPENT)
             if self.events.active:
                 self.events.emit(TimeoutExpired(host.name, 0.0))
-            raise TimedOut(
+            raise DeadlineExceeded(
                 f"{host.name}: the deadline passed {late:.3f}s before the request was sent",
                 name=host.name,
                 timeout=0.0,
@@ -311,6 +358,10 @@ class Outbound:
         """
         request = call.request
         host = call.host
+        # Checked again here, inside the breaker and bulkhead: waiting for them may have
+        # spent the budget, and an attempt sent with no time left would fail as an I/O
+        # error (a zero timeout makes the socket non-blocking), blamed on the upstream.
+        self.refuse_if_late(host)
         deadline = _DEADLINE.get()
         resend = call.sent
         call.sent = resend + 1
@@ -329,7 +380,7 @@ class Outbound:
             attributes=attributes,
         )
         if span.is_recording():
-            span.set_attribute(names.ATTR_URL_FULL, full_url(url))
+            span.set_attribute(names.ATTR_URL_FULL, full_url(url, self.redactor))
             if original is not None:
                 span.set_attribute(names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL, original)
             if resend:
@@ -337,22 +388,43 @@ class Outbound:
         context = trace.set_span_in_context(span)
         token = otel_context.attach(context)
         headers = request.headers
-        propagate.inject(headers, context=context)
+        internal = host.internal
+        if internal is None:
+            internal = url.host in self.internal_hosts
+        self._propagate(headers, context, internal)
         id_header = self.request_id_header
         if id_header is not None:
             request_id = correlation_id.get()
             if request_id is not None:
-                if id_header not in headers:
+                if internal and id_header not in headers:
                     headers[id_header] = request_id
                 if span.is_recording():
                     span.set_attribute(names.ATTR_REQUEST_ID, request_id)
+        capped = _NOT_CAPPED
+        left = 0.0
         if deadline is not None:
             left = deadline - self.clock()
-            headers[names.DEADLINE_HEADER] = format_deadline(left)
-            _cap_timeout(request, left)
+            if internal:
+                headers[names.DEADLINE_HEADER] = format_deadline(left)
+            # A budget of a few microseconds gives a timeout, not a non-blocking socket.
+            capped = _cap_timeout(request, max(left, _LEAST_TIMEOUT))
         active = self._client_metrics().active(label, host.address)
         active.inc()
-        return Attempt(span, token, time.perf_counter(), label, active)
+        return Attempt(span, token, time.perf_counter(), label, active, capped, left)
+
+    def _propagate(self, headers: httpx.Headers, context: Any, internal: bool) -> None:
+        """Trace context and baggage, as far as the destination may see them."""
+        mode = self.propagate_trace
+        if internal:
+            if mode == "none":  # baggage only
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier, context=bounded(context))
+                if _BAGGAGE in carrier:
+                    headers[_BAGGAGE] = carrier[_BAGGAGE]
+            else:
+                propagate.inject(headers, context=bounded(context))
+        elif mode == "all":
+            propagate.inject(headers, context=without(context))
 
     def answered(self, attempt: Attempt, host: Host, response: httpx.Response) -> None:
         """After a response arrived (headers read; the body may still be streaming)."""
@@ -363,23 +435,59 @@ class Outbound:
             if status >= 400:  # for a client span, 4xx is an error too (semconv)
                 span.set_attribute(names.ATTR_ERROR_TYPE, str(status))
                 span.set_status(Status(StatusCode.ERROR))
-        self._end(attempt, host, str(status))
+        self._end(attempt, host, status_label(status))
 
-    def failed(self, attempt: Attempt, host: Host, error: BaseException) -> None:
-        """After the inner transport raised."""
+    def failed(self, attempt: Attempt, host: Host, error: BaseException) -> DeadlineExceeded | None:
+        """After the inner transport raised: what to raise instead, or ``None``.
+
+        A timeout in a phase the deadline had shortened is the caller's budget running
+        out: it becomes ``DeadlineExceeded`` (which breakers ignore and retry never
+        retries), is counted apart and kept out of the client duration histogram.
+        """
         span = attempt.span
+        cause = None
+        if isinstance(error, httpx.TimeoutException):
+            phase = next((p for kind, p in _PHASES if isinstance(error, kind)), None)
+            deadline_hit = phase is not None and phase in attempt.capped
+            cause = names.TIMEOUT_CAUSE_DEADLINE if deadline_hit else names.TIMEOUT_CAUSE_DEPENDENCY
+        elif (
+            isinstance(error, httpx.TransportError)
+            and attempt.capped
+            and (deadline := _DEADLINE.get()) is not None
+            and self.clock() >= deadline
+        ):
+            # An I/O error once the budget had run out (a socket given the last
+            # millisecond): the caller's time is up whatever the upstream did.
+            cause = names.TIMEOUT_CAUSE_DEADLINE
+        replaced = None
+        if cause == names.TIMEOUT_CAUSE_DEADLINE:
+            left = max(attempt.left, 0.0)
+            replaced = DeadlineExceeded(
+                f"{host.name}: the deadline ran out {left:.3f}s into the attempt "
+                f"({type(error).__name__})",
+                name=host.name,
+                timeout=left,
+            )
         if span.is_recording():
-            span.set_attribute(names.ATTR_ERROR_TYPE, type(error).__name__)
+            shown = replaced if replaced is not None else error
+            span.set_attribute(names.ATTR_ERROR_TYPE, type(shown).__name__)
+            if cause is not None:
+                span.set_attribute(names.ATTR_TIMEOUT_CAUSE, cause)
             span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        self._end(attempt, host, "")
+            span.set_status(Status(StatusCode.ERROR, f"{type(shown).__name__}: {shown}"))
+        self._end(attempt, host, "", deadline=replaced is not None)
+        return replaced
 
-    def _end(self, attempt: Attempt, host: Host, status: str) -> None:
+    def _end(self, attempt: Attempt, host: Host, status: str, *, deadline: bool = False) -> None:
         duration = time.perf_counter() - attempt.start
         attempt.active.dec()
-        self._client_metrics().observe(
-            attempt.method, host.address, status, duration, attempt.span.get_span_context()
-        )
+        metrics = self._client_metrics()
+        if deadline:  # our budget, not the dependency's latency
+            metrics.deadline_exceeded(host.address, names.DEADLINE_CUT)
+        else:
+            metrics.observe(
+                attempt.method, host.address, status, duration, attempt.span.get_span_context()
+            )
         try:
             attempt.span.end()
         finally:
@@ -409,13 +517,22 @@ def _retry_after(outcome: object) -> str | None:
     return None
 
 
-def _cap_timeout(request: httpx.Request, left: float) -> None:
-    """Shorten every phase of the attempt's timeout to the time ``left``."""
+def _cap_timeout(request: httpx.Request, left: float) -> frozenset[str]:
+    """Shorten every phase of the attempt's timeout to the time ``left``.
+
+    Returns the phases that the deadline made shorter than they were configured.
+    """
     left = max(left, 0.0)
     timeout = request.extensions.get("timeout")
     capped: dict[str, float | None] = {}
+    shortened = []
     for phase in ("connect", "read", "write", "pool"):
         value = timeout.get(phase) if isinstance(timeout, dict) else None
-        capped[phase] = left if value is None or not math.isfinite(value) else min(value, left)
+        if value is None or not math.isfinite(value) or left < value:
+            capped[phase] = left
+            shortened.append(phase)
+        else:
+            capped[phase] = value
     # A new dict, not an update: a request built by hand may share its dicts with others.
     request.extensions = {**request.extensions, "timeout": capped}
+    return frozenset(shortened)

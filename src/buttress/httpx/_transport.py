@@ -7,12 +7,13 @@ around each attempt lives in :mod:`._outbound`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
 
 from .. import CircuitBreaker
+from .._http import DEFAULT_REDACT_QUERY
 from ._outbound import (
     DEFAULT_RETRY_ON,
     DEFAULT_RETRY_STATUSES,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from .._deadline import Clock
     from .._events import Registry
+    from ..middleware._trust import PropagateTrace
 
 __all__ = ["ResilientTransport"]
 
@@ -65,6 +67,9 @@ class ResilientTransport(httpx.BaseTransport):
         bulkhead: BulkheadOption = None,
         name: str = "httpx",
         request_id_header: str | None = "X-Request-ID",
+        internal_hosts: Iterable[str] = (),
+        propagate_trace: PropagateTrace = "internal",
+        redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
         events: Registry | None = None,
@@ -89,6 +94,9 @@ class ResilientTransport(httpx.BaseTransport):
             events=events,
             clock=clock,
             sleep=sleep,
+            internal_hosts=internal_hosts,
+            propagate_trace=propagate_trace,
+            redact_query_keys=redact_query_keys,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -124,7 +132,9 @@ class ResilientTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(call.request)
         except BaseException as exc:
-            core.failed(attempt, host, exc)
+            replaced = core.failed(attempt, host, exc)
+            if replaced is not None:  # the caller's budget ran out, not the dependency
+                raise replaced from exc
             raise
         core.answered(attempt, host, response)
         call.previous = response

@@ -12,10 +12,12 @@ from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
 from ._options import MiddlewareOptions
+from ._trust import TrustedPeers
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from ._django import DjangoMiddleware
+    from ._endpoint import serve_metrics
 
 __all__ = [
     "ASGIMiddleware",
@@ -23,7 +25,9 @@ __all__ = [
     "HTTPFaults",
     "MiddlewareOptions",
     "SLOLike",
+    "TrustedPeers",
     "WSGIMiddleware",
+    "serve_metrics",
 ]
 
 
@@ -33,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from ._django import DjangoMiddleware
 
         return DjangoMiddleware
+    if name == "serve_metrics":
+        from ._endpoint import serve_metrics
+
+        return serve_metrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

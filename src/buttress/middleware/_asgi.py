@@ -13,7 +13,6 @@ from typing import Any, Final, Unpack
 from opentelemetry.propagators.textmap import Getter
 
 from .._http import normalise_method
-from ..telemetry._exposition import render
 from ._disconnect import ReceiveWatch
 from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer
@@ -83,6 +82,7 @@ class ASGIMiddleware:
         self._id_key = key
         self._id_name = key if key is not None else b""
         self._deadline_key = self.observer.deadline_key
+        self._secret_key = self.observer.secret_key
         # route object id -> (route, label). The route itself is kept so a recycled id
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
@@ -112,9 +112,10 @@ class ASGIMiddleware:
             await self._serve_metrics(scope, send)
             return
         headers: RawHeaders = scope["headers"]
-        incoming = host = agent = deadline = None
+        incoming = host = agent = deadline = secret = None
         id_key = self._id_key
         deadline_key = self._deadline_key
+        secret_key = self._secret_key
         fields, _ = observer.propagation_fields()
         traced = fields is None
         for name, value in headers:
@@ -126,6 +127,8 @@ class ASGIMiddleware:
                 agent = value
             elif name == deadline_key:
                 deadline = value
+            elif name == secret_key:
+                secret = value
             elif not traced and name in fields:  # type: ignore[operator]
                 traced = True
         method, original = normalise_method(scope["method"])
@@ -148,7 +151,15 @@ class ASGIMiddleware:
         )
         if client:
             exchange.client_port = client[1]
-        observer.begin(exchange, incoming, headers, _getter, traced=traced, deadline=deadline)
+        observer.begin(
+            exchange,
+            incoming,
+            headers,
+            _getter,
+            traced=traced,
+            deadline=deadline,
+            peer_secret=secret,
+        )
         id_header = (
             (self._id_name, exchange.request_id.encode("ascii"))
             if exchange.request_id is not None
@@ -273,14 +284,22 @@ class ASGIMiddleware:
         return label
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        accept = _first(scope["headers"], "accept")
-        body, content_type = render(self.observer.registry, accept)
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None  # there is one whenever metrics_path is set
+        headers = scope["headers"]
+        client = scope.get("client")
+        status, extra, body = await endpoint.answer_async(
+            scope["method"],
+            client[0] if client else None,
+            _first(headers, "authorization"),
+            _first(headers, "accept"),
+        )
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [
-                    (b"content-type", content_type.encode("latin-1")),
+                    *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -17,13 +17,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 
 from .._errors import ConfigurationError
 from .._http import normalise_method
-from ..telemetry._exposition import render
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
 from ._options import MiddlewareOptions, check_option_names
 from ._routes import regex_template
 from ._swallowed import REQUEST_ATTR, watch_django
 from ._wsgi import _getter, _port
+
+if TYPE_CHECKING:
+    from ._endpoint import Refusal
 
 __all__ = ["DjangoMiddleware"]
 
@@ -54,6 +56,8 @@ class DjangoMiddleware:
         self._id_meta = environ_key(header) if header is not None else None
         deadline = self.observer.deadline_header
         self._deadline_meta = environ_key(deadline) if deadline is not None else None
+        secret = self.observer.secret_header
+        self._secret_meta = environ_key(secret) if secret is not None else None
         watch_django()  # exceptions Django answers below us (other middleware) are named too
         self._async = iscoroutinefunction(get_response)
         if self._async:
@@ -78,7 +82,7 @@ class DjangoMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path == self.observer.metrics_path:
-            return self._metrics(request)
+            return await self._ametrics(request)
         exchange = self._begin(request)
         response: HttpResponseBase | None = None
         try:
@@ -129,7 +133,10 @@ class DjangoMiddleware:
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in meta for key in keys)
         deadline = meta.get(self._deadline_meta) if self._deadline_meta is not None else None
-        observer.begin(exchange, incoming, meta, _getter, traced=traced, deadline=deadline)
+        secret = meta.get(self._secret_meta) if self._secret_meta is not None else None
+        observer.begin(
+            exchange, incoming, meta, _getter, traced=traced, deadline=deadline, peer_secret=secret
+        )
         return exchange
 
     def _end_or_defer(
@@ -164,8 +171,37 @@ class DjangoMiddleware:
         observer.finish(exchange, _route(request))
 
     def _metrics(self, request: HttpRequest) -> HttpResponse:
-        body, content_type = render(self.observer.registry, request.META.get("HTTP_ACCEPT"))
-        return HttpResponse(b"" if request.method == "HEAD" else body, content_type=content_type)
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None  # there is one whenever metrics_path is set
+        meta = request.META
+        answer = endpoint.answer(
+            request.method or "GET",
+            meta.get("REMOTE_ADDR"),
+            meta.get("HTTP_AUTHORIZATION"),
+            meta.get("HTTP_ACCEPT"),
+        )
+        return _metrics_response(request, answer)
+
+    async def _ametrics(self, request: HttpRequest) -> HttpResponse:
+        # An async stack renders on a worker thread: never on the event loop.
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None
+        meta = request.META
+        answer = await endpoint.answer_async(
+            request.method or "GET",
+            meta.get("REMOTE_ADDR"),
+            meta.get("HTTP_AUTHORIZATION"),
+            meta.get("HTTP_ACCEPT"),
+        )
+        return _metrics_response(request, answer)
+
+
+def _metrics_response(request: HttpRequest, answer: Refusal) -> HttpResponse:
+    status, headers, body = answer
+    response = HttpResponse(b"" if request.method == "HEAD" else body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
 
 
 def _counted(chunks: Any, exchange: Exchange) -> Iterator[bytes]:

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from .._deadline import _DEADLINE, bind_deadline
 from .._deadline_header import parse_deadline
 from .._errors import ConfigurationError
-from .._http import DEFAULT_REDACT_QUERY, REDACTED, redact_query
+from .._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
+from .._http import status_label as status_label_of
 from ..telemetry import _names as names
 from ..telemetry._correlation import (
     MAX_LENGTH,
@@ -41,6 +42,8 @@ from ..telemetry._correlation import (
 )
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
+from ._baggage import bounded, without
+from ._trust import ANY, ContinueTrace, TrustOption, check_continue_trace, check_trust
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -145,6 +148,7 @@ class Exchange:
         "start",
         "status",
         "tokens",
+        "trusted",
         "user_agent",
     )
 
@@ -186,6 +190,7 @@ class Exchange:
         self.error: BaseException | None = None
         self.disconnected = False
         self.finished = False
+        self.trusted = False  # whether the sender may steer the request (begin() decides)
         self.span: trace.Span | None = None
         self.owns_span = True  # False when enriching a server span someone else started
         self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
@@ -223,12 +228,23 @@ class Observer:
         capture_headers: Iterable[str] = (),
         metrics_path: str | None = None,
         error_response: bool = True,
+        trusted_peers: TrustOption = None,
+        continue_trace: ContinueTrace = "trusted",
+        metrics_token: str | None = None,
+        metrics_networks: Iterable[str] | None = None,
+        metrics_max_age: float | timedelta = 1.0,
         clock: Callable[[], float] = time.perf_counter,
         frameworks: tuple[str, ...] = (),
     ) -> None:
         # The access line names the service as its spans' resource does: like configure(),
         # OTEL_SERVICE_NAME wins over the name in code.
         self.service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or service
+        # Who may steer a request (docs/security.md): nobody unless configured.
+        self.trusted_peers = check_trust(trusted_peers)
+        self.continue_trace = check_continue_trace(continue_trace)
+        peers = self.trusted_peers
+        self.secret_header = peers.header if peers is not None and peers != ANY else None
+        self.secret_key = self.secret_header.encode() if self.secret_header else None
         self.request_id_header = _header_option(request_id_header, "request_id_header")
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
         self.deadline_header = _header_option(deadline_header, "deadline_header")
@@ -269,10 +285,28 @@ class Observer:
         self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
-        self.redact_query_keys = frozenset(k.lower() for k in redact_query_keys)
+        self.redactor = Redactor(redact_query_keys)
         self.redact_headers = frozenset(h.lower() for h in redact_headers)
+        if self.secret_header is not None:  # the shared secret is never recorded
+            self.redact_headers |= {self.secret_header}
         self.capture_headers = tuple(h.lower() for h in capture_headers)
         self.metrics_path = None if metrics_path is None else _path_option(metrics_path, "path")
+        if self.metrics_path is None and (
+            metrics_token is not None or metrics_networks is not None
+        ):
+            raise ConfigurationError("metrics_token and metrics_networks need a metrics_path")
+        from ._endpoint import MetricsEndpoint
+
+        self.metrics_endpoint = (
+            None
+            if self.metrics_path is None
+            else MetricsEndpoint(
+                metrics_registry,
+                token=metrics_token,
+                networks=metrics_networks,
+                max_age=metrics_max_age,
+            )
+        )
         self.error_response = error_response
         self.clock = clock
         self._fields: tuple[object, frozenset[bytes] | None, tuple[str, ...] | None] = (
@@ -311,15 +345,22 @@ class Observer:
         *,
         traced: bool = True,
         deadline: bytes | str | None = None,
+        peer_secret: bytes | str | None = None,
     ) -> None:
         """Start observing: correlation id bound, trace context attached, span started.
 
         The shell has filled ``method``, ``path`` and the other request fields first;
         ``traced`` says whether the request carries any header the propagator reads
         (see :meth:`propagation_fields`); ``deadline`` is the deadline header's value,
-        bound as the request's deadline when it is well formed.
+        bound as the request's deadline when it is well formed; ``peer_secret`` is the
+        value of the trusted peers' secret header. The deadline, the incoming id and
+        baggage are honoured only from a trusted peer, the trace as ``continue_trace`` says.
         """
         exchange.start = self.clock()
+        peers = self.trusted_peers
+        trusted = exchange.trusted = peers is not None and (
+            peers == ANY or peers.trusts(exchange.client_address, peer_secret)
+        )
         span: trace.Span | None = None
         otel_token: object | None = None
         tracer = self.tracer
@@ -333,11 +374,17 @@ class Observer:
                 exchange.owns_span = False
             else:
                 parent = otel_context.get_current()
+                links: list[Link] | None = None
                 if traced and not current.get_span_context().is_valid:
-                    parent = propagate.extract(carrier, getter=getter, context=parent)
-                span = tracer.start_span(exchange.method, context=parent, kind=SpanKind.SERVER)
+                    # The client's trace, as far as continue_trace trusts it.
+                    parent, links = self._parent(carrier, getter, trusted, parent)
+                span = tracer.start_span(
+                    exchange.method, context=parent, kind=SpanKind.SERVER, links=links
+                )
                 otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
             exchange.span = span
+        if not trusted:
+            incoming_id = deadline = None  # the client's word, not a peer's
         if self.request_id_key is None:
             exchange.request_id = None
             cid_token = None
@@ -372,6 +419,24 @@ class Observer:
             # finish() records into these same instruments, whatever happens meanwhile.
             metrics = exchange.metrics = bound[1]
             metrics.active_inc(exchange.method)
+
+    def _parent(
+        self,
+        carrier: CarrierT,
+        getter: Getter[CarrierT],
+        trusted: bool,
+        base: otel_context.Context,
+    ) -> tuple[otel_context.Context, list[Link] | None]:
+        """The context to start the server span in, and links to an untrusted parent."""
+        extracted = propagate.extract(carrier, getter=getter, context=base)
+        mode = self.continue_trace
+        if mode == "always" or (mode == "trusted" and trusted):
+            # Baggage only from a trusted peer, and then within the W3C limits.
+            return (bounded(extracted) if trusted else without(extracted)), None
+        # Not continued: a new trace, linked to the one the client named so that it can
+        # still be found, but neither its ids, its sampling decision nor baggage are ours.
+        context = trace.get_current_span(extracted).get_span_context()
+        return base, ([Link(context)] if context.is_valid else None)
 
     def propagation_fields(self) -> tuple[frozenset[bytes] | None, tuple[str, ...] | None]:
         """The headers the global propagator reads, as ASGI names and as CGI keys.
@@ -411,7 +476,7 @@ class Observer:
         if exchange.disconnected and not status:
             status_label = names.STATUS_CLIENT_CLOSED
         else:
-            status_label = str(status) if status else "500"
+            status_label = status_label_of(status) if status else "500"
         error_type = _error_type(exchange, status)
         span = exchange.span
         exemplar = None
@@ -498,6 +563,7 @@ class Observer:
             attributes[names.ATTR_USER_AGENT] = exchange.user_agent[:_MAX_RECORDED]
         if exchange.request_id is not None:
             attributes[names.ATTR_REQUEST_ID] = exchange.request_id
+        attributes[names.ATTR_PEER_TRUSTED] = exchange.trusted
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
@@ -532,7 +598,8 @@ class Observer:
         extra: dict[str, object] = {
             "method": exchange.method,
             "route": route,
-            "status": int(status),
+            # The code as answered (a log line has no series to bound), else 499 or 500.
+            "status": exchange.status or int(status),
             "duration_ms": round(duration * 1000.0, 3),
             "request_id": exchange.request_id,
             "trace_id": trace_id,
@@ -551,7 +618,7 @@ class Observer:
         access_logger.info(names.EVENT_ACCESS, extra=extra)
 
     def _query(self, query: str) -> str:
-        return redact_query(query, self.redact_query_keys)[:_MAX_RECORDED]
+        return self.redactor(query)[:_MAX_RECORDED]
 
     def captured_headers(self, lookup: Callable[[str], str | None]) -> Mapping[str, str]:
         """The configured request headers present on this request, read via ``lookup``."""

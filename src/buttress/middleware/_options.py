@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
     from ._observer import SLOLike
+    from ._trust import ContinueTrace, TrustOption
 
 __all__ = ["MiddlewareOptions", "check_option_names"]
 
@@ -45,6 +48,11 @@ class MiddlewareOptions(TypedDict, total=False):
     capture_headers: Iterable[str]
     metrics_path: str | None
     error_response: bool
+    trusted_peers: TrustOption
+    continue_trace: ContinueTrace
+    metrics_token: str | None
+    metrics_networks: Iterable[str] | None
+    metrics_max_age: float | timedelta
     clock: Callable[[], float]
     frameworks: tuple[str, ...]
 

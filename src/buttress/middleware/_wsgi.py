@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import Token
+from http import HTTPStatus
 from typing import Any, Final, Unpack
 
 from opentelemetry import context as otel_context
@@ -21,7 +22,6 @@ from opentelemetry.propagators.textmap import Getter
 
 from .._http import normalise_method
 from ..telemetry._correlation import correlation_id
-from ..telemetry._exposition import render
 from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
@@ -80,6 +80,8 @@ class WSGIMiddleware:
         self._id_name = header.lower() if header is not None else ""
         deadline = self.observer.deadline_header
         self._deadline_env = environ_key(deadline) if deadline is not None else None
+        secret = self.observer.secret_header
+        self._secret_env = environ_key(secret) if secret is not None else None
         watch_flask()  # the exceptions Flask answers with its own 500 are named too
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -111,7 +113,16 @@ class WSGIMiddleware:
         _, keys = observer.propagation_fields()
         traced = keys is None or any(key in environ for key in keys)
         deadline = environ.get(self._deadline_env) if self._deadline_env is not None else None
-        observer.begin(exchange, incoming, environ, _getter, traced=traced, deadline=deadline)
+        secret = environ.get(self._secret_env) if self._secret_env is not None else None
+        observer.begin(
+            exchange,
+            incoming,
+            environ,
+            _getter,
+            traced=traced,
+            deadline=deadline,
+            peer_secret=secret,
+        )
         id_name = self._id_name
         id_header = (
             (observer.request_id_header or "", exchange.request_id)
@@ -174,11 +185,20 @@ class WSGIMiddleware:
         return _ObservedBody(iterable, observer, exchange, environ, route)
 
     def _serve_metrics(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        body, content_type = render(self.observer.registry, environ.get("HTTP_ACCEPT"))
-        start_response(
-            "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        endpoint = self.observer.metrics_endpoint
+        assert endpoint is not None  # there is one whenever metrics_path is set
+        method = environ.get("REQUEST_METHOD", "GET")
+        status, headers, body = endpoint.answer(
+            method,
+            environ.get("REMOTE_ADDR"),
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("HTTP_ACCEPT"),
         )
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [*headers, ("Content-Length", str(len(body)))],
+        )
+        return [] if method == "HEAD" else [body]
 
 
 class _ObservedBody:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from .._args import check_fraction, check_int, check_name, check_seconds
-from .._errors import BulkheadFull, CircuitOpen, ConfigurationError, RateLimited
+from .._errors import BulkheadFull, CircuitOpen, ConfigurationError, DeadlineExceeded, RateLimited
 from .._events import (
     BreakerCallRecorded,
     BreakerRejected,
@@ -66,8 +66,14 @@ class _Unset:
 UNSET: Any = _Unset()
 
 # Refusals by strategies inside the breaker: the caller's own congestion, not the
-# dependency's health, so by default they do not count (a timeout does).
-CALLER_SIDE_REJECTIONS: tuple[type[Exception], ...] = (BulkheadFull, RateLimited, CircuitOpen)
+# dependency's health, so by default they do not count (a timeout does). Nor does the
+# caller's own budget running out (DeadlineExceeded: a propagated or local deadline).
+CALLER_SIDE_REJECTIONS: tuple[type[Exception], ...] = (
+    BulkheadFull,
+    RateLimited,
+    CircuitOpen,
+    DeadlineExceeded,
+)
 
 _OUTCOME_NAMES: tuple[Literal["success", "failure", "ignored"], ...] = (
     "success",
@@ -116,7 +122,8 @@ class CircuitBreaker(Strategy):
     Exceptions of ``failure_on`` count as failures, those of ``ignore`` do not count at
     all, any other exception counts as a success (the dependency answered). By default
     ``ignore`` holds the refusals of strategies inside the breaker that say nothing about
-    the dependency (``BulkheadFull``, ``RateLimited``, another breaker's ``CircuitOpen``);
+    the dependency (``BulkheadFull``, ``RateLimited``, another breaker's ``CircuitOpen``,
+    the caller's own ``DeadlineExceeded``);
     a ``TimedOut`` inside it does count. Only
     ``Exception`` subclasses count: cancellation and Ctrl-C give the permit back and
     are not recorded. ``store=RedisStore(...)`` shares the state between processes.

@@ -54,6 +54,12 @@ ERROR_HANDSHAKE_REJECTED: Final = "handshake_rejected"
 
 HTTP_CLIENT_DURATION: Final = "http_client_request_duration_seconds"
 HTTP_CLIENT_ACTIVE: Final = "http_client_active_requests"
+# Outbound requests the caller's own deadline stopped: never sent (reason "spent") or cut
+# short in flight ("cut"). They are not in the client duration histogram, not breaker
+# failures and not retried: the dependency did nothing wrong.
+HTTP_CLIENT_DEADLINE_EXCEEDED: Final = "buttress_http_client_deadline_exceeded_total"
+DEADLINE_SPENT: Final = "spent"
+DEADLINE_CUT: Final = "cut"
 
 # Bucket boundaries advised by the OpenTelemetry HTTP conventions, in seconds. SLO
 # latency thresholds are merged into these, so latency SLIs read exact bucket counts.
@@ -118,6 +124,14 @@ ATTR_RETRY_AFTER: Final = "buttress.retry_after_seconds"
 ATTR_TIMEOUT: Final = "buttress.timeout_seconds"
 ATTR_STORE: Final = "buttress.store"
 ATTR_FAULT_KIND: Final = "buttress.fault.kind"
+# Whether the server span's sender was a trusted peer (its deadline, request id, baggage
+# and trace were honoured); see docs/security.md.
+ATTR_PEER_TRUSTED: Final = "buttress.peer.trusted"
+# On a client span that timed out: "deadline" when the caller's own budget cut the
+# attempt short, "dependency" when the dependency was slower than its own timeout.
+ATTR_TIMEOUT_CAUSE: Final = "buttress.timeout.cause"
+TIMEOUT_CAUSE_DEADLINE: Final = "deadline"
+TIMEOUT_CAUSE_DEPENDENCY: Final = "dependency"
 
 # --- correlation ---------------------------------------------------------------------------
 
@@ -194,6 +208,8 @@ LABEL_LE: Final = "le"
 # Status label of a request whose client went away before any response started (the code
 # nginx logs for it); the span's error.type says the same in words.
 STATUS_CLIENT_CLOSED: Final = "499"
+# Status label for codes outside 100-599 (an app or upstream can answer any integer).
+STATUS_OTHER: Final = "_OTHER"
 ERROR_CLIENT_DISCONNECT: Final = "client_disconnect"
 
 # --- OpenTelemetry instruments (OTLP, console): semconv names, units in UCUM ---------------------
@@ -224,6 +240,7 @@ OTEL_RESILIENCE: Final = {
     STORE_ERRORS: ("buttress.store.errors", "{error}"),
     STORE_DEGRADED: ("buttress.store.degraded", "1"),
     FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
+    HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
 }
 # The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
 TARGET_INFO: Final = "target"  # prometheus_client appends _info

@@ -193,6 +193,10 @@ class _Both:
         self._prom.observe(*args)
         self._otel.observe(*args)
 
+    def deadline_exceeded(self, *args: Any) -> None:
+        self._prom.deadline_exceeded(*args)
+        self._otel.deadline_exceeded(*args)
+
 
 class _BothChild:
     __slots__ = ("_otel", "_prom")
@@ -231,6 +235,13 @@ class ClientInstruments:
         )
         self._children: dict[tuple[str, str], _InFlightChild] = {}
         self._by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        name, unit = n.OTEL_RESILIENCE[n.HTTP_CLIENT_DEADLINE_EXCEEDED]
+        self._deadline = meter.create_counter(
+            name, unit=unit, description="Outbound requests the caller's own deadline stopped."
+        )
+
+    def deadline_exceeded(self, host: str, reason: str) -> None:
+        self._deadline.add(1, {n.ATTR_SERVER_ADDRESS: host, n.LABEL_REASON: reason})
 
     def active(self, method: str, host: str) -> _InFlightChild:
         key = (method, host)
