@@ -50,7 +50,9 @@ def asgi_app() -> Any:
     if stack == "buttress":
         from buttress.middleware import ASGIMiddleware
 
-        app.add_middleware(ASGIMiddleware, tracer_provider=provider, registry=CollectorRegistry())
+        app.add_middleware(
+            ASGIMiddleware, tracer_provider=provider, metrics_registry=CollectorRegistry()
+        )
     elif stack in ("peers", "pfi"):
         from asgi_correlation_id import CorrelationIdMiddleware
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -88,7 +90,7 @@ def wsgi_app() -> Any:
         from buttress.middleware import WSGIMiddleware
 
         app.wsgi_app = WSGIMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, tracer_provider=provider, registry=CollectorRegistry()
+            app.wsgi_app, tracer_provider=provider, metrics_registry=CollectorRegistry()
         )
     elif stack == "peers":
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware

@@ -53,7 +53,7 @@ def concurrency(quick: bool) -> str:
     def slow() -> None:
         time.sleep(CALL_SECONDS)
 
-    ours = CircuitBreaker("bench", registry=Registry())(slow)
+    ours = CircuitBreaker("bench", events=Registry())(slow)
     theirs = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
     contenders: dict[str, Callable[[], object]] = {
         "unprotected": slow,
@@ -84,7 +84,7 @@ def overhead(quick: bool) -> str:
     async def abare() -> int:
         return 1
 
-    ours = CircuitBreaker("bench", registry=Registry())
+    ours = CircuitBreaker("bench", events=Registry())
     ours_sync, ours_async = ours(bare), ours(abare)
     pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
     cb_sync = circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=30)(bare)
@@ -164,8 +164,8 @@ def shared_state(quick: bool) -> str:
         def bare() -> int:
             return 1
 
-        breaker = CircuitBreaker("bench", store=store, registry=Registry())(bare)
-        limiter = RateLimiter("bench", rate=1e12, burst=10**9, store=store, registry=Registry())
+        breaker = CircuitBreaker("bench", store=store, events=Registry())(bare)
+        limiter = RateLimiter("bench", rate=1e12, burst=10**9, store=store, events=Registry())
         results = compare_sync(
             {
                 "bare": bare,

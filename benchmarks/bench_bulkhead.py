@@ -19,8 +19,8 @@ def main(quick: bool = False) -> str:
     async def abare() -> int:
         return 1
 
-    bulkhead = Bulkhead("bench", max_concurrent=10, registry=Registry())
-    limiter = RateLimiter("bench", rate=1e12, burst=10**9, registry=Registry())
+    bulkhead = Bulkhead("bench", max_concurrent=10, events=Registry())
+    limiter = RateLimiter("bench", rate=1e12, burst=10**9, events=Registry())
     semaphore = threading.BoundedSemaphore(10)
 
     def with_semaphore() -> int:

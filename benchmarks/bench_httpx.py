@@ -44,7 +44,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client import CollectorRegistry
 
 from benchmarks._harness import Result, compare_async, compare_sync, report
-from buttress.middleware import AsyncResilientTransport, ResilientTransport
+from buttress.httpx import AsyncResilientTransport, ResilientTransport
 
 URL = "http://upstream.test/items/1"
 RETRY_STATUSES = frozenset((429, 502, 503, 504))

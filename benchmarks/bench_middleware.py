@@ -118,7 +118,9 @@ def _asgi_contenders(routes: int, provider: TracerProvider) -> dict[str, Any]:
     bare = _starlette(routes)
 
     ours = _starlette(routes)
-    ours.add_middleware(ASGIMiddleware, tracer_provider=provider, registry=CollectorRegistry())
+    ours.add_middleware(
+        ASGIMiddleware, tracer_provider=provider, metrics_registry=CollectorRegistry()
+    )
 
     peers = _starlette(routes)
     peers.add_middleware(PrometheusMiddleware, group_paths=True)
@@ -206,7 +208,7 @@ def _wsgi_contenders(routes: int, provider: TracerProvider) -> dict[str, Callabl
     bare = _flask(routes)
     ours = _flask(routes)
     ours.wsgi_app = WSGIMiddleware(
-        ours.wsgi_app, tracer_provider=provider, registry=CollectorRegistry()
+        ours.wsgi_app, tracer_provider=provider, metrics_registry=CollectorRegistry()
     )
     peer = _flask(routes)
     peer.wsgi_app = OpenTelemetryMiddleware(peer.wsgi_app, tracer_provider=provider)

@@ -36,7 +36,7 @@ def _contenders(fn: Callable[[int], object]) -> dict[str, Callable[[int], object
         "buttress": buttress.retry(on=ConnectionError, name="bench")(fn),
         # With observability turned off: a registry nobody listens to.
         "buttress, no listeners": buttress.retry(
-            on=ConnectionError, name="bench", registry=Registry()
+            on=ConnectionError, name="bench", events=Registry()
         )(fn),
         # For scale: a three-strategy policy (fallback, retry, timeout) around the same call.
         "buttress policy": buttress.Policy(

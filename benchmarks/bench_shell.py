@@ -6,16 +6,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from benchmarks._harness import compare_async, compare_sync, report
-from buttress.resilience import Strategy
+from buttress.strategies import Strategy
 
 R = TypeVar("R")
 
 
 class PassThrough(Strategy):
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         return fn(*args, **kwargs)
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         return await fn(*args, **kwargs)

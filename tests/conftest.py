@@ -5,7 +5,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from buttress._events import default_registry
-from buttress.resilience._config import CONFIG
+from buttress.testing import set_testing
 
 from ._services import IN_CI, RedisServer, require_binary
 
@@ -26,10 +26,9 @@ def pytest_runtest_makereport(
 def _isolated_events() -> Iterator[None]:
     """Every test starts with no listeners and normal (non-test) mode, and leaves it so."""
     default_registry.clear()
-    previous = (CONFIG.testing, CONFIG.attempts)
-    yield
+    with set_testing(False):
+        yield
     default_registry.reset()
-    CONFIG.testing, CONFIG.attempts = previous
 
 
 @pytest.fixture(scope="session")

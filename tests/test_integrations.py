@@ -38,7 +38,7 @@ def _boom() -> None:
 
 def test_pybreaker_transitions_and_calls(registry: Registry, events: list[Event]) -> None:
     breaker = pybreaker.CircuitBreaker(
-        fail_max=2, name="payments", listeners=[PybreakerListener(registry=registry)]
+        fail_max=2, name="payments", listeners=[PybreakerListener(events=registry)]
     )
     assert breaker.call(lambda: 1) == 1
     with pytest.raises(OSError):
@@ -60,9 +60,9 @@ def test_pybreaker_transitions_and_calls(registry: Registry, events: list[Event]
 
 
 def test_pybreaker_name_falls_back(registry: Registry, events: list[Event]) -> None:
-    unnamed = pybreaker.CircuitBreaker(listeners=[PybreakerListener(registry=registry)])
+    unnamed = pybreaker.CircuitBreaker(listeners=[PybreakerListener(events=registry)])
     renamed = pybreaker.CircuitBreaker(
-        name="x", listeners=[PybreakerListener("db", registry=registry)]
+        name="x", listeners=[PybreakerListener("db", events=registry)]
     )
     unnamed.call(lambda: None)
     renamed.call(lambda: None)
@@ -73,7 +73,7 @@ def test_pybreaker_feeds_the_same_metrics(registry: Registry) -> None:
     prometheus = CollectorRegistry()
     registry.add(PrometheusListener(prometheus))
     breaker = pybreaker.CircuitBreaker(
-        fail_max=1, name="payments", listeners=[PybreakerListener(registry=registry)]
+        fail_max=1, name="payments", listeners=[PybreakerListener(events=registry)]
     )
     with pytest.raises(pybreaker.CircuitBreakerError):
         breaker.call(_boom)
@@ -106,7 +106,7 @@ def test_tenacity_retries_then_succeeds(registry: Registry, events: list[Event])
             raise value
         return value
 
-    assert _retrying(TenacityHooks("payments", registry=registry))(flaky) == "ok"
+    assert _retrying(TenacityHooks("payments", events=registry))(flaky) == "ok"
     assert events == [
         RetryScheduled("payments", 1, 0.5, "OSError"),
         RetryScheduled("payments", 2, 0.5, "OSError"),
@@ -117,7 +117,7 @@ def test_tenacity_retries_then_succeeds(registry: Registry, events: list[Event])
 def test_tenacity_exhausted_raises_as_tenacity_does(
     registry: Registry, events: list[Event]
 ) -> None:
-    hooks = TenacityHooks("payments", registry=registry)
+    hooks = TenacityHooks("payments", events=registry)
     with pytest.raises(tenacity.RetryError):
         _retrying(hooks)(_boom)
     with pytest.raises(OSError, match="down"):
@@ -132,12 +132,12 @@ def test_tenacity_not_retryable(registry: Registry, events: list[Event]) -> None
         raise KeyError("k")
 
     with pytest.raises(KeyError):
-        _retrying(TenacityHooks("payments", registry=registry))(bad)
+        _retrying(TenacityHooks("payments", events=registry))(bad)
     assert events == [RetryFinished("payments", 1, "not_retryable", "KeyError")]
 
 
 async def test_tenacity_async(registry: Registry, events: list[Event]) -> None:
-    hooks = TenacityHooks("payments", registry=registry)
+    hooks = TenacityHooks("payments", events=registry)
     calls = 0
 
     async def flaky() -> int:
@@ -164,7 +164,7 @@ def test_tenacity_feeds_the_same_metrics(registry: Registry) -> None:
     prometheus = CollectorRegistry()
     registry.add(PrometheusListener(prometheus))
     with pytest.raises(tenacity.RetryError):
-        _retrying(TenacityHooks("payments", registry=registry))(_boom)
+        _retrying(TenacityHooks("payments", events=registry))(_boom)
     value = prometheus.get_sample_value
     labels = {"policy": "payments", "error_type": "OSError"}
     assert value("buttress_retry_attempts_total", labels) == 2

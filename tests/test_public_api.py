@@ -2,12 +2,95 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from types import ModuleType
+
+import pytest
+
 import buttress
 import buttress.dashboards
+import buttress.deadline
 import buttress.events
 import buttress.gunicorn
+import buttress.httpx
 import buttress.integrations
+import buttress.middleware
+import buttress.multiprocess
+import buttress.names
+import buttress.slo
+import buttress.strategies
 import buttress.testing
+import buttress.testing.pytest_plugin
+
+PUBLIC_MODULES: tuple[ModuleType, ...] = (
+    buttress,
+    buttress.dashboards,
+    buttress.deadline,
+    buttress.events,
+    buttress.gunicorn,
+    buttress.httpx,
+    buttress.integrations,
+    buttress.middleware,
+    buttress.multiprocess,
+    buttress.names,
+    buttress.slo,
+    buttress.strategies,
+    buttress.testing,
+    buttress.testing.pytest_plugin,
+)
+# Packages that only hold private modules: importable, but no home of public names.
+PRIVATE_PACKAGES = ("buttress.resilience", "buttress.telemetry")
+
+
+def _public_members(module: ModuleType) -> set[str]:
+    """The names a reader of ``module`` would take for its public API."""
+    members = set()
+    for name, value in vars(module).items():
+        if name.startswith("_") or name in {"annotations", "TYPE_CHECKING"}:
+            continue
+        if isinstance(value, ModuleType):
+            continue  # a submodule, or an import such as ``from .telemetry import _names``
+        if getattr(value, "__module__", None) in {"typing", "collections.abc"}:
+            continue  # ``Any`` and friends, imported for annotations
+        members.add(name)
+    return members
+
+
+def _module_names() -> list[str]:
+    found = ["buttress"]
+    for info in pkgutil.walk_packages(buttress.__path__, "buttress."):
+        found.append(info.name)
+    return found
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
+def test_all_is_exactly_the_public_names(module: ModuleType) -> None:
+    # As httpx's test_exported_members: nothing public that __all__ does not name, and
+    # __all__ names nothing that is not there (lazily loaded names are checked by access).
+    assert list(module.__all__) == sorted(module.__all__), module.__name__
+    lazy = {name for name in module.__all__ if name not in vars(module)}
+    assert set(module.__all__) - lazy - {"__version__"} == _public_members(module)
+    for name in lazy:
+        assert getattr(module, name) is not None
+
+
+def test_every_other_module_is_private() -> None:
+    public = {m.__name__ for m in PUBLIC_MODULES}
+    stray = []
+    for name in _module_names():
+        if name in public or name in PRIVATE_PACKAGES or name == "buttress.__main__":
+            continue
+        if not any(part.startswith("_") for part in name.split(".")):
+            stray.append(name)
+    assert stray == []
+
+
+@pytest.mark.parametrize("name", PRIVATE_PACKAGES)
+def test_private_packages_export_nothing(name: str) -> None:
+    package = importlib.import_module(name)
+    assert not hasattr(package, "__all__")
+    assert _public_members(package) == set()
 
 
 def test_top_level_names() -> None:
@@ -27,36 +110,35 @@ def test_top_level_names() -> None:
         "RateLimiter",
         "RedisStore",
         "Rejected",
-        "SLO",
         "Telemetry",
         "TimedOut",
         "__version__",
         "add_correlation_ids",
         "bound_correlation_id",
-        "buckets_with_thresholds",
-        "clear_multiprocess_dir",
         "configure",
         "fallback",
         "get_correlation_id",
-        "load_slos",
-        "mark_worker_dead",
-        "mark_worker_started",
         "new_correlation_id",
         "retry",
-        "slo_rules",
         "timeout",
     ]
 
 
+def test_home_modules_names() -> None:
+    assert buttress.strategies.__all__ == ["Fallback", "Retry", "Strategy", "Timeout"]
+    assert buttress.deadline.__all__ == ["current_deadline", "deadline_scope", "remaining"]
+    assert buttress.slo.__all__ == ["SLO", "buckets_with_thresholds", "load_slos", "slo_rules"]
+    assert buttress.multiprocess.__all__ == [
+        "clear_multiprocess_dir",
+        "mark_worker_dead",
+        "mark_worker_started",
+    ]
+    assert "HTTP_SERVER_DURATION" in buttress.names.__all__
+    assert all(name.isupper() for name in buttress.names.__all__)
+
+
 def test_every_exported_name_exists() -> None:
-    modules = (
-        buttress,
-        buttress.dashboards,
-        buttress.events,
-        buttress.gunicorn,
-        buttress.integrations,
-    )
-    for module in (*modules, buttress.testing):
+    for module in PUBLIC_MODULES:
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -198,7 +198,7 @@ def test_with_autoload_disabled_the_plugin_loads_by_name(
     pytester.makepyfile(test_user="def test_clock(fake_clock):\n    assert fake_clock() > 0\n")
     without = pytester.runpytest("-p", "no:cacheprovider")
     without.assert_outcomes(errors=1)  # fixture 'fake_clock' not found
-    named = pytester.runpytest("-p", "no:cacheprovider", "-p", "buttress._pytest_plugin")
+    named = pytester.runpytest("-p", "no:cacheprovider", "-p", "buttress.testing.pytest_plugin")
     named.assert_outcomes(passed=1)
 
 
@@ -219,7 +219,7 @@ def test_a_run_without_buttress_fixtures_imports_nothing_heavy(pytester: pytest.
         check=True,
     )
     modules = set(result.stdout.splitlines()[-1].split())
-    assert "buttress._pytest_plugin" in modules  # the plugin was loaded: the check can fail
+    assert "buttress.testing.pytest_plugin" in modules  # the plugin was loaded: the check can fail
     heavy = ("opentelemetry.sdk", "prometheus_client", "structlog")
     assert sorted(m for m in modules if m.startswith(heavy)) == []
 

@@ -341,7 +341,7 @@ def test_capture_metrics_uses_the_default_listeners_when_they_are_loaded() -> No
 def test_capture_metrics_leaves_other_registries_alone() -> None:
     other = Registry()
     with capture_metrics() as metrics:
-        policy = buttress.retry(on=OSError, sleep=lambda s: None, registry=other, name="own")
+        policy = buttress.retry(on=OSError, sleep=lambda s: None, events=other, name="own")
         policy.call(FaultScript([OSError]).call, lambda: None)
         assert metrics.value("buttress_retry_attempts_total") == 0
 

@@ -1,9 +1,21 @@
 """buttress: resilient, observable Python back-end services.
 
-The public surface is what ``__all__`` names; every other module is private. Submodules
-``buttress.events``, ``buttress.testing``, ``buttress.middleware``,
-``buttress.dashboards``, ``buttress.integrations`` and ``buttress.gunicorn`` are public
-too.
+The top level holds what most code needs: the strategies, the errors, ``configure`` and
+correlation ids. The other public modules each serve one kind of user:
+
+- ``buttress.strategies``: the strategy types and the strategy API they share;
+- ``buttress.deadline``: the deadline of the current context;
+- ``buttress.events``: the events strategies emit and the registry of listeners;
+- ``buttress.middleware``: ASGI, WSGI and Django middleware;
+- ``buttress.httpx``: httpx transports for calls to other services;
+- ``buttress.names``: every metric, label, span and log name buttress emits;
+- ``buttress.slo``: SLOs and their recording and alerting rules;
+- ``buttress.dashboards``: the Grafana dashboards;
+- ``buttress.multiprocess`` and ``buttress.gunicorn``: metrics from worker processes;
+- ``buttress.testing``: test mode, a fake clock, captures and the pytest plugin;
+- ``buttress.integrations``: hooks for tenacity and pybreaker.
+
+Every other module is private.
 """
 
 from ._errors import (
@@ -18,18 +30,18 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
-from .resilience import Policy, fallback, retry, timeout
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
+from .resilience._fallback import fallback
 from .resilience._faults import FaultInjection
+from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
+from .resilience._retry import retry
+from .resilience._timeout import timeout
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
 from .telemetry._logging import CorrelationFilter, add_correlation_ids
-from .telemetry._multiprocess import clear_multiprocess_dir, mark_worker_dead, mark_worker_started
-from .telemetry._rules import slo_rules
-from .telemetry._slo import SLO, buckets_with_thresholds, load_slos
 
 __all__ = [
     "Bulkhead",
@@ -47,22 +59,15 @@ __all__ = [
     "RateLimiter",
     "RedisStore",
     "Rejected",
-    "SLO",
     "Telemetry",
     "TimedOut",
     "__version__",
     "add_correlation_ids",
     "bound_correlation_id",
-    "buckets_with_thresholds",
-    "clear_multiprocess_dir",
     "configure",
     "fallback",
     "get_correlation_id",
-    "load_slos",
-    "mark_worker_dead",
-    "mark_worker_started",
     "new_correlation_id",
     "retry",
-    "slo_rules",
     "timeout",
 ]

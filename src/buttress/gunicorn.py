@@ -15,21 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .telemetry._multiprocess import clear_multiprocess_dir, mark_worker_dead, mark_worker_started
+from . import multiprocess as _multiprocess
 
 __all__ = ["child_exit", "on_starting", "post_fork"]
 
 
 def on_starting(server: Any) -> None:
-    """Master start: :func:`buttress.clear_multiprocess_dir`."""
-    clear_multiprocess_dir()
+    """Master start: :func:`buttress.multiprocess.clear_multiprocess_dir`."""
+    _multiprocess.clear_multiprocess_dir()
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """In each new worker: :func:`buttress.mark_worker_started`."""
-    mark_worker_started()
+    """In each new worker: :func:`buttress.multiprocess.mark_worker_started`."""
+    _multiprocess.mark_worker_started()
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """In the master, after a worker exited: :func:`buttress.mark_worker_dead`."""
-    mark_worker_dead(worker.pid)
+    """In the master, after a worker exited: :func:`buttress.multiprocess.mark_worker_dead`."""
+    _multiprocess.mark_worker_dead(worker.pid)

@@ -10,15 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._events import (
-    BreakerCallRecorded,
-    BreakerState,
-    BreakerTransition,
-    Registry,
-    RetryFinished,
-    RetryScheduled,
-    default_registry,
-)
+from . import _events as ev
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +23,7 @@ except ImportError:  # pybreaker is optional: the listener is duck-typed anyway
 __all__ = ["PybreakerListener", "TenacityHooks"]
 
 # pybreaker's state names -> ours.
-_STATES: dict[str, BreakerState] = {"closed": "closed", "open": "open", "half-open": "half_open"}
+_STATES: dict[str, ev.BreakerState] = {"closed": "closed", "open": "open", "half-open": "half_open"}
 
 
 class PybreakerListener(_PybreakerBase):
@@ -47,9 +39,11 @@ class PybreakerListener(_PybreakerBase):
 
     __slots__ = ("_name", "_registry")
 
-    def __init__(self, name: str | None = None, *, registry: Registry = default_registry) -> None:
+    def __init__(
+        self, name: str | None = None, *, events: ev.Registry = ev.default_registry
+    ) -> None:
         self._name = name
-        self._registry = registry
+        self._registry = events
 
     def _policy(self, cb: Any) -> str:
         return self._name or getattr(cb, "name", None) or "pybreaker"
@@ -60,12 +54,12 @@ class PybreakerListener(_PybreakerBase):
     def success(self, cb: Any) -> None:
         """A call succeeded (pybreaker also reports excluded exceptions as successes)."""
         if self._registry.active:
-            self._registry.emit(BreakerCallRecorded(self._policy(cb), "success", slow=False))
+            self._registry.emit(ev.BreakerCallRecorded(self._policy(cb), "success", slow=False))
 
     def failure(self, cb: Any, exc: BaseException) -> None:
         """A call failed with an exception the breaker counts."""
         if self._registry.active:
-            self._registry.emit(BreakerCallRecorded(self._policy(cb), "failure", slow=False))
+            self._registry.emit(ev.BreakerCallRecorded(self._policy(cb), "failure", slow=False))
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
         """The breaker changed state (``old_state`` is ``None`` for the first state)."""
@@ -73,7 +67,7 @@ class PybreakerListener(_PybreakerBase):
             return
         old, new = _STATES.get(old_state.name), _STATES.get(new_state.name)
         if old is not None and new is not None and old != new:
-            self._registry.emit(BreakerTransition(self._policy(cb), old, new, "pybreaker"))
+            self._registry.emit(ev.BreakerTransition(self._policy(cb), old, new, "pybreaker"))
 
 
 def _error_type(retry_state: Any) -> str:
@@ -104,16 +98,16 @@ class TenacityHooks:
 
     __slots__ = ("_name", "_registry")
 
-    def __init__(self, name: str, *, registry: Registry = default_registry) -> None:
+    def __init__(self, name: str, *, events: ev.Registry = ev.default_registry) -> None:
         self._name = name
-        self._registry = registry
+        self._registry = events
 
     def before_sleep(self, retry_state: Any) -> None:
         """Emit ``RetryScheduled`` for the attempt that just failed."""
         if self._registry.active:
             wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
             self._registry.emit(
-                RetryScheduled(
+                ev.RetryScheduled(
                     self._name, retry_state.attempt_number, wait, _error_type(retry_state)
                 )
             )
@@ -130,7 +124,7 @@ class TenacityHooks:
                 )
                 error_type = _error_type(retry_state) if failed else ""
                 self._registry.emit(
-                    RetryFinished(self._name, retry_state.attempt_number, outcome, error_type)
+                    ev.RetryFinished(self._name, retry_state.attempt_number, outcome, error_type)
                 )
             return decision
 
@@ -140,7 +134,7 @@ class TenacityHooks:
         """Emit ``RetryFinished(outcome="exhausted")``, then raise as tenacity would."""
         if self._registry.active:
             self._registry.emit(
-                RetryFinished(
+                ev.RetryFinished(
                     self._name, retry_state.attempt_number, "exhausted", _error_type(retry_state)
                 )
             )

@@ -47,8 +47,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import buttress
+import buttress.slo
 from buttress import events
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
 
@@ -148,7 +150,7 @@ class _Chaos:
 def checkout_service(
     *,
     service: str,
-    slos: Sequence[buttress.SLO],
+    slos: Sequence[buttress.slo.SLO],
     upstream: str,
     down: str,
     store: buttress.RedisStore,
@@ -170,7 +172,7 @@ def checkout_service(
             wait_initial=0.005,
             wait_max=0.02,
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
     # The promotions service is down: each request is tried twice, then the quote does
@@ -185,7 +187,7 @@ def checkout_service(
             wait_max=0.02,
             breaker=None,
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
     ledger_client = httpx.AsyncClient(
@@ -199,28 +201,26 @@ def checkout_service(
                 consecutive_failures=2,
                 reset_timeout=BREAKER_RESET,
                 clock=breaker_clock,
-                registry=app_events,
+                events=app_events,
             ),
             metrics_registry=registry,
-            registry=app_events,
+            events=app_events,
         ),
     )
 
-    @buttress.fallback(
-        "no discount", on=httpx.TransportError, name="promotions", registry=app_events
-    )
+    @buttress.fallback("no discount", on=httpx.TransportError, name="promotions", events=app_events)
     async def discount() -> str:
         response = await promotions.get("/discount")
         return response.text
 
-    @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", registry=app_events)
+    @buttress.fallback("queued", on=buttress.CircuitOpen, name="ledger", events=app_events)
     async def post_entry() -> str:
         response = await ledger_client.get("/ledger")
         return response.text
 
     @buttress.Policy(
-        buttress.fallback("cached", on=buttress.BulkheadFull, registry=app_events),
-        buttress.Bulkhead("reports", max_concurrent=1, max_waiting=1, registry=app_events),
+        buttress.fallback("cached", on=buttress.BulkheadFull, events=app_events),
+        buttress.Bulkhead("reports", max_concurrent=1, max_waiting=1, events=app_events),
         name="reports",
     )
     async def report_part() -> str:
@@ -228,10 +228,10 @@ def checkout_service(
         return response.text
 
     @buttress.Policy(
-        buttress.fallback("try again", on=buttress.RateLimited, registry=app_events),
+        buttress.fallback("try again", on=buttress.RateLimited, events=app_events),
         # A token every 100 ms: of three calls at once, one goes, one waits, one is refused.
         buttress.RateLimiter(
-            "search", rate=10, burst=1, max_wait=0.15, store=store, registry=app_events
+            "search", rate=10, burst=1, max_wait=0.15, store=store, events=app_events
         ),
         name="search",
     )
@@ -241,7 +241,7 @@ def checkout_service(
     chaos = _Chaos(app_events, every=3)
 
     @buttress.Policy(
-        buttress.fallback("unknown", on=ConnectionError, registry=app_events),
+        buttress.fallback("unknown", on=ConnectionError, events=app_events),
         buttress.retry(
             on=ConnectionError,
             attempts=3,
@@ -249,7 +249,7 @@ def checkout_service(
             wait_max=0.02,
             budget=0.2,
             budget_floor=0.1,  # one retry in ten seconds beyond the share: soon refused
-            registry=app_events,
+            events=app_events,
         ),
         name="inventory",
     )
@@ -258,8 +258,8 @@ def checkout_service(
         return "7 left"
 
     @buttress.Policy(
-        buttress.fallback("bestsellers", on=buttress.TimedOut, registry=app_events),
-        buttress.timeout(0.05, registry=app_events),
+        buttress.fallback("bestsellers", on=buttress.TimedOut, events=app_events),
+        buttress.timeout(0.05, events=app_events),
         name="recommendations",
     )
     async def recommend() -> str:
@@ -322,7 +322,7 @@ def checkout_service(
     )
     return ServiceUnderTest(
         app=ASGIMiddleware(
-            app, service=service, registry=registry, slos=slos, metrics_path="/metrics"
+            app, service=service, metrics_registry=registry, slos=slos, metrics_path="/metrics"
         ),
         after_round=functools.partial(breaker_clock.advance, 2 * BREAKER_RESET),
     )

@@ -20,7 +20,8 @@ import pytest
 import redis
 
 import buttress.dashboards
-from buttress import SLO, RedisStore, slo_rules
+from buttress import RedisStore
+from buttress.slo import SLO, slo_rules
 from buttress.telemetry import _names as n
 from buttress.telemetry._rules import SLI_WINDOWS, escape_regex
 from buttress.telemetry._slo import buckets_with_thresholds

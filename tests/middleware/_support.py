@@ -33,7 +33,7 @@ class Telemetry:
     registry: CollectorRegistry
 
     def options(self, **extra: Any) -> dict[str, Any]:
-        return {"tracer_provider": self.provider, "registry": self.registry, **extra}
+        return {"tracer_provider": self.provider, "metrics_registry": self.registry, **extra}
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())

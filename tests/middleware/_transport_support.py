@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,24 +23,6 @@ class Tracing:
     def spans(self, kind: SpanKind | None = None) -> list[ReadableSpan]:
         spans = list(self.exporter.get_finished_spans())
         return [s for s in spans if kind is None or s.kind == kind]
-
-
-@dataclass
-class FakeClock:
-    """A monotonic clock whose ``sleep`` only advances it, and records the waits."""
-
-    now: float = 1000.0
-    waits: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def new_tracing() -> Iterator[Tracing]:

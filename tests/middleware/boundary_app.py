@@ -15,7 +15,8 @@ from flask import Flask, jsonify
 from opentelemetry.sdk.trace import TracerProvider
 
 import buttress
-from buttress.middleware import ResilientTransport, WSGIMiddleware
+from buttress.httpx import ResilientTransport
+from buttress.middleware import WSGIMiddleware
 
 UPSTREAM = os.environ["UPSTREAM"]
 THIRD_PARTY = os.environ.get("THIRD_PARTY", "")

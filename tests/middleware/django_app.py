@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from buttress.deadline import remaining
 from buttress.middleware import TrustedPeers
-from buttress.resilience._deadline import remaining
 
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
@@ -38,7 +38,7 @@ if not settings.configured:
         BUTTRESS_MIDDLEWARE={
             "service": "django-test",
             "tracer_provider": provider,
-            "registry": registry,
+            "metrics_registry": registry,
             "metrics_path": "/metrics",
             "metrics_max_age": 0,  # every scrape sees the requests before it
             # The tests' clients are peers on loopback: their ids and deadlines count.

@@ -186,7 +186,7 @@ async def test_unsampled_requests_record_metrics_without_span_work() -> None:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    middleware = ASGIMiddleware(ok_app, tracer_provider=provider, registry=registry)
+    middleware = ASGIMiddleware(ok_app, tracer_provider=provider, metrics_registry=registry)
     sent = await call_asgi(middleware, "/")
     request_id = response_header(sent, b"x-request-id")
     assert request_id is not None
@@ -213,7 +213,7 @@ async def test_features_switch_off(telemetry: Telemetry, caplog: pytest.LogCaptu
         access_log=False,
         request_id_header=None,
         tracer_provider=telemetry.provider,
-        registry=telemetry.registry,
+        metrics_registry=telemetry.registry,
     )
     sent = await call_asgi(middleware, "/")
     assert response_header(sent, b"x-request-id") is None

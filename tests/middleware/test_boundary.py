@@ -29,8 +29,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import buttress
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
-from buttress.resilience._deadline import deadline_scope
+from buttress.deadline import deadline_scope
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 from buttress.telemetry import _names as names
 
 from ._support import gunicorn, serve_asgi

@@ -17,14 +17,10 @@ from prometheus_client import CollectorRegistry
 
 import buttress
 from buttress import TimedOut
-from buttress.middleware import (
-    ASGIMiddleware,
-    AsyncResilientTransport,
-    ResilientTransport,
-    WSGIMiddleware,
-)
-from buttress.resilience._deadline import current_deadline, deadline_scope, remaining
-from buttress.resilience._deadline_header import parse_deadline
+from buttress._deadline_header import parse_deadline
+from buttress.deadline import current_deadline, deadline_scope, remaining
+from buttress.httpx import AsyncResilientTransport, ResilientTransport
+from buttress.middleware import ASGIMiddleware, WSGIMiddleware
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, serve_asgi, serve_wsgi

@@ -108,7 +108,7 @@ def test_wsgi_survives_hostile_headers(request_id: bytes, traceparent: bytes, pa
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    middleware = WSGIMiddleware(app, registry=CollectorRegistry())
+    middleware = WSGIMiddleware(app, metrics_registry=CollectorRegistry())
     captured: list[list[tuple[str, str]]] = []
     environ = {
         "REQUEST_METHOD": "GET",

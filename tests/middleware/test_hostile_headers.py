@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from buttress._http import KNOWN_METHODS
 from buttress.middleware import ASGIMiddleware, TrustedPeers, WSGIMiddleware
-from buttress.middleware._http import KNOWN_METHODS
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi

@@ -130,7 +130,7 @@ async def test_without_a_registry_the_middleware_follows_the_configured_one() ->
     assert b"http_server_request_duration_seconds_count" in scraped[1]["body"]
     later = CollectorRegistry()
     previous = target_registry()
-    set_target_registry(later)  # what configure(registry=later) does
+    set_target_registry(later)  # what configure(metrics_registry=later) does
     try:
         await call_asgi(app, "/")
     finally:
@@ -141,7 +141,7 @@ async def test_without_a_registry_the_middleware_follows_the_configured_one() ->
 
 async def test_an_explicit_registry_is_kept() -> None:
     mine = CollectorRegistry()
-    app = ASGIMiddleware(_ok_app(), tracing=False, registry=mine)
+    app = ASGIMiddleware(_ok_app(), tracing=False, metrics_registry=mine)
     with capture_metrics() as captured:
         await call_asgi(app, "/")
     assert _requests(mine) == 1

@@ -43,7 +43,9 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _asgi(registry: CollectorRegistry, **options: Any) -> ASGIMiddleware:
-    return ASGIMiddleware(_ok, metrics_path="/metrics", registry=registry, tracing=False, **options)
+    return ASGIMiddleware(
+        _ok, metrics_path="/metrics", metrics_registry=registry, tracing=False, **options
+    )
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "get", "OPTIONS", "BREW"])
@@ -97,7 +99,7 @@ def test_wsgi_checks_the_same() -> None:
         lambda environ, start_response: [],
         metrics_path="/metrics",
         metrics_token=TOKEN,
-        registry=registry,
+        metrics_registry=registry,
         tracing=False,
     )
     answers: list[str] = []

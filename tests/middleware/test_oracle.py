@@ -102,7 +102,7 @@ async def test_asgi() -> None:
     app = Starlette(routes=[Route("/users/{id}", user), Route("/boom", boom)])
     mine, mine_spans = _provider()
     other, other_spans = _provider()
-    ours = ASGIMiddleware(app, tracer_provider=mine, registry=CollectorRegistry())
+    ours = ASGIMiddleware(app, tracer_provider=mine, metrics_registry=CollectorRegistry())
     theirs = OpenTelemetryMiddleware(app, tracer_provider=other)
     for method, path, query in REQUESTS:
         for stack in (ours, theirs):
@@ -135,7 +135,7 @@ def test_flask() -> None:
     other, other_spans = _provider()
     ours = _flask_app()
     ours.wsgi_app = WSGIMiddleware(
-        ours.wsgi_app, tracer_provider=mine, registry=CollectorRegistry()
+        ours.wsgi_app, tracer_provider=mine, metrics_registry=CollectorRegistry()
     )
     theirs = _flask_app()
     FlaskInstrumentor().instrument_app(theirs, tracer_provider=other)  # type: ignore[no-untyped-call]

@@ -8,17 +8,16 @@ import sys
 import pytest
 
 import buttress.middleware
-from buttress.middleware._http import normalise_method, redact_query
+from buttress._http import normalise_method, redact_query
 from buttress.middleware._observer import merge_buckets, split_host
 
 
 def test_middleware_names() -> None:
     assert sorted(buttress.middleware.__all__) == [
         "ASGIMiddleware",
-        "AsyncResilientTransport",
         "DjangoMiddleware",
         "HTTPFaults",
-        "ResilientTransport",
+        "MiddlewareOptions",
         "SLOLike",
         "TrustedPeers",
         "WSGIMiddleware",

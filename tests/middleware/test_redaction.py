@@ -19,8 +19,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from buttress import ConfigurationError
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
-from buttress.middleware._http import Redactor, redact_query, status_label
+from buttress._http import Redactor, redact_query, status_label
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, serve_asgi

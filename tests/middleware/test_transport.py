@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import formatdate
 
 import httpx
@@ -13,27 +13,16 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 import buttress
 from buttress import Bulkhead, CircuitBreaker
+from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, RetryScheduled, TimeoutExpired
-from buttress.middleware import ResilientTransport
-from buttress.resilience._deadline import deadline_scope
-from buttress.testing import capture_events
+from buttress.httpx import ResilientTransport
+from buttress.testing import FakeClock, capture_events
 from tests._services import free_port
 
-from ._transport_support import FakeClock, Tracing, new_tracing, new_upstream, sample
+from ._transport_support import Tracing, sample
 from ._upstream import Upstream
 
-
-@pytest.fixture
-def tracing() -> Iterator[Tracing]:
-    yield from new_tracing()
-
-
 INTERNAL = ["127.0.0.1"]
-
-
-@pytest.fixture
-def upstream(tracing: Tracing) -> Iterator[Upstream]:
-    yield from new_upstream(tracing)
 
 
 def client(tracing: Tracing, clock: FakeClock | None = None, **options: object) -> httpx.Client:
@@ -167,7 +156,7 @@ def test_retry_after_seconds_are_the_wait(tracing: Tracing, upstream: Upstream) 
     clock = FakeClock()
     with client(tracing, clock, attempts=2) as http:
         http.get(f"{upstream.url}/status/503?retry_after=3")
-    assert clock.waits == [3.0]
+    assert clock.sleeps == [3.0]
 
 
 def test_a_retry_after_date_is_honoured(tracing: Tracing, upstream: Upstream) -> None:
@@ -175,8 +164,8 @@ def test_a_retry_after_date_is_honoured(tracing: Tracing, upstream: Upstream) ->
     when = formatdate(time.time() + 4, usegmt=True).replace(" ", "+")
     with client(tracing, clock, attempts=2) as http:
         http.get(f"{upstream.url}/status/429?retry_after={when}")
-    assert len(clock.waits) == 1
-    assert 2.0 < clock.waits[0] <= 4.0
+    assert len(clock.sleeps) == 1
+    assert 2.0 < clock.sleeps[0] <= 4.0
 
 
 def test_a_retry_after_beyond_wait_max_is_not_retried_early(
@@ -188,16 +177,16 @@ def test_a_retry_after_beyond_wait_max_is_not_retried_early(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "120"
     assert upstream.hits("/status/503") == 1
-    assert clock.waits == []
+    assert clock.sleeps == []
 
 
 def test_without_retry_after_the_backoff_applies(tracing: Tracing, upstream: Upstream) -> None:
     clock = FakeClock()
     with client(tracing, clock, attempts=3, wait_initial=0.5, wait_max=5) as http:
         http.get(f"{upstream.url}/status/503")
-    assert len(clock.waits) == 2
-    assert 0 <= clock.waits[0] <= 0.5
-    assert 0 <= clock.waits[1] <= 1.0
+    assert len(clock.sleeps) == 2
+    assert 0 <= clock.sleeps[0] <= 0.5
+    assert 0 <= clock.sleeps[1] <= 1.0
 
 
 # --- propagation and spans -------------------------------------------------------------------
@@ -325,7 +314,7 @@ def test_a_spent_deadline_sends_nothing(tracing: Tracing, upstream: Upstream) ->
     clock = FakeClock()
     scope = deadline_scope(1.0, clock=clock)
     with client(tracing, clock) as http, capture_events() as events, scope:
-        clock.now += 1.0
+        clock.advance(1.0)
         for send in (http.get, http.post):
             with pytest.raises(buttress.TimedOut):
                 send(f"{upstream.url}/ok")
@@ -341,7 +330,7 @@ def test_no_retry_wait_crosses_the_deadline(tracing: Tracing, upstream: Upstream
         response = http.get(f"{upstream.url}/status/503?retry_after=2")
     assert response.status_code == 503
     assert upstream.hits("/status/503") == 3  # at 5.0, 3.0 and 1.0 seconds left
-    assert clock.waits == [2.0, 2.0]
+    assert clock.sleeps == [2.0, 2.0]
 
 
 def test_the_deadline_caps_the_attempt_timeout(tracing: Tracing, upstream: Upstream) -> None:
@@ -446,7 +435,7 @@ def test_the_breaker_opens_and_recovers(tracing: Tracing, upstream: Upstream) ->
             http.get(f"{upstream.url}/ok")
         assert refused.value.retry_after == 10
         assert upstream.hits("/ok") == 0
-        clock.now += 10
+        clock.advance(10)
         assert http.get(f"{upstream.url}/ok").status_code == 200  # the trial call
         assert http.get(f"{upstream.url}/ok").status_code == 200
     assert upstream.hits("/ok") == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -11,24 +10,14 @@ from opentelemetry.trace import SpanKind
 
 import buttress
 from buttress import Bulkhead, CircuitBreaker
+from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, TimeoutExpired
-from buttress.middleware import AsyncResilientTransport
-from buttress.resilience._deadline import deadline_scope
-from buttress.testing import capture_events
+from buttress.httpx import AsyncResilientTransport
+from buttress.testing import FakeClock, capture_events
 from tests._services import free_port
 
-from ._transport_support import FakeClock, Tracing, new_tracing, new_upstream, sample
+from ._transport_support import Tracing, sample
 from ._upstream import Upstream
-
-
-@pytest.fixture
-def tracing() -> Iterator[Tracing]:
-    yield from new_tracing()
-
-
-@pytest.fixture
-def upstream(tracing: Tracing) -> Iterator[Upstream]:
-    yield from new_upstream(tracing)
 
 
 def client(
@@ -40,7 +29,7 @@ def client(
         tracer_provider=tracing.provider,
         metrics_registry=tracing.metrics,
         clock=clock,
-        sleep=clock.asleep,
+        sleep=clock.async_sleep,
         **options,  # type: ignore[arg-type]
     )
     return httpx.AsyncClient(transport=transport)
@@ -85,7 +74,7 @@ async def test_retry_after_is_the_wait(tracing: Tracing, upstream: Upstream) -> 
     clock = FakeClock()
     async with client(tracing, clock, attempts=2) as http:
         await http.get(f"{upstream.url}/status/503?retry_after=2")
-    assert clock.waits == [2.0]
+    assert clock.sleeps == [2.0]
 
 
 async def test_server_span_is_a_child_of_the_client_span(
@@ -134,7 +123,7 @@ async def test_the_deadline_travels_and_a_spent_one_sends_nothing(
     async with client(tracing, clock) as http:
         with deadline_scope(1.5, clock=clock):
             await http.get(f"{upstream.url}/ok")
-            clock.now += 1.5
+            clock.advance(1.5)
             with capture_events() as events, pytest.raises(buttress.TimedOut):
                 await http.get(f"{upstream.url}/ok")
     assert [s.headers["x-buttress-deadline"] for s in upstream.seen] == ["1.500"]
@@ -178,7 +167,7 @@ async def test_the_breaker_opens_and_recovers(tracing: Tracing, upstream: Upstre
         assert response.status_code == 503
         with pytest.raises(buttress.CircuitOpen):
             await http.get(f"{upstream.url}/ok")
-        clock.now += 5
+        clock.advance(5)
         assert (await http.get(f"{upstream.url}/ok")).status_code == 200
     assert upstream.hits("/status/503") == 2
     assert upstream.hits("/ok") == 1

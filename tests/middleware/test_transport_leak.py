@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from buttress.middleware import AsyncResilientTransport, ResilientTransport
+from buttress.httpx import AsyncResilientTransport, ResilientTransport
 
 from ._upstream import SpawnedUpstream, Upstream
 

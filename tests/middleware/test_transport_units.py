@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 import buttress
-import buttress.middleware
-from buttress.middleware import AsyncResilientTransport, ResilientTransport
-from buttress.middleware._outbound import MAX_HOSTS, Outbound, full_url
-from buttress.resilience._deadline_header import MAX_DEADLINE, format_deadline, parse_deadline
+import buttress.httpx
+from buttress._deadline_header import MAX_DEADLINE, format_deadline, parse_deadline
+from buttress.httpx import AsyncResilientTransport, ResilientTransport
+from buttress.httpx._outbound import MAX_HOSTS, Outbound, full_url
 from buttress.telemetry import _names as names
 from buttress.telemetry._metrics import set_target_registry, target_registry
 from buttress.testing import capture_events
@@ -187,24 +187,21 @@ def test_hosts_beyond_the_cap_share_one_policy() -> None:
 # --- public names -------------------------------------------------------------------------------
 
 
-def test_middleware_exports() -> None:
-    assert "AsyncResilientTransport" in buttress.middleware.__all__
-    assert "ResilientTransport" in buttress.middleware.__all__
-    for name in buttress.middleware.__all__:
-        assert hasattr(buttress.middleware, name)
+def test_httpx_exports() -> None:
+    assert buttress.httpx.__all__ == ["AsyncResilientTransport", "ResilientTransport"]
+    for name in buttress.httpx.__all__:
+        assert hasattr(buttress.httpx, name)
     with pytest.raises(AttributeError):
-        buttress.middleware.NoSuchThing  # noqa: B018
+        buttress.httpx.NoSuchThing  # noqa: B018
 
 
 def test_import_buttress_middleware_does_not_import_httpx() -> None:
-    code = "import sys, buttress.middleware; print('httpx' in sys.modules)"
+    code = "import sys, buttress.middleware, buttress.httpx; print('httpx' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
-    code = (
-        "import sys, buttress.middleware as m; m.ResilientTransport; print('httpx' in sys.modules)"
-    )
+    code = "import sys, buttress.httpx as m; m.ResilientTransport; print('httpx' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -20,10 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from buttress import ConfigurationError, get_correlation_id
-from buttress.middleware import ASGIMiddleware, ResilientTransport, TrustedPeers, WSGIMiddleware
+from buttress.deadline import remaining
+from buttress.httpx import ResilientTransport
+from buttress.middleware import ASGIMiddleware, TrustedPeers, WSGIMiddleware
 from buttress.middleware._baggage import MAX_BYTES, MAX_MEMBERS
 from buttress.middleware._trust import InternalHosts
-from buttress.resilience._deadline import remaining
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, response_header
@@ -132,7 +133,9 @@ async def test_a_shared_secret_header(
 
 
 @pytest.mark.parametrize("mode", ["always", "never"])
-async def test_trace_continuation_is_configured_apart(telemetry: Telemetry, mode: str) -> None:
+async def test_trace_continuation_is_configured_apart(
+    telemetry: Telemetry, mode: Literal["always", "never"]
+) -> None:
     seen: list[dict[str, Any]] = []
     app = ASGIMiddleware(_recording(seen), continue_trace=mode, **telemetry.options())
     await _call(app)
@@ -307,7 +310,7 @@ def _timing_out(calls: list[httpx.Request]) -> httpx.MockTransport:
 
 def test_a_deadline_timeout_is_not_the_dependencys_failure() -> None:
     from buttress import CircuitBreaker, CircuitOpen, DeadlineExceeded
-    from buttress.resilience._deadline import deadline_scope
+    from buttress.deadline import deadline_scope
     from buttress.testing import FakeClock
 
     clock = FakeClock()
@@ -363,7 +366,7 @@ def test_a_deadline_timeout_is_not_the_dependencys_failure() -> None:
 
 def test_an_io_error_once_the_budget_ran_out_is_the_budgets() -> None:
     from buttress import CircuitBreaker, DeadlineExceeded
-    from buttress.resilience._deadline import deadline_scope
+    from buttress.deadline import deadline_scope
     from buttress.testing import FakeClock
 
     clock = FakeClock()

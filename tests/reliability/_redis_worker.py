@@ -42,9 +42,9 @@ def run(
     registry.add(listen)
     store = RedisStore(url, service="reliability", socket_timeout=0.25, retry_interval=0.2)
     breaker = CircuitBreaker(
-        "shared", consecutive_failures=5, reset_timeout=60, store=store, registry=registry
+        "shared", consecutive_failures=5, reset_timeout=60, store=store, events=registry
     )
-    limiter = RateLimiter("shared", rate=400, burst=40, store=store, registry=registry)
+    limiter = RateLimiter("shared", rate=400, burst=40, store=store, events=registry)
     policy = Policy(limiter, breaker)
 
     def dependency() -> str:

@@ -86,10 +86,10 @@ async def test_flapping_upstream_under_a_policy(scale: float, figures: Figures) 
                 window=20,
                 minimum_calls=10,
                 reset_timeout=0.3,
-                registry=registry,
+                events=registry,
             )
             policy = Policy(
-                buttress.timeout(DEADLINE, registry=registry),
+                buttress.timeout(DEADLINE, events=registry),
                 buttress.retry(
                     on=(UpstreamError, httpx.TransportError, TimedOut),
                     attempts=ATTEMPTS,
@@ -97,7 +97,7 @@ async def test_flapping_upstream_under_a_policy(scale: float, figures: Figures) 
                     wait_max=0.2,
                     budget=BUDGET,
                     budget_floor=BUDGET_FLOOR,
-                    registry=registry,
+                    events=registry,
                 ),
                 # Outside the breaker: a full bulkhead says nothing about the upstream's health.
                 Bulkhead(
@@ -105,10 +105,10 @@ async def test_flapping_upstream_under_a_policy(scale: float, figures: Figures) 
                     max_concurrent=MAX_CONCURRENT,
                     max_waiting=CLIENTS,
                     wait_timeout=DEADLINE,
-                    registry=registry,
+                    events=registry,
                 ),
                 breaker,
-                buttress.timeout(ATTEMPT_TIMEOUT, name="attempt", registry=registry),
+                buttress.timeout(ATTEMPT_TIMEOUT, name="attempt", events=registry),
                 name="upstream",
             )
             guarded = policy(fetch)

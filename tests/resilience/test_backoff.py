@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buttress.resilience._backoff import JITTERS, Backoff, Jitter, parse_retry_after
+from buttress._retry_after import parse_retry_after
+from buttress.resilience._backoff import JITTERS, Backoff, Jitter
 
 durations = st.floats(min_value=0.0, max_value=60.0, allow_nan=False)
 unit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)

@@ -22,7 +22,7 @@ from buttress._events import (
     BreakerTransition,
     Registry,
 )
-from buttress.resilience import Strategy
+from buttress.strategies import Strategy
 from buttress.testing import FakeClock
 
 from ._clock import state
@@ -166,7 +166,7 @@ def test_events_and_on_transition() -> None:
     clock = FakeClock()
     registry = Registry()
     seen: list[BreakerTransition] = []
-    breaker = make(clock, consecutive_failures=1, registry=registry, on_transition=seen.append)
+    breaker = make(clock, consecutive_failures=1, events=registry, on_transition=seen.append)
     with registry.capture() as events:
         with breaker:
             pass
@@ -186,7 +186,7 @@ def test_events_and_on_transition() -> None:
 
 def test_success_path_reuses_one_event_instance() -> None:
     registry = Registry()
-    breaker = make(FakeClock(), registry=registry)
+    breaker = make(FakeClock(), events=registry)
     with registry.capture() as events:
         breaker.call(lambda: 1)
         breaker.call(lambda: 2)
@@ -196,7 +196,7 @@ def test_success_path_reuses_one_event_instance() -> None:
 def test_slow_calls_are_flagged() -> None:
     clock = FakeClock()
     registry = Registry()
-    breaker = make(clock, slow_call_duration=1.0, registry=registry)
+    breaker = make(clock, slow_call_duration=1.0, events=registry)
 
     def slow() -> None:
         clock.advance(2)

@@ -53,7 +53,7 @@ class _TimedOutEvent(threading.Event):
 
 def test_wait_timeout_rejects_and_leaves_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = Registry()
-    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=30, registry=registry)
+    bulkhead = Bulkhead("db", max_concurrent=1, max_waiting=5, wait_timeout=30, events=registry)
     fake = types.SimpleNamespace(Event=_TimedOutEvent, Lock=threading.Lock)
     monkeypatch.setattr(_bulkhead, "threading", fake)  # no real wait for the timeout
     with registry.capture() as events, bulkhead:
@@ -67,7 +67,7 @@ def test_wait_timeout_rejects_and_leaves_the_queue(monkeypatch: pytest.MonkeyPat
 
 def test_rejection_event_when_full() -> None:
     registry = Registry()
-    bulkhead = Bulkhead("db", max_concurrent=1, registry=registry)
+    bulkhead = Bulkhead("db", max_concurrent=1, events=registry)
     with registry.capture() as events, bulkhead, pytest.raises(BulkheadFull):
         bulkhead.call(lambda: None)
     assert BulkheadRejected("db", "full") in events

@@ -31,16 +31,16 @@ def _policy(
         consecutive_failures=4,
         reset_timeout=10.0,
         clock=clock,
-        registry=registry,
+        events=registry,
     )
     policy = buttress.Policy(
-        buttress.fallback("cached", on=buttress.CircuitOpen, registry=registry),
-        buttress.Bulkhead("db", max_concurrent=2, registry=registry),
+        buttress.fallback("cached", on=buttress.CircuitOpen, events=registry),
+        buttress.Bulkhead("db", max_concurrent=2, events=registry),
         buttress.retry(
-            on=Down, attempts=2, budget=None, clock=clock, sleep=clock.sleep, registry=registry
+            on=Down, attempts=2, budget=None, clock=clock, sleep=clock.sleep, events=registry
         ),
         breaker,
-        buttress.RateLimiter("db", rate=1000, burst=1000, clock=clock, registry=registry),
+        buttress.RateLimiter("db", rate=1000, burst=1000, clock=clock, events=registry),
         name="db-policy",
     )
     return policy, breaker
@@ -122,8 +122,8 @@ def test_repr_shows_the_chain() -> None:
 
 def test_caller_side_rejections_inside_the_breaker_do_not_open_it() -> None:
     clock, registry = FakeClock(), Registry()
-    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, registry=registry)
-    limiter = buttress.RateLimiter("dep", rate=1, burst=1, clock=clock, registry=registry)
+    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, events=registry)
+    limiter = buttress.RateLimiter("dep", rate=1, burst=1, clock=clock, events=registry)
     guarded = buttress.Policy(breaker, limiter)(lambda: "ok")
     assert guarded() == "ok"
     for _ in range(5):  # the bucket is empty: the caller's congestion, not the dependency's
@@ -134,9 +134,9 @@ def test_caller_side_rejections_inside_the_breaker_do_not_open_it() -> None:
 
 async def test_a_timeout_inside_the_breaker_counts_as_a_failure() -> None:
     clock, registry = FakeClock(), Registry()
-    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, registry=registry)
+    breaker = buttress.CircuitBreaker("dep", consecutive_failures=2, clock=clock, events=registry)
 
-    @buttress.Policy(breaker, buttress.timeout(1e-6, registry=registry))
+    @buttress.Policy(breaker, buttress.timeout(1e-6, events=registry))
     async def call() -> str:
         await asyncio.sleep(10)  # cancelled at once by the 1 us timeout
         return "late"

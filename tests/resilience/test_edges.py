@@ -28,7 +28,7 @@ from buttress import (
     RateLimited,
     RateLimiter,
 )
-from buttress.resilience import Strategy, _bulkhead
+from buttress.resilience import _bulkhead
 from buttress.resilience._breaker_core import (
     FAILURE,
     REJECTED,
@@ -38,6 +38,7 @@ from buttress.resilience._breaker_core import (
     OpeningRule,
     ratio,
 )
+from buttress.strategies import Strategy
 from buttress.testing import FakeClock
 
 from ._clock import state

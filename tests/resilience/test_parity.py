@@ -702,7 +702,7 @@ class SlowWire:
     the reply (the script has run), or with ``before`` the request (it has not yet)."""
 
     def __init__(self, store: RedisStore, scripts: tuple[str, ...], before: bool = False) -> None:
-        self._run = store.run_async
+        self._run = store.eval_script_async
         self.scripts = scripts
         self.before = before
         self.parked = asyncio.Event()
@@ -750,7 +750,7 @@ async def test_a_token_taken_for_a_cancelled_caller_goes_back(
     assert h.store is not None
     limiter = h.limiter(rate=1, burst=1)
     wire = SlowWire(h.store, ("take",))
-    monkeypatch.setattr(h.store, "run_async", wire)
+    monkeypatch.setattr(h.store, "eval_script_async", wire)
     await cancel_when_parked(wire, limiter.acquire_async())
     await limiter.acquire_async()  # the token came back: no time has passed
     h.store.close()
@@ -764,7 +764,7 @@ async def test_a_trial_permit_taken_for_a_cancelled_caller_goes_back(
     assert h.store is not None
     breaker = h.half_open()
     wire = SlowWire(h.store, ("admit",))
-    monkeypatch.setattr(h.store, "run_async", wire)
+    monkeypatch.setattr(h.store, "eval_script_async", wire)
 
     async def trial() -> str:
         return "ok"
@@ -783,7 +783,7 @@ async def test_an_outcome_recorded_for_a_cancelled_caller_still_reaches_redis(
     assert h.store is not None
     breaker = h.half_open()
     wire = SlowWire(h.store, ("record",), before=True)
-    monkeypatch.setattr(h.store, "run_async", wire)
+    monkeypatch.setattr(h.store, "eval_script_async", wire)
 
     async def trial() -> str:
         return "ok"

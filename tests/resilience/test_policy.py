@@ -8,9 +8,9 @@ import pytest
 
 import buttress
 from buttress import ConfigurationError, Policy, Rejected, TimedOut
+from buttress.deadline import current_deadline
 from buttress.events import FallbackUsed, RetryFinished, TimeoutExpired
-from buttress.resilience import Strategy
-from buttress.resilience._deadline import current_deadline
+from buttress.strategies import Strategy
 from buttress.testing import FakeClock, capture_events
 
 from ._fakes import Flaky
@@ -25,14 +25,14 @@ class Tag(Strategy):
         self.name = name
         self.log = log
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.log.append(f"{self.name}>")
         try:
             return fn(*args, **kwargs)
         finally:
             self.log.append(f"<{self.name}")
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         self.log.append(f"{self.name}>")

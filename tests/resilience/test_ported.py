@@ -101,7 +101,7 @@ class _InterruptedEvent(threading.Event):
 def test_bulkhead_entry_times_out() -> None:
     # resilience4j SemaphoreBulkheadTest.testEntryTimeout
     registry = Registry()
-    bulkhead = Bulkhead("test", max_concurrent=1, max_waiting=1, wait_timeout=10, registry=registry)
+    bulkhead = Bulkhead("test", max_concurrent=1, max_waiting=1, wait_timeout=10, events=registry)
     bulkhead.acquire()
     fake = types.SimpleNamespace(Event=_TimedOutEvent, Lock=threading.Lock)
     with pytest.MonkeyPatch.context() as patch, registry.capture() as events:
@@ -147,7 +147,7 @@ def test_bulkhead_refuses_a_negative_queue() -> None:
 def test_bulkhead_rejection_names_the_bulkhead() -> None:
     # Polly BulkheadSpecs.Should_call_onBulkheadRejected_with_passed_context
     registry = Registry()
-    bulkhead = Bulkhead("payments", max_concurrent=1, registry=registry)
+    bulkhead = Bulkhead("payments", max_concurrent=1, events=registry)
     with registry.capture() as events, bulkhead, pytest.raises(BulkheadFull) as info:
         bulkhead.call(lambda: None)
     assert info.value.name == "payments"

@@ -36,7 +36,7 @@ def test_bucket_reservations_queue_in_order() -> None:
 def test_refuses_with_retry_after_and_event() -> None:
     clock = FakeClock()
     registry = Registry()
-    limiter = RateLimiter("api", rate=2, burst=1, clock=clock, registry=registry)
+    limiter = RateLimiter("api", rate=2, burst=1, clock=clock, events=registry)
     with registry.capture() as events:
         assert limiter.call(lambda: 1) == 1
         with pytest.raises(RateLimited) as info:
@@ -51,7 +51,7 @@ def test_refuses_with_retry_after_and_event() -> None:
 
 def test_waits_when_allowed() -> None:
     registry = Registry()
-    limiter = RateLimiter("api", rate=1000, burst=1, max_wait=1.0, registry=registry)
+    limiter = RateLimiter("api", rate=1000, burst=1, max_wait=1.0, events=registry)
     with registry.capture() as events:
         for _ in range(3):
             limiter.call(lambda: None)

@@ -166,7 +166,7 @@ def test_rate_and_time_windows_in_redis(redis_server: RedisServer) -> None:
 def test_transitions_are_announced_and_manual_control_is_shared(redis_server: RedisServer) -> None:
     registry = Registry()
     seen: list[BreakerTransition] = []
-    first = shared(redis_server, registry=registry, on_transition=seen.append)
+    first = shared(redis_server, events=registry, on_transition=seen.append)
     second = shared(redis_server)
     with registry.capture() as events:
         failures(first, 3)
@@ -210,7 +210,7 @@ def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None:
 def test_redis_stopped_mid_run_changes_nothing_the_caller_sees(redis_server: RedisServer) -> None:
     clock = FakeClock()
     registry = Registry()
-    breaker = shared(redis_server, clock=clock, registry=registry)
+    breaker = shared(redis_server, clock=clock, events=registry)
     with registry.capture() as events:
         assert breaker.call(lambda: "before") == "before"
         redis_server.stop()
@@ -243,7 +243,7 @@ def test_an_open_shared_breaker_stays_open_when_redis_goes_away(
     redis_server: RedisServer,
 ) -> None:
     registry = Registry()
-    breaker = shared(redis_server, registry=registry)
+    breaker = shared(redis_server, events=registry)
     failures(breaker, 3)
     redis_server.stop()
     with registry.capture() as events, pytest.raises(CircuitOpen):
@@ -254,7 +254,7 @@ def test_an_open_shared_breaker_stays_open_when_redis_goes_away(
 async def test_async_calls_share_state_and_survive_an_outage(redis_server: RedisServer) -> None:
     clock = FakeClock()
     registry = Registry()
-    first, second = shared(redis_server, clock=clock, registry=registry), shared(redis_server)
+    first, second = shared(redis_server, clock=clock, events=registry), shared(redis_server)
 
     async def fail() -> None:
         raise Boom

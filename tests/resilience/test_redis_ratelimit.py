@@ -54,7 +54,7 @@ def test_replicas_share_one_bucket(redis_server: RedisServer) -> None:
 
 def test_waiting_reserves_tokens_in_redis(redis_server: RedisServer) -> None:
     registry = Registry()
-    shared = limiter(redis_server, rate=1000, per=1, burst=1, max_wait=1.0, registry=registry)
+    shared = limiter(redis_server, rate=1000, per=1, burst=1, max_wait=1.0, events=registry)
     with registry.capture() as events:
         for _ in range(3):
             shared.acquire()  # the 2nd and 3rd wait up to a millisecond each
@@ -77,7 +77,7 @@ async def test_async_tasks_share_the_bucket(redis_server: RedisServer) -> None:
 def test_redis_outage_falls_back_to_a_local_bucket(redis_server: RedisServer) -> None:
     clock = FakeClock()
     registry = Registry()
-    shared = limiter(redis_server, clock=clock, registry=registry)
+    shared = limiter(redis_server, clock=clock, events=registry)
     with registry.capture() as events:
         assert grants(shared, 2) == 2
         redis_server.stop()

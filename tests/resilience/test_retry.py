@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 import buttress
 from buttress import ButtressWarning, ConfigurationError, TimedOut
+from buttress.deadline import deadline_scope
 from buttress.events import Event, Registry, RetryFinished, RetryScheduled
-from buttress.resilience._deadline import deadline_scope
+from buttress.strategies import Retry
 from buttress.testing import FakeClock, capture_events, set_testing
 
 from ._fakes import Flaky
@@ -24,7 +25,7 @@ def no_sleep(seconds: float) -> None:
     raise AssertionError(f"slept {seconds}s in test mode")
 
 
-def make(clock: FakeClock, **kwargs: Any) -> buttress.resilience._retry.Retry:
+def make(clock: FakeClock, **kwargs: Any) -> Retry:
     options: dict[str, Any] = {"on": ValueError, "clock": clock, "sleep": clock.sleep}
     options.update(kwargs)
     return buttress.retry(**options)
@@ -312,7 +313,7 @@ def test_first_attempt_success_keeps_no_memory() -> None:
     seen: list[Event] = []
     registry.add(seen.append)
 
-    @buttress.retry(on=ValueError, registry=registry)
+    @buttress.retry(on=ValueError, events=registry)
     def ok(x: int) -> int:
         return x
 

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from buttress.resilience import Strategy
 from buttress.resilience._shell import is_async_callable
+from buttress.strategies import Strategy
 
 R = TypeVar("R")
 
@@ -20,11 +20,11 @@ class Recording(Strategy):
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.calls.append(("sync", args, kwargs))
         return fn(*args, **kwargs)
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         self.calls.append(("async", args, kwargs))

@@ -8,8 +8,8 @@ import pytest
 
 import buttress
 from buttress import ButtressWarning, ConfigurationError, Rejected, TimedOut
+from buttress.deadline import current_deadline, deadline_scope, remaining
 from buttress.events import RetryFinished, TimeoutExpired
-from buttress.resilience._deadline import current_deadline, deadline_scope, remaining
 from buttress.testing import FakeClock, capture_events
 
 from ._fakes import Flaky

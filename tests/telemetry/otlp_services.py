@@ -17,7 +17,8 @@ from fastapi import FastAPI, Request
 from flask import Flask
 
 import buttress
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport, WSGIMiddleware
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware, WSGIMiddleware
 
 buttress.configure(service="otlp-shop", version="2.0.1", environment="test", log_format="json")
 

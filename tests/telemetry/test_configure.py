@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import buttress
+import buttress.slo
 from buttress import ConfigurationError
 from buttress.telemetry import _configure
 
@@ -54,7 +55,7 @@ def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ({"service": "a", "log_level": "LOUD"}, "log_level='LOUD'"),
         ({"service": "a", "log_level": 99}, "log_level=99"),
         ({"service": "a", "log_format": "xml"}, "log_format='xml'"),
-        ({"service": "a", "registry": "default"}, "registry='default'"),
+        ({"service": "a", "metrics_registry": "default"}, "metrics_registry='default'"),
         ({"service": "a", "flush_timeout": 0}, "flush_timeout=0"),
         ({"service": "a", "flush_timeout": "5"}, "flush_timeout='5'"),
     ],
@@ -229,7 +230,7 @@ def test_multiprocess_mode_exposes_every_workers_files(tmp_path: Path) -> None:
 
 
 def test_slos_must_be_slo_objects() -> None:
-    with pytest.raises(ConfigurationError, match=r"'p99' is not a buttress\.SLO"):
+    with pytest.raises(ConfigurationError, match=r"'p99' is not a buttress\.slo\.SLO"):
         buttress.configure(service="a", slos=["p99"])  # type: ignore[list-item]
 
 
@@ -238,14 +239,14 @@ def test_declared_slos_feed_the_middleware_buckets() -> None:
         """
         import warnings
 
-        import buttress
+        import buttress.slo
         from buttress.middleware import ASGIMiddleware
 
         async def app(scope, receive, send):
             pass
 
         early = ASGIMiddleware(app, metrics=False)  # built before configure(): warned
-        checkout = buttress.SLO("checkout-latency", service="a", objective=0.99, threshold=0.3)
+        checkout = buttress.slo.SLO("checkout-latency", service="a", objective=0.99, threshold=0.3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             telemetry = buttress.configure(service="a", log_format="json", slos=[checkout])

@@ -22,6 +22,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 import buttress
+import buttress.multiprocess
 from buttress import ConfigurationError
 from buttress.telemetry._multiprocess import ARCHIVE, ArchiveCollector, fold_dead_workers
 
@@ -270,7 +271,7 @@ def test_clear_empties_only_what_metrics_wrote(tmp_path: Path) -> None:
     (tmp_path / f"buttress-lease-{dead(2)}.lock").touch()
     (tmp_path / "notes.txt").write_text("not ours")
 
-    assert buttress.clear_multiprocess_dir(tmp_path) is True
+    assert buttress.multiprocess.clear_multiprocess_dir(tmp_path) is True
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "buttress.lock",
@@ -286,7 +287,7 @@ def test_clear_keeps_a_directory_that_live_workers_still_use(tmp_path: Path) -> 
     lease = tmp_path / f"buttress-lease-{dead(2)}.lock"
     with open(lease, "ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        assert buttress.clear_multiprocess_dir(tmp_path) is False
+        assert buttress.multiprocess.clear_multiprocess_dir(tmp_path) is False
         assert db_files(tmp_path) == [f"counter_{dead(2)}.db"]
         assert scrape(tmp_path)[("requests_total", (("route", "/a"),))] == 7
 
@@ -295,15 +296,15 @@ def test_clear_ignores_a_reused_pid_whose_lease_nobody_holds(tmp_path: Path, liv
     # A restarted container: the old worker's pid now belongs to another process.
     write(tmp_path, "counter", live_pid, requests(3))
     (tmp_path / f"buttress-lease-{live_pid}.lock").touch()
-    assert buttress.clear_multiprocess_dir(tmp_path) is True
+    assert buttress.multiprocess.clear_multiprocess_dir(tmp_path) is True
     assert db_files(tmp_path) == []
 
 
 def _start_and_report(
     directory: str, to_parent: multiprocessing.Queue[int], to_child: multiprocessing.Queue[int]
 ) -> None:
-    buttress.mark_worker_started(directory)
-    buttress.mark_worker_started(directory)  # a second call changes nothing
+    buttress.multiprocess.mark_worker_started(directory)
+    buttress.multiprocess.mark_worker_started(directory)  # a second call changes nothing
     to_parent.put(os.getpid())
     to_child.get()  # wait until told to exit
 
@@ -321,11 +322,11 @@ def test_a_started_worker_holds_its_lease_until_it_exits(tmp_path: Path) -> None
         assert db_files(tmp_path) == []
         write(tmp_path, "counter", pid, requests(5))
         assert fold_dead_workers(tmp_path) == 0
-        assert buttress.clear_multiprocess_dir(tmp_path) is False
+        assert buttress.multiprocess.clear_multiprocess_dir(tmp_path) is False
     finally:
         to_child.put(0)
         child.join(timeout=30)
-    buttress.mark_worker_dead(pid, tmp_path)
+    buttress.multiprocess.mark_worker_dead(pid, tmp_path)
     assert db_files(tmp_path) == []
     assert scrape(tmp_path)[("requests_total", (("route", "/a"),))] == 7
 
@@ -333,7 +334,7 @@ def test_a_started_worker_holds_its_lease_until_it_exits(tmp_path: Path) -> None
 @pytest.mark.parametrize("pid", [0, -1, "12", True])
 def test_mark_worker_dead_refuses_what_is_not_a_pid(tmp_path: Path, pid: object) -> None:
     with pytest.raises(ConfigurationError, match="pid="):
-        buttress.mark_worker_dead(pid, tmp_path)  # type: ignore[arg-type]
+        buttress.multiprocess.mark_worker_dead(pid, tmp_path)  # type: ignore[arg-type]
 
 
 def test_no_directory_is_a_configuration_error(
@@ -341,9 +342,9 @@ def test_no_directory_is_a_configuration_error(
 ) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(ConfigurationError, match="PROMETHEUS_MULTIPROC_DIR is not set"):
-        buttress.clear_multiprocess_dir()
+        buttress.multiprocess.clear_multiprocess_dir()
     with pytest.raises(ConfigurationError, match="missing"):
-        buttress.mark_worker_started(tmp_path / "missing")
+        buttress.multiprocess.mark_worker_started(tmp_path / "missing")
 
 
 def test_a_lease_held_by_another_process_is_a_configuration_error(tmp_path: Path) -> None:
@@ -351,7 +352,7 @@ def test_a_lease_held_by_another_process_is_a_configuration_error(tmp_path: Path
     with open(tmp_path / f"buttress-lease-{os.getpid()}.lock", "ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         with pytest.raises(ConfigurationError, match="held by another process"):
-            buttress.mark_worker_started(tmp_path)
+            buttress.multiprocess.mark_worker_started(tmp_path)
 
 
 CONFIGURED_WORKER = """

@@ -43,7 +43,8 @@ import time
 import httpx
 
 import buttress
-from buttress.middleware import ResilientTransport, WSGIMiddleware
+from buttress.httpx import ResilientTransport
+from buttress.middleware import WSGIMiddleware
 
 buttress.configure(service="mp", log_level="WARNING", log_format="json")
 bulkhead = buttress.Bulkhead("upstream", max_concurrent=64)
@@ -99,7 +100,8 @@ import os
 import httpx
 
 import buttress
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 
 buttress.configure(service="mp", log_level="WARNING", log_format="json")
 bulkhead = buttress.Bulkhead("upstream", max_concurrent=64)

@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from buttress.middleware._client_metrics import client_metrics_for
+from buttress.httpx._client_metrics import client_metrics_for
 from buttress.middleware._metrics import metrics_for
 from buttress.telemetry import _metrics, _otel_export, _otel_metrics, _shutdown
 from buttress.telemetry import _names as names

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import buttress
-from buttress import SLO, ButtressWarning, ConfigurationError, slo_rules
+from buttress import ButtressWarning, ConfigurationError
+from buttress.slo import SLO, slo_rules
 from buttress.telemetry import _names as names
 from buttress.telemetry._rules import (
     ABSENT_ALERT_NAME,

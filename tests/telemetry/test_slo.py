@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from buttress import SLO, ButtressWarning, ConfigurationError, load_slos
+from buttress import ButtressWarning, ConfigurationError
+from buttress.slo import SLO, load_slos
 from buttress.telemetry._names import DURATION_BUCKETS
 from buttress.telemetry._slo import buckets_with_thresholds, parse_duration
 

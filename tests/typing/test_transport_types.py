@@ -12,7 +12,7 @@ from typing import assert_type
 import httpx
 
 import buttress
-from buttress.middleware import AsyncResilientTransport, ResilientTransport
+from buttress.httpx import AsyncResilientTransport, ResilientTransport
 
 
 def _ok(request: httpx.Request) -> httpx.Response:

@@ -12,7 +12,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import buttress
-from buttress.middleware import ASGIMiddleware, AsyncResilientTransport
+import buttress.slo
+from buttress.httpx import AsyncResilientTransport
+from buttress.middleware import ASGIMiddleware
 
 OBJECTIVE = 0.99
 LATENCY_THRESHOLD = 0.5  # seconds; a bucket boundary of the duration histogram
@@ -23,17 +25,17 @@ class UpstreamFailed(Exception):
     """The upstream answered with a server error."""
 
 
-def demo_slos() -> list[buttress.SLO]:
+def demo_slos() -> list[buttress.slo.SLO]:
     """The service's SLOs: 99 % of quotes succeed, 99 % of them within half a second."""
     return [
-        buttress.SLO(
+        buttress.slo.SLO(
             "quote-availability",
             service="checkout",
             objective=OBJECTIVE,
             routes=["/quote/{sku}"],
             description="Quotes that do not fail with a server error",
         ),
-        buttress.SLO(
+        buttress.slo.SLO(
             "quote-latency",
             service="checkout",
             objective=OBJECTIVE,

@@ -63,6 +63,6 @@ def build_upstream(
         # Checkout calls from loopback: a peer whose trace pricing continues.
         trusted_peers=TrustedPeers(networks=["127.0.0.0/8", "::1"]),
         tracer_provider=tracer_provider,
-        registry=CollectorRegistry(),
+        metrics_registry=CollectorRegistry(),
         slos=(),
     )

@@ -8,11 +8,11 @@ provisioning (the datasource is a template variable, not an import input).
 from __future__ import annotations
 
 import json
+import pathlib
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigurationError
+from .. import _errors
 
 __all__ = ["export", "load", "names"]
 
@@ -31,7 +31,7 @@ def names() -> list[str]:
 
 def _text(name: str) -> str:
     if name not in names():
-        raise ConfigurationError(f"no bundled dashboard {name!r}; choose from {names()}")
+        raise _errors.ConfigurationError(f"no bundled dashboard {name!r}; choose from {names()}")
     return resources.files(__name__).joinpath(_PACKAGE_DIR, f"{name}.json").read_text("utf-8")
 
 
@@ -41,14 +41,14 @@ def load(name: str) -> dict[str, Any]:
     return dashboard
 
 
-def export(directory: str | Path, *, only: list[str] | None = None) -> list[Path]:
+def export(directory: str | pathlib.Path, *, only: list[str] | None = None) -> list[pathlib.Path]:
     """Write the dashboards (or ``only`` those named) into ``directory``; return the paths.
 
     The directory is created if needed; files of the same name are overwritten.
     """
     chosen = names() if only is None else list(only)
     texts = {name: _text(name) for name in chosen}  # every name checked before writing
-    target = Path(directory)
+    target = pathlib.Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in texts.items():

@@ -1,7 +1,7 @@
-"""Middleware: ASGI, WSGI and Django shells over one request observer, and httpx transports.
+"""Middleware: ASGI, WSGI and Django shells over one request observer.
 
-``import buttress.middleware`` imports no web framework and no httpx: the Django class and
-the transports load on first access; the ASGI and WSGI shells need none.
+``import buttress.middleware`` imports no web framework: the Django class loads on first
+access; the ASGI and WSGI shells need none. The httpx transports are in ``buttress.httpx``.
 """
 
 from __future__ import annotations
@@ -11,21 +11,19 @@ from typing import TYPE_CHECKING, Any
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
+from ._options import MiddlewareOptions
 from ._trust import TrustedPeers
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
     from ._django import DjangoMiddleware
     from ._endpoint import serve_metrics
-    from ._transport import ResilientTransport
-    from ._transport_async import AsyncResilientTransport
 
 __all__ = [
     "ASGIMiddleware",
-    "AsyncResilientTransport",
     "DjangoMiddleware",
     "HTTPFaults",
-    "ResilientTransport",
+    "MiddlewareOptions",
     "SLOLike",
     "TrustedPeers",
     "WSGIMiddleware",
@@ -34,7 +32,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first access so that importing the middleware costs no framework or client.
+    # Loaded on first access so that importing the middleware costs no framework.
     if name == "DjangoMiddleware":
         from ._django import DjangoMiddleware
 
@@ -43,12 +41,4 @@ def __getattr__(name: str) -> Any:
         from ._endpoint import serve_metrics
 
         return serve_metrics
-    if name == "ResilientTransport":
-        from ._transport import ResilientTransport
-
-        return ResilientTransport
-    if name == "AsyncResilientTransport":
-        from ._transport_async import AsyncResilientTransport
-
-        return AsyncResilientTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from opentelemetry.propagators.textmap import Getter
 
+from .._http import normalise_method
 from ._disconnect import Watches
 from ._faults import HTTPFaults, check_faults
-from ._http import normalise_method
 from ._observer import Exchange, Observer
+from ._options import MiddlewareOptions
 from ._swallowed import handled_exception
 from ._websocket import observe_websocket
 
@@ -58,14 +59,22 @@ class ASGIMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp | None = None, /, *, faults: HTTPFaults | None = None, **options: Any
+        self,
+        wrapped: ASGIApp | None = None,
+        /,
+        *,
+        app: ASGIApp | None = None,
+        faults: HTTPFaults | None = None,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
-        if app is None:  # Starlette before 0.38 builds middleware as cls(app=app)
-            app = options.pop("app", None)
-            if app is None:
-                raise TypeError("ASGIMiddleware needs the ASGI app it wraps")
+        # Positional as a rule; Starlette before 0.38 builds middleware as cls(app=app).
+        inner = wrapped if wrapped is not None else app
+        if inner is None:
+            raise TypeError("ASGIMiddleware needs the ASGI app it wraps")
+        app = inner
         self.app: ASGIApp = app
-        self.observer = Observer(**{"frameworks": ("FASTAPI", "STARLETTE"), **options})
+        merged: MiddlewareOptions = {"frameworks": ("FASTAPI", "STARLETTE"), **options}
+        self.observer = Observer(**merged)
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_asgi(app) if checked is not None else app

@@ -15,9 +15,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from ._http import normalise_method
+from .._errors import ConfigurationError
+from .._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._options import MiddlewareOptions, check_option_names
 from ._routes import regex_template
 from ._swallowed import REQUEST_ATTR, watch_django
 from ._wsgi import _getter, _port
@@ -42,7 +44,13 @@ class DjangoMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        options = {"frameworks": ("DJANGO",), **getattr(settings, "BUTTRESS_MIDDLEWARE", {})}
+        configured = getattr(settings, "BUTTRESS_MIDDLEWARE", {})
+        if not isinstance(configured, dict):
+            raise ConfigurationError(
+                f"BUTTRESS_MIDDLEWARE must be a dict of options, got {configured!r}"
+            )
+        check_option_names(configured, "BUTTRESS_MIDDLEWARE")
+        options: MiddlewareOptions = {"frameworks": ("DJANGO",), **configured}  # type: ignore[typeddict-item]
         self.observer = Observer(**options)
         header = self.observer.request_id_header
         self._id_meta = environ_key(header) if header is not None else None

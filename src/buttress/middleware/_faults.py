@@ -21,9 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from .. import FaultInjection
 from .._errors import ConfigurationError
 from .._events import Registry
-from ..resilience._faults import FaultInjection
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -47,8 +47,8 @@ class HTTPFaults:
     while enabled, in [0, 1]; nothing is injected until :meth:`enable` (or
     ``enabled=True``). ``header`` and ``secret``, given together, fault every request
     that carries ``header: secret``, enabled or not; the secret must be at least 16
-    characters. ``random``, ``sleep`` (sync or async) and ``registry`` are injectable for
-    tests. See docs/faults.md.
+    characters. ``random``, ``sleep`` (sync or async) and ``events`` (the event
+    registry) are injectable for tests. See docs/faults.md.
     """
 
     __slots__ = ("_header_asgi", "_header_wsgi", "_injection", "_secret", "_sleep", "status")
@@ -65,7 +65,7 @@ class HTTPFaults:
         secret: str | None = None,
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         if status is not None and (
             not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599
@@ -88,7 +88,7 @@ class HTTPFaults:
             enabled=enabled,
             random=random,
             sleep=sleep,
-            registry=registry,
+            events=events,
             **answer,
         )
         self._sleep = sleep

@@ -28,9 +28,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from .._deadline import _DEADLINE, bind_deadline
+from .._deadline_header import parse_deadline
 from .._errors import ConfigurationError
-from ..resilience._deadline import _DEADLINE, bind_deadline
-from ..resilience._deadline_header import parse_deadline
+from .._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
+from .._http import status_label as status_label_of
 from ..telemetry import _names as names
 from ..telemetry._correlation import (
     MAX_LENGTH,
@@ -41,8 +43,6 @@ from ..telemetry._correlation import (
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 from ._baggage import bounded, without
-from ._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
-from ._http import status_label as status_label_of
 from ._trust import ANY, ContinueTrace, TrustOption, check_continue_trace, check_trust
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ class Observer:
         tracing: bool = True,
         tracer_provider: trace.TracerProvider | None = None,
         metrics: bool = True,
-        registry: CollectorRegistry | None = None,
+        metrics_registry: CollectorRegistry | None = None,
         buckets: Iterable[float] = names.DURATION_BUCKETS,
         slos: Iterable[SLOLike] | None = None,
         access_log: bool = True,
@@ -262,15 +262,15 @@ class Observer:
         # made after the middleware was built: ``_bound`` pairs the instruments with the
         # registry they live in (one tuple, swapped whole: safe across threads), checked
         # against ``_follow()`` once per request (one call, one comparison).
-        self.registry = registry
+        self.registry = metrics_registry
         self._bound: tuple[CollectorRegistry, HTTPServerMetrics] | None = None
         self._follow: Callable[[], CollectorRegistry] | None = None
         if metrics:
             from ..telemetry._metrics import target_registry  # prometheus_client: only if used
 
-            if registry is None:
+            if metrics_registry is None:
                 self._follow = target_registry
-            self._bind(registry if registry is not None else target_registry())
+            self._bind(metrics_registry if metrics_registry is not None else target_registry())
         self.access_log = access_log
         # The OTEL_* variables of the OpenTelemetry instrumentations, for what was not given.
         env = http_environment(frameworks)
@@ -301,7 +301,7 @@ class Observer:
             None
             if self.metrics_path is None
             else MetricsEndpoint(
-                registry,
+                metrics_registry,
                 token=metrics_token,
                 networks=metrics_networks,
                 max_age=metrics_max_age,

@@ -14,17 +14,18 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import Token
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
+from .._http import normalise_method
 from ..telemetry._correlation import correlation_id
 from ._faults import HTTPFaults, check_faults
-from ._http import normalise_method
 from ._observer import Exchange, Observer
 from ._observer import cgi_key as environ_key
+from ._options import MiddlewareOptions
 from ._routes import method_not_allowed_rule
 from ._swallowed import ENVIRON_KEY, watch_flask
 
@@ -61,10 +62,16 @@ class WSGIMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApp, /, *, faults: HTTPFaults | None = None, **options: Any
+        self,
+        app: WSGIApp,
+        /,
+        *,
+        faults: HTTPFaults | None = None,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
-        self.observer = Observer(**{"frameworks": ("FLASK",), **options})
+        merged: MiddlewareOptions = {"frameworks": ("FLASK",), **options}
+        self.observer = Observer(**merged)
         # Faults sit inside the observer, so injected responses are measured like real ones.
         checked = check_faults(faults)
         self._observed_app = checked.wrap_wsgi(app) if checked is not None else app

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from .._args import check_fraction, check_int, check_name, check_seconds
 from .._errors import BulkheadFull, CircuitOpen, ConfigurationError, DeadlineExceeded, RateLimited
 from .._events import (
     BreakerCallRecorded,
@@ -28,7 +29,6 @@ from .._events import (
     Registry,
     default_registry,
 )
-from ._args import check_fraction, check_int, check_name, check_seconds
 from ._breaker_backend import BreakerBackend, BreakerStore, LocalBreaker
 from ._breaker_core import (
     FAILURE,
@@ -165,7 +165,7 @@ class CircuitBreaker(Strategy):
         on_transition: Callable[[BreakerTransition], None] | None = None,
         store: BreakerStore | None = None,
         clock: Callable[[], float] = time.monotonic,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         self._config = _build_config(
@@ -188,7 +188,7 @@ class CircuitBreaker(Strategy):
             raise ConfigurationError(f"on_transition must be callable, got {on_transition!r}")
         self._on_transition = on_transition
         self._clock = clock
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._slow_limit = self._config.slow_call_duration
         # Built once: the success path emits a shared event instead of allocating one.
         self._recorded = {
@@ -273,7 +273,7 @@ class CircuitBreaker(Strategy):
 
     # -- calls ------------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         backend = self._backend
         ticket = backend.admit()
         if ticket == REJECTED:
@@ -294,7 +294,7 @@ class CircuitBreaker(Strategy):
             self._recorded_event(counted, SUCCESS, duration)
         return result
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
-from ._args import exact_ratio
+from .._args import exact_ratio
 
 if TYPE_CHECKING:
     from .._events import BreakerState

@@ -21,8 +21,8 @@ import threading
 import time
 from collections import deque
 
-from ._args import exact_ratio
-from ._deadline import Clock
+from .._args import exact_ratio
+from .._deadline import Clock
 
 __all__ = ["RetryBudget"]
 
@@ -70,6 +70,16 @@ class RetryBudget:
         self.calls = 0
         # One mark per slice that saw a withdrawal: [slice number, calls then, retries in it].
         self._marks: deque[list[int]] = deque()
+
+    def fresh(self) -> RetryBudget:
+        """A new, empty budget with the same ratio, floor, window and clock."""
+        return RetryBudget(
+            ratio=self.ratio,
+            floor_per_second=self.floor / self.window,
+            window=self.window,
+            buckets=self._buckets,
+            clock=self._clock,
+        )
 
     def deposit(self) -> None:
         """Count one call (a first attempt)."""

@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._args import check_int, check_name, check_seconds, in_event_loop, warn
 from .._errors import BulkheadFull, ConfigurationError
 from .._events import BulkheadRejected, BulkheadUsage, Registry, default_registry
-from ._args import check_int, check_name, check_seconds, in_event_loop, warn
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Bulkhead(Strategy):
         max_concurrent: int = 10,
         max_waiting: int = 0,
         wait_timeout: float | timedelta = 1.0,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         self.max_concurrent = check_int("max_concurrent", max_concurrent, minimum=1)
@@ -96,7 +96,7 @@ class Bulkhead(Strategy):
                 f"max_waiting={self.max_waiting} with wait_timeout=0: a caller may queue but "
                 "never wait; set wait_timeout > 0, or max_waiting=0 to reject at once"
             )
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
         self.in_use = 0
@@ -240,14 +240,14 @@ class Bulkhead(Strategy):
 
     # -- calls ------------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
         try:
             return fn(*args, **kwargs)
         finally:
             self._release()
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

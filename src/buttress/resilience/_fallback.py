@@ -6,8 +6,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._args import ExceptionFilter, Named, check_optional_name, exception_matcher
 from .._events import FallbackUsed, Registry, default_registry
-from ._args import ExceptionFilter, Named, check_optional_name, exception_matcher
 from ._shell import Strategy
 
 __all__ = ["Fallback", "fallback"]
@@ -27,14 +27,14 @@ class Fallback(Named, Strategy):
         *,
         on: Callable[[BaseException], bool],
         name: str | None,
-        registry: Registry,
+        events: Registry,
     ) -> None:
         self._answer = answer
         self._call_answer = callable(answer)
         self._on = on
         self._name = name or "fallback"
         self._explicit = name is not None
-        self._registry = registry
+        self._registry = events
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         return Strategy.__call__(self._decorate_named(fn), fn)
@@ -49,7 +49,7 @@ class Fallback(Named, Strategy):
             return cast("Callable[[BaseException], object]", self._answer)(error)
         return self._answer
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
@@ -59,7 +59,7 @@ class Fallback(Named, Strategy):
             # carries the original one as __context__.
             return cast("R", self._used(exc))
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         try:
@@ -79,7 +79,7 @@ def fallback(
     *,
     on: ExceptionFilter,
     name: str | None = None,
-    registry: Registry | None = None,
+    events: Registry | None = None,
 ) -> Fallback:
     """Answer with ``value_or_callable`` when the call raises an exception matching ``on``.
 
@@ -93,5 +93,5 @@ def fallback(
         value_or_callable,
         on=exception_matcher(on, "on"),
         name=check_optional_name(name),
-        registry=registry if registry is not None else default_registry,
+        events=events if events is not None else default_registry,
     )

@@ -23,9 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from .._args import check_name, seconds
 from .._errors import ConfigurationError
 from .._events import FaultInjected, Registry, default_registry
-from ._args import check_name, seconds
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -49,8 +49,9 @@ class FaultInjection(Strategy):
     faulted call answers instead of calling; give one of the two, or neither. ``latency``
     (seconds or a timedelta) delays a faulted call first. ``rate`` is the share of calls
     faulted, in [0, 1]. Nothing is injected until :meth:`enable` is called (or
-    ``enabled=True``). ``random``, ``sleep`` and ``registry`` are injectable for tests;
-    ``sleep`` may return an awaitable for async calls. See docs/faults.md.
+    ``enabled=True``). ``random``, ``sleep`` and ``events`` (the event registry) are
+    injectable for tests; ``sleep`` may return an awaitable for async calls. See
+    docs/faults.md.
     """
 
     __slots__ = (
@@ -78,7 +79,7 @@ class FaultInjection(Strategy):
         enabled: bool = False,
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self._name = check_name(name)
         self._rate = _check_rate(rate)
@@ -102,7 +103,7 @@ class FaultInjection(Strategy):
         self._enabled = enabled
         self._random = random if random is not None else _default_random()
         self._sleep = sleep
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._lock = threading.Lock()
 
     @property
@@ -174,7 +175,7 @@ class FaultInjection(Strategy):
         self._emit("result")
         return self._result
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if not self._hit():
             return fn(*args, **kwargs)
         if self._latency is not None:
@@ -185,7 +186,7 @@ class FaultInjection(Strategy):
         answer: R = self._after_latency()
         return answer
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         if not self._hit():

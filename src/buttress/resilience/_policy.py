@@ -1,7 +1,7 @@
 """Policy: strategies composed outermost first, ``Policy(a, b, c)`` being ``a(b(c(fn)))``.
 
-Any :class:`Strategy` composes: a policy relies only on ``__call__``, ``_call_sync`` and
-``_call_async``. As a decorator it stacks the strategies once, at decoration time; as a
+Any :class:`Strategy` composes: a policy relies only on ``__call__``, ``run_sync`` and
+``run_async``. As a decorator it stacks the strategies once, at decoration time; as a
 caller (``policy.call``) it walks the chain with one bound method per layer, so no
 closure is built per call. Unnamed members that accept a default name (retry, timeout,
 fallback) take the policy's name, as copies that share their state.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._args import check_optional_name
 from .._errors import ConfigurationError
-from ._args import check_optional_name
 from ._shell import Strategy
 
 __all__ = ["Policy"]
@@ -49,8 +49,8 @@ class Policy(Strategy):
         self._strategies = strategies
         self._last = len(strategies) - 1
         # Bound once: the chain passes these down instead of building closures per call.
-        self._next_sync = self._run_sync
-        self._next_async = self._run_async
+        self._next_sync = self._step_sync
+        self._next_async = self._step_async
 
     @property
     def name(self) -> str | None:
@@ -83,29 +83,29 @@ class Policy(Strategy):
             wrapped = strategy(wrapped)
         return wrapped
 
-    def _run_sync(self, index: int, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+    def _step_sync(self, index: int, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
         strategy = self._strategies[index]
         if index == self._last:
-            return strategy._call_sync(fn, args, kwargs)
-        inner: R = strategy._call_sync(self._next_sync, (index + 1, fn, args, kwargs), {})
+            return strategy.run_sync(fn, args, kwargs)
+        inner: R = strategy.run_sync(self._next_sync, (index + 1, fn, args, kwargs), {})
         return inner
 
-    async def _run_async(
+    async def _step_async(
         self, index: int, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any
     ) -> R:
         strategy = self._strategies[index]
         if index == self._last:
-            return await strategy._call_async(fn, args, kwargs)
-        inner: R = await strategy._call_async(self._next_async, (index + 1, fn, args, kwargs), {})
+            return await strategy.run_async(fn, args, kwargs)
+        inner: R = await strategy.run_async(self._next_async, (index + 1, fn, args, kwargs), {})
         return inner
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        return self._run_sync(0, fn, args, kwargs)
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        return self._step_sync(0, fn, args, kwargs)
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        return await self._run_async(0, fn, args, kwargs)
+        return await self._step_async(0, fn, args, kwargs)
 
 
 def _named(strategy: Strategy, name: str) -> Strategy:

@@ -16,9 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._args import check_name, check_seconds, in_event_loop, warn
 from .._errors import ConfigurationError, RateLimited
 from .._events import RateLimitRejected, RateLimitWaited, Registry, default_registry
-from ._args import check_name, check_seconds, in_event_loop, warn
 from ._limiter_backend import LimiterBackend, LimiterStore, LocalLimiter, TokenBucket
 from ._shell import Strategy
 
@@ -52,7 +52,7 @@ class RateLimiter(Strategy):
         store: LimiterStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
     ) -> None:
         self.name = check_name(name)
         if sleep is not None and not callable(sleep):
@@ -74,7 +74,7 @@ class RateLimiter(Strategy):
             raise ConfigurationError(f"burst must be an int >= 1, got {burst!r}")
         self.burst = burst
         self.max_wait = check_seconds("max_wait", max_wait, allow_zero=True)
-        self._registry = registry if registry is not None else default_registry
+        self._registry = events if events is not None else default_registry
         self._backend: LimiterBackend
         if store is None:
             self._backend = LocalLimiter(self.rate, float(burst), clock)
@@ -158,11 +158,11 @@ class RateLimiter(Strategy):
                 await asyncio.shield(backend.give_back_async())
             raise
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         self.acquire()
         return fn(*args, **kwargs)
 
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],

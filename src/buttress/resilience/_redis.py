@@ -23,9 +23,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .._args import check_int, check_name, check_seconds
 from .._errors import ConfigurationError
 from .._events import Registry, StoreRecovered, StoreUnavailable
-from ._args import check_int, check_name, check_seconds
 from ._breaker_backend import LocalBreaker
 from ._breaker_core import (
     CLOSED,
@@ -179,7 +179,7 @@ class RedisStore:
         """The time the scripts use: "" for the server's, else ``clock`` in ms."""
         return "" if self.server_time else repr(self._clock() * 1000)
 
-    def run(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+    def eval_script(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
         """Run one of our scripts with the sync client (EVALSHA, loading it if needed)."""
         args = (self._now(), *args)
         scripts = self._sync_scripts
@@ -195,7 +195,9 @@ class RedisStore:
             scripts = self._sync_scripts
         return scripts[script](keys=list(keys), args=list(args))
 
-    async def run_async(self, script: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+    async def eval_script_async(
+        self, script: str, keys: Sequence[str], args: Sequence[object]
+    ) -> Any:
         """The asyncio twin of :meth:`run`; each event loop gets its own client."""
         args = (self._now(), *args)
         loop = asyncio.get_running_loop()
@@ -354,7 +356,7 @@ class RedisBreaker:
         if self._health.use_local():
             return self._local_admit()
         try:
-            reply = self._store.run("admit", self._keys, self._args.admit)
+            reply = self._store.eval_script("admit", self._keys, self._args.admit)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -368,7 +370,7 @@ class RedisBreaker:
 
     async def _admit_remote(self) -> int:
         try:
-            reply = await self._store.run_async("admit", self._keys, self._args.admit)
+            reply = await self._store.eval_script_async("admit", self._keys, self._args.admit)
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -390,7 +392,7 @@ class RedisBreaker:
         if self._health.use_local():
             return False
         try:
-            reply = self._store.run(
+            reply = self._store.eval_script(
                 "record", self._keys, self._args.outcome(ticket, outcome, duration)
             )
         except Exception as exc:
@@ -409,7 +411,7 @@ class RedisBreaker:
 
     async def _record_remote(self, ticket: int, outcome: Outcome, duration: float) -> bool:
         try:
-            reply = await self._store.run_async(
+            reply = await self._store.eval_script_async(
                 "record", self._keys, self._args.outcome(ticket, outcome, duration)
             )
         except Exception as exc:
@@ -421,7 +423,7 @@ class RedisBreaker:
         if self._health.use_local():
             return self.fallback.rejection()
         try:
-            reply = self._store.run("peek", self._keys, self._args.peek)
+            reply = self._store.eval_script("peek", self._keys, self._args.peek)
         except Exception as exc:
             self._down(exc)
             return self.fallback.rejection()
@@ -443,7 +445,9 @@ class RedisBreaker:
     def _control(self, target: State) -> bool:
         """Steer the shared state; ``False`` if Redis did not answer."""
         try:
-            reply = self._store.run("control", self._keys, (target.code, *self._args.control_tail))
+            reply = self._store.eval_script(
+                "control", self._keys, (target.code, *self._args.control_tail)
+            )
         except Exception as exc:
             self._down(exc)
             return False
@@ -501,7 +505,7 @@ class RedisLimiter:
             self.fallback.give_back()
             return
         try:
-            self._store.run("give_back", self._key, self._give_back_args())
+            self._store.eval_script("give_back", self._key, self._give_back_args())
         except Exception as exc:
             self._health.failed(exc)
 
@@ -510,7 +514,7 @@ class RedisLimiter:
             self.fallback.give_back()
             return
         try:
-            await self._store.run_async("give_back", self._key, self._give_back_args())
+            await self._store.eval_script_async("give_back", self._key, self._give_back_args())
         except Exception as exc:
             self._health.failed(exc)
 
@@ -518,7 +522,7 @@ class RedisLimiter:
         if self._health.use_local():
             return self.fallback.take(max_wait)
         try:
-            reply = self._store.run("take", self._key, self._argv(max_wait))
+            reply = self._store.eval_script("take", self._key, self._argv(max_wait))
         except Exception as exc:
             self._health.failed(exc)
             return self.fallback.take(max_wait)
@@ -536,7 +540,7 @@ class RedisLimiter:
 
     async def _take_remote(self, max_wait: float) -> float:
         try:
-            reply = await self._store.run_async("take", self._key, self._argv(max_wait))
+            reply = await self._store.eval_script_async("take", self._key, self._argv(max_wait))
         except Exception as exc:
             self._health.failed(exc)
             return self.fallback.take(max_wait)

@@ -15,9 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
-from .._errors import ConfigurationError, TimedOut
-from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, default_registry
-from ._args import (
+from .._args import (
     ExceptionFilter,
     Named,
     check_optional_name,
@@ -26,10 +24,13 @@ from ._args import (
     seconds,
     warn,
 )
-from ._backoff import JITTERS, Backoff, Jitter, parse_retry_after
+from .._deadline import _DEADLINE, Clock
+from .._errors import ConfigurationError, TimedOut
+from .._events import Registry, RetryFinished, RetryOutcome, RetryScheduled, default_registry
+from .._retry_after import parse_retry_after
+from ._backoff import JITTERS, Backoff, Jitter
 from ._budget import RetryBudget
 from ._config import CONFIG
-from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Retry(Named, Strategy):
         retry_after: RetryAfter | None,
         budget: RetryBudget | None,
         name: str | None,
-        registry: Registry,
+        events: Registry,
         clock: Clock,
         sleep: Callable[[float], object] | None,
         random: Callable[[], float],
@@ -95,7 +96,7 @@ class Retry(Named, Strategy):
         self._budget = budget
         self._name = name or _DEFAULT_NAME
         self._explicit = name is not None
-        self._registry = registry
+        self._registry = events
         self._clock = clock
         self._sleep = sleep
         self._random = random
@@ -108,6 +109,30 @@ class Retry(Named, Strategy):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         return Strategy.__call__(self._decorate_named(fn), fn)
 
+    def copy(self, *, name: str) -> Retry:
+        """A copy of this retry named ``name``, with a retry budget of its own.
+
+        Everything else is shared (predicates, backoff, clock, event registry). Use it
+        to give each downstream its own budget: retries against a failing host must not
+        spend those of a healthy one (the httpx transports do this per host).
+        """
+        budget = self._budget
+        return Retry(
+            on=self._on,
+            on_result=self._on_result,
+            attempts=self._attempts,
+            deadline=self._deadline,
+            backoff=self._backoff,
+            retry_after=self._retry_after,
+            retry_after_max=self._retry_after_max,
+            budget=None if budget is None else budget.fresh(),
+            name=check_optional_name(name),
+            events=self._registry,
+            clock=self._clock,
+            sleep=self._sleep,
+            random=self._random,
+        )
+
     def __repr__(self) -> str:
         b = self._backoff
         return (
@@ -118,7 +143,7 @@ class Retry(Named, Strategy):
 
     # --- the twins -------------------------------------------------------------------
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         start = self._clock()
         limit = _DEADLINE.get()
         if limit is not None and start >= limit:
@@ -186,7 +211,7 @@ class Retry(Named, Strategy):
                 return result  # type: ignore[no-any-return]
             error = None
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         start = self._clock()
@@ -369,7 +394,7 @@ def retry(
     budget: float | None = 0.2,
     budget_floor: float = 1.0,
     name: str | None = None,
-    registry: Registry | None = None,
+    events: Registry | None = None,
     clock: Clock = time.monotonic,
     sleep: Callable[[float], object] | None = None,
     random: Callable[[], float] | None = None,
@@ -427,7 +452,7 @@ def retry(
         if share is None
         else RetryBudget(ratio=share, floor_per_second=floor, clock=clock),
         name=checked_name,
-        registry=registry if registry is not None else default_registry,
+        events=events if events is not None else default_registry,
         clock=clock,
         sleep=sleep,
         random=random if random is not None else _default_random(),

@@ -1,7 +1,7 @@
 """The one shell that turns a strategy into sync and async decorators and callers.
 
-A strategy implements two short twins, :meth:`Strategy._call_sync` and
-:meth:`Strategy._call_async`; this module is the only place that asks whether a callable
+A strategy implements two short twins, :meth:`Strategy.run_sync` and
+:meth:`Strategy.run_async`; this module is the only place that asks whether a callable
 is a coroutine function. Wrappers keep the decorated signature (``ParamSpec``) and hold
 no per-call state: everything a call needs lives in its own frame.
 """
@@ -58,18 +58,21 @@ def refuse_generators(fn: object, strategy: object) -> None:
 class Strategy(abc.ABC):
     """Base of every resilience strategy: ``strategy(fn)`` decorates, ``strategy.call`` calls.
 
-    Subclasses implement the two twins. ``_call_async`` receives an ``fn`` whose call
-    returns an awaitable.
+    The strategy API is the pair :meth:`run_sync` and :meth:`run_async`: a subclass
+    implements both (two short twins), and anything that composes strategies (``Policy``,
+    the httpx transports, your own code) calls them with ``fn``, its positional
+    arguments as a tuple and its keyword arguments as a dict. ``run_async`` receives an
+    ``fn`` whose call returns an awaitable. See docs/policy.md.
     """
 
     __slots__ = ()
 
     @abc.abstractmethod
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        """Run ``fn(*args, **kwargs)`` under this strategy."""
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """Run ``fn(*args, **kwargs)`` under this strategy and return its result."""
 
     @abc.abstractmethod
-    async def _call_async(
+    async def run_async(
         self,
         fn: Callable[..., Awaitable[R]],
         args: tuple[Any, ...],
@@ -90,7 +93,7 @@ class Strategy(abc.ABC):
             raise TypeError(f"{type(self).__name__} decorates callables, got {fn!r}")
         refuse_generators(fn, self)
         if is_async_callable(fn):
-            call_async = self._call_async
+            call_async = self.run_async
             afn = cast("Callable[..., Awaitable[Any]]", fn)
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -98,7 +101,7 @@ class Strategy(abc.ABC):
 
             wrapper: Callable[..., Any] = async_wrapper
         else:
-            call_sync = self._call_sync
+            call_sync = self.run_sync
 
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return call_sync(fn, args, kwargs)
@@ -121,5 +124,5 @@ class Strategy(abc.ABC):
         refuse_generators(fn, self)
         if is_async_callable(fn):
             afn = cast("Callable[..., Awaitable[Any]]", fn)
-            return cast("R", self._call_async(afn, args, kwargs))
-        return self._call_sync(fn, args, kwargs)
+            return cast("R", self.run_async(afn, args, kwargs))
+        return self.run_sync(fn, args, kwargs)

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from .._args import Named, check_optional_name, seconds, warn
+from .._deadline import _DEADLINE, Clock
 from .._errors import TimedOut
 from .._events import Registry, TimeoutExpired, default_registry
-from ._args import Named, check_optional_name, seconds, warn
-from ._deadline import _DEADLINE, Clock
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -33,13 +33,11 @@ class Timeout(Named, Strategy):
 
     __slots__ = ("_clock", "_explicit", "_name", "_registry", "_seconds")
 
-    def __init__(
-        self, seconds: float, *, name: str | None, registry: Registry, clock: Clock
-    ) -> None:
+    def __init__(self, seconds: float, *, name: str | None, events: Registry, clock: Clock) -> None:
         self._seconds = seconds
         self._name = name or "timeout"
         self._explicit = name is not None
-        self._registry = registry
+        self._registry = events
         self._clock = clock
 
     @property
@@ -58,7 +56,7 @@ class Timeout(Named, Strategy):
             self._registry.emit(TimeoutExpired(self._name, timeout))
         return TimedOut(f"{self._name}: {message}", name=self._name, timeout=timeout)
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         now = self._clock()
         current = _DEADLINE.get()
         if current is not None and now >= current:
@@ -72,7 +70,7 @@ class Timeout(Named, Strategy):
         finally:
             _DEADLINE.reset(token)
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         import asyncio  # loaded already when a coroutine runs; not at ``import buttress``
@@ -106,7 +104,7 @@ def timeout(
     /,
     *,
     name: str | None = None,
-    registry: Registry | None = None,
+    events: Registry | None = None,
     clock: Clock = time.monotonic,
 ) -> Timeout:
     """Bound each call to ``seconds_``.
@@ -123,6 +121,6 @@ def timeout(
     return Timeout(
         value,
         name=check_optional_name(name),
-        registry=registry if registry is not None else default_registry,
+        events=events if events is not None else default_registry,
         clock=clock,
     )

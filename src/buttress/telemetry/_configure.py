@@ -38,20 +38,20 @@ _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 class Telemetry:
     """What :func:`configure` set up.
 
-    ``registry`` is where buttress records metrics. ``tracer_provider`` is the provider
-    configure installed, or ``None`` when the application had already set one (or
-    ``OTEL_SDK_DISABLED=true``). ``multiprocess_dir`` is ``PROMETHEUS_MULTIPROC_DIR``
-    when set. ``slos`` are the SLOs declared for the service (their latency thresholds
-    become the middleware's bucket boundaries). ``meter_provider`` and
-    ``logger_provider`` are the providers exporting buttress's metrics and the logs over
-    OpenTelemetry, or ``None`` when ``OTEL_METRICS_EXPORTER``/``OTEL_LOGS_EXPORTER`` ask
-    for none. ``resource`` is the one resource of every signal, as a mapping.
+    ``metrics_registry`` is the Prometheus registry buttress records metrics into.
+    ``tracer_provider`` is the provider configure installed, or ``None`` when the
+    application had already set one (or ``OTEL_SDK_DISABLED=true``). ``multiprocess_dir`` is
+    ``PROMETHEUS_MULTIPROC_DIR`` when set. ``slos`` are the SLOs declared for the service
+    (their latency thresholds become the middleware's bucket boundaries). ``meter_provider``
+    and ``logger_provider`` are the providers exporting buttress's metrics and the logs over
+    OpenTelemetry, or ``None`` when ``OTEL_METRICS_EXPORTER``/``OTEL_LOGS_EXPORTER`` ask for
+    none. ``resource`` is the one resource of every signal, as a mapping.
     """
 
     service: str
     version: str | None
     environment: str | None
-    registry: CollectorRegistry
+    metrics_registry: CollectorRegistry
     tracer_provider: TracerProvider | None
     multiprocess_dir: str | None
     slos: tuple[SLO, ...] = ()
@@ -75,10 +75,10 @@ class Telemetry:
         """The registry a ``/metrics`` endpoint should render.
 
         In multiprocess mode, a fresh registry that collects the live workers' files and
-        the archive of dead ones (once per scrape); otherwise :attr:`registry`.
+        the archive of dead ones (once per scrape); otherwise :attr:`metrics_registry`.
         """
         if self.multiprocess_dir is None:
-            return self.registry
+            return self.metrics_registry
         from prometheus_client import CollectorRegistry
 
         from ._multiprocess import ArchiveCollector
@@ -186,7 +186,7 @@ def configure(
     environment: str | None = None,
     log_level: str | int = "INFO",
     log_format: LogFormat = "auto",
-    registry: CollectorRegistry | None = None,
+    metrics_registry: CollectorRegistry | None = None,
     slos: Iterable[SLO] = (),
     flush_timeout: float | timedelta = 5.0,
 ) -> Telemetry:
@@ -200,7 +200,7 @@ def configure(
       ``version`` and ``environment`` as resource attributes, the sampler from
       ``OTEL_TRACES_SAMPLER``, OTLP export when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set;
       a provider the application already set is kept;
-    - metrics: buttress records into ``registry`` (default ``prometheus_client.REGISTRY``),
+    - metrics: buttress records into ``metrics_registry`` (default ``prometheus_client.REGISTRY``),
       in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set;
     - metrics over OpenTelemetry as ``OTEL_METRICS_EXPORTER`` asks (otlp, console,
       prometheus, none; unset means prometheus only), with the semconv names and units;
@@ -228,15 +228,24 @@ def configure(
 
     from prometheus_client import REGISTRY, CollectorRegistry
 
-    if registry is not None and not isinstance(registry, CollectorRegistry):
+    if metrics_registry is not None and not isinstance(metrics_registry, CollectorRegistry):
         raise ConfigurationError(
-            f"registry={registry!r}: use a prometheus_client.CollectorRegistry"
+            f"metrics_registry={metrics_registry!r}: use a prometheus_client.CollectorRegistry"
         )
     declared = tuple(slos)
     for slo in declared:
         if not isinstance(slo, SLO):
-            raise ConfigurationError(f"slos: {slo!r} is not a buttress.SLO")
-    key = (service, version, environment, level, log_format, registry, declared, flush_seconds)
+            raise ConfigurationError(f"slos: {slo!r} is not a buttress.slo.SLO")
+    key = (
+        service,
+        version,
+        environment,
+        level,
+        log_format,
+        metrics_registry,
+        declared,
+        flush_seconds,
+    )
     with _lock:
         if _state is not None:
             previous, telemetry = _state
@@ -245,11 +254,12 @@ def configure(
             raise ConfigurationError(
                 f"configure() was already called with service={previous[0]!r}, "
                 f"version={previous[1]!r}, environment={previous[2]!r}, "
-                f"log_level={previous[3]!r}, log_format={previous[4]!r}, registry="
+                f"log_level={previous[3]!r}, log_format={previous[4]!r}, metrics_registry="
                 f"{previous[5]!r}, slos={previous[6]!r}; call it once, with "
                 f"service={service!r}, ..."
             )
-        telemetry = _install(key, registry if registry is not None else REGISTRY)
+        target = metrics_registry if metrics_registry is not None else REGISTRY
+        telemetry = _install(key, target)
         _state = (key, telemetry)
     if declared and _slos_read_early:
         warnings.warn(

@@ -22,7 +22,7 @@ def render(
 ) -> tuple[bytes, str]:
     """``(body, content_type)`` for a scrape that sent the ``accept`` header.
 
-    ``registry`` defaults to the one buttress records into (``configure(registry=...)``).
+    ``registry`` defaults to the one buttress records into (``configure(metrics_registry=...)``).
     """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Read at scrape time on purpose: the variable is what makes prometheus_client

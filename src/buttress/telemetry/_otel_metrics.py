@@ -20,7 +20,7 @@ from . import _names as n
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, Observation
 
-    from ..middleware._client_metrics import ClientMetrics
+    from ..httpx._client_metrics import ClientMetrics
     from ..middleware._metrics import HTTPServerMetrics
     from ._metrics import ResilienceMetrics
 

@@ -17,10 +17,10 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._events import Listener
+    from .._events import Listener
 
 __all__ = ["close_capture", "is_span_listener", "open_capture", "span_listener"]
 
@@ -75,12 +75,12 @@ def close_capture(token: InMemorySpanExporter | None) -> None:
 
 
 def is_span_listener(listener: Listener) -> bool:
-    from .telemetry._listeners import SpanListener
+    from ..telemetry._listeners import SpanListener
 
     return isinstance(listener, SpanListener)
 
 
 def span_listener() -> Listener:
-    from .telemetry._listeners import SpanListener
+    from ..telemetry._listeners import SpanListener
 
     return SpanListener()

@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+from ..resilience._config import is_testing, set_testing
 from ._captures import (
     CapturedEvents,
     CapturedLogs,
@@ -21,7 +22,6 @@ from ._captures import (
     capture_spans,
 )
 from ._fakes import CALL, FakeClock, FaultScript, inject_faults
-from .resilience._config import is_testing, set_testing
 
 __all__ = [
     "CALL",

@@ -14,8 +14,8 @@ from fnmatch import translate
 from typing import Final
 from urllib.parse import unquote_plus
 
-from .._errors import ConfigurationError
-from ..telemetry import _names as names
+from ._errors import ConfigurationError
+from .telemetry import _names as names
 
 __all__ = [
     "DEFAULT_REDACT_QUERY",

@@ -2,6 +2,9 @@
 uses buttress. Each fixture acts only in the tests that request it and undoes what it
 did; nothing is imported from buttress until a fixture runs, so pytest starts as fast
 without buttress's fixtures as with them. See docs/testing.md.
+
+Load it by name where the entry point is not installed:
+``pytest -p buttress.testing.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+
+__all__ = [
+    "buttress_events",
+    "buttress_logs",
+    "buttress_metrics",
+    "buttress_spans",
+    "buttress_test_mode",
+    "fake_clock",
+]
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,12 +85,8 @@ def buttress_test_mode() -> Iterator[None]:
     Inside the test, ``buttress.testing.set_testing(attempts=3)`` allows more attempts;
     the mode from before the test comes back either way.
     """
-    from buttress.resilience._config import CONFIG
     from buttress.testing import set_testing
 
-    previous = (CONFIG.testing, CONFIG.attempts)
-    set_testing(True)
-    try:
+    # set_testing returns the previous mode as a context manager that restores it.
+    with set_testing(True):
         yield
-    finally:
-        set_testing(previous[0], attempts=previous[1])

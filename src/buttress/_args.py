@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from .._errors import ButtressWarning, ConfigurationError
+from ._errors import ButtressWarning, ConfigurationError
 
 if TYPE_CHECKING:
     from typing import Self

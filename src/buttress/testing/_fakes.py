@@ -12,9 +12,9 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._errors import ConfigurationError
-from .resilience._policy import Policy
-from .resilience._shell import Strategy
+from .. import Policy
+from .._errors import ConfigurationError
+from ..strategies import Strategy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -163,13 +163,13 @@ class FaultScript(Strategy):
             raise outcome
         return outcome
 
-    def _call_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def run_sync(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         outcome = self._next()
         if outcome is CALL:
             return fn(*args, **kwargs)
         return self._play(outcome)  # type: ignore[return-value]
 
-    async def _call_async(
+    async def run_async(
         self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
         outcome = self._next()

@@ -1,7 +1,6 @@
-"""``ResilientTransport``: retries, spans, metrics and propagation for a sync httpx client.
+"""``AsyncResilientTransport``: the asyncio twin of ``ResilientTransport``.
 
-The async twin is ``_transport_async.py``; they differ only where the I/O does. The work
-around each attempt lives in :mod:`._outbound`.
+Kept line for line parallel to ``_transport.py``: the differences are the awaits.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ..resilience._breaker import CircuitBreaker
-from ._http import DEFAULT_REDACT_QUERY
+from .. import CircuitBreaker
+from .._http import DEFAULT_REDACT_QUERY
 from ._outbound import (
     DEFAULT_RETRY_ON,
     DEFAULT_RETRY_STATUSES,
@@ -31,29 +30,23 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
+    from .._deadline import Clock
     from .._events import Registry
-    from ..resilience._deadline import Clock
-    from ._trust import PropagateTrace
+    from ..middleware._trust import PropagateTrace
 
-__all__ = ["ResilientTransport"]
+__all__ = ["AsyncResilientTransport"]
 
 
-class ResilientTransport(httpx.BaseTransport):
-    """Wrap an httpx transport: ``httpx.Client(transport=ResilientTransport())``.
+class AsyncResilientTransport(httpx.AsyncBaseTransport):
+    """Wrap an async httpx transport: ``httpx.AsyncClient(transport=AsyncResilientTransport())``.
 
-    Each destination host gets its own retry policy (and budget). Idempotent requests
-    (GET, HEAD, OPTIONS, PUT, DELETE, or any request with an ``Idempotency-Key`` header)
-    are retried on connection errors and on ``retry_statuses`` responses, honouring
-    ``Retry-After``; others are sent once. Every attempt is a client span carrying
-    ``traceparent``, the correlation id and the time left before the context's deadline
-    (which also caps the attempt's timeouts; a spent deadline raises ``TimedOut`` without
-    sending). The caller sees httpx's own exceptions, buttress's ``Rejected`` family, or
-    the last response. See docs/httpx.md.
+    Same options and behaviour as ``ResilientTransport``; ``sleep`` may return an
+    awaitable. See docs/httpx.md.
     """
 
     def __init__(
         self,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         /,
         *,
         attempts: int = 3,
@@ -72,11 +65,11 @@ class ResilientTransport(httpx.BaseTransport):
         redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self._inner = transport if transport is not None else httpx.HTTPTransport()
+        self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._core = Outbound(
             attempts=attempts,
             deadline=deadline,
@@ -91,7 +84,7 @@ class ResilientTransport(httpx.BaseTransport):
             request_id_header=request_id_header,
             tracer_provider=tracer_provider,
             metrics_registry=metrics_registry,
-            registry=registry,
+            events=events,
             clock=clock,
             sleep=sleep,
             internal_hosts=internal_hosts,
@@ -99,38 +92,38 @@ class ResilientTransport(httpx.BaseTransport):
             redact_query_keys=redact_query_keys,
         )
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         core = self._core
         host = core.host(request)
         core.refuse_if_late(host)
         call = Call(request, host)
         retrying = host.retry
         if retrying is not None and core.retryable(request):
-            return retrying._call_sync(self._guarded, (call,), {})
-        return self._guarded(call)
+            return await retrying.run_async(self._guarded, (call,), {})
+        return await self._guarded(call)
 
-    def _guarded(self, call: Call) -> httpx.Response:
+    async def _guarded(self, call: Call) -> httpx.Response:
         """One attempt through the host's breaker and bulkhead (what the retry calls)."""
         previous = call.previous
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
-            previous.close()
+            await previous.aclose()
         if call.sent:  # a retry: the wait may have used up the budget
             self._core.refuse_if_late(call.host)
         guard = call.host.guard
         if guard is None:
-            return self._send(call)
+            return await self._send(call)
         try:
-            return guard._call_sync(self._send, (call,), {})
+            return await guard.run_async(self._send, (call,), {})
         except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
             return failed.response
 
-    def _send(self, call: Call) -> httpx.Response:
+    async def _send(self, call: Call) -> httpx.Response:
         core = self._core
         host = call.host
         attempt = core.begin(call)
         try:
-            response = self._inner.handle_request(call.request)
+            response = await self._inner.handle_async_request(call.request)
         except BaseException as exc:
             replaced = core.failed(attempt, host, exc)
             if replaced is not None:  # the caller's budget ran out, not the dependency
@@ -144,17 +137,17 @@ class ResilientTransport(httpx.BaseTransport):
             )
         return response
 
-    def close(self) -> None:
-        self._inner.close()
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
-    def __enter__(self) -> ResilientTransport:
-        self._inner.__enter__()
+    async def __aenter__(self) -> AsyncResilientTransport:
+        await self._inner.__aenter__()
         return self
 
-    def __exit__(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None = None,
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        self._inner.__exit__(exc_type, exc_value, traceback)
+        await self._inner.__aexit__(exc_type, exc_value, traceback)

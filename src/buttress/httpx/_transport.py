@@ -1,6 +1,7 @@
-"""``AsyncResilientTransport``: the asyncio twin of ``ResilientTransport``.
+"""``ResilientTransport``: retries, spans, metrics and propagation for a sync httpx client.
 
-Kept line for line parallel to ``_transport.py``: the differences are the awaits.
+The async twin is ``_transport_async.py``; they differ only where the I/O does. The work
+around each attempt lives in :mod:`._outbound`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ..resilience._breaker import CircuitBreaker
-from ._http import DEFAULT_REDACT_QUERY
+from .. import CircuitBreaker
+from .._http import DEFAULT_REDACT_QUERY
 from ._outbound import (
     DEFAULT_RETRY_ON,
     DEFAULT_RETRY_STATUSES,
@@ -30,23 +31,29 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
+    from .._deadline import Clock
     from .._events import Registry
-    from ..resilience._deadline import Clock
-    from ._trust import PropagateTrace
+    from ..middleware._trust import PropagateTrace
 
-__all__ = ["AsyncResilientTransport"]
+__all__ = ["ResilientTransport"]
 
 
-class AsyncResilientTransport(httpx.AsyncBaseTransport):
-    """Wrap an async httpx transport: ``httpx.AsyncClient(transport=AsyncResilientTransport())``.
+class ResilientTransport(httpx.BaseTransport):
+    """Wrap an httpx transport: ``httpx.Client(transport=ResilientTransport())``.
 
-    Same options and behaviour as ``ResilientTransport``; ``sleep`` may return an
-    awaitable. See docs/httpx.md.
+    Each destination host gets its own retry policy (and budget). Idempotent requests
+    (GET, HEAD, OPTIONS, PUT, DELETE, or any request with an ``Idempotency-Key`` header)
+    are retried on connection errors and on ``retry_statuses`` responses, honouring
+    ``Retry-After``; others are sent once. Every attempt is a client span carrying
+    ``traceparent``, the correlation id and the time left before the context's deadline
+    (which also caps the attempt's timeouts; a spent deadline raises ``TimedOut`` without
+    sending). The caller sees httpx's own exceptions, buttress's ``Rejected`` family, or
+    the last response. See docs/httpx.md.
     """
 
     def __init__(
         self,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,
         /,
         *,
         attempts: int = 3,
@@ -65,11 +72,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
         tracer_provider: TracerProvider | None = None,
         metrics_registry: CollectorRegistry | None = None,
-        registry: Registry | None = None,
+        events: Registry | None = None,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
+        self._inner = transport if transport is not None else httpx.HTTPTransport()
         self._core = Outbound(
             attempts=attempts,
             deadline=deadline,
@@ -84,7 +91,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             request_id_header=request_id_header,
             tracer_provider=tracer_provider,
             metrics_registry=metrics_registry,
-            registry=registry,
+            events=events,
             clock=clock,
             sleep=sleep,
             internal_hosts=internal_hosts,
@@ -92,38 +99,38 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             redact_query_keys=redact_query_keys,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         core = self._core
         host = core.host(request)
         core.refuse_if_late(host)
         call = Call(request, host)
         retrying = host.retry
         if retrying is not None and core.retryable(request):
-            return await retrying._call_async(self._guarded, (call,), {})
-        return await self._guarded(call)
+            return retrying.run_sync(self._guarded, (call,), {})
+        return self._guarded(call)
 
-    async def _guarded(self, call: Call) -> httpx.Response:
+    def _guarded(self, call: Call) -> httpx.Response:
         """One attempt through the host's breaker and bulkhead (what the retry calls)."""
         previous = call.previous
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
-            await previous.aclose()
+            previous.close()
         if call.sent:  # a retry: the wait may have used up the budget
             self._core.refuse_if_late(call.host)
         guard = call.host.guard
         if guard is None:
-            return await self._send(call)
+            return self._send(call)
         try:
-            return await guard._call_async(self._send, (call,), {})
+            return guard.run_sync(self._send, (call,), {})
         except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
             return failed.response
 
-    async def _send(self, call: Call) -> httpx.Response:
+    def _send(self, call: Call) -> httpx.Response:
         core = self._core
         host = call.host
         attempt = core.begin(call)
         try:
-            response = await self._inner.handle_async_request(call.request)
+            response = self._inner.handle_request(call.request)
         except BaseException as exc:
             replaced = core.failed(attempt, host, exc)
             if replaced is not None:  # the caller's budget ran out, not the dependency
@@ -137,17 +144,17 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             )
         return response
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def close(self) -> None:
+        self._inner.close()
 
-    async def __aenter__(self) -> AsyncResilientTransport:
-        await self._inner.__aenter__()
+    def __enter__(self) -> ResilientTransport:
+        self._inner.__enter__()
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None = None,
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        await self._inner.__aexit__(exc_type, exc_value, traceback)
+        self._inner.__exit__(exc_type, exc_value, traceback)

@@ -25,26 +25,22 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import Bulkhead, CircuitBreaker, Policy, retry
+from .._args import check_int, check_name, seconds
+from .._deadline import _DEADLINE, Clock
+from .._deadline_header import format_deadline
 from .._errors import ConfigurationError, DeadlineExceeded
 from .._events import Registry, TimeoutExpired, default_registry
+from .._http import DEFAULT_REDACT_QUERY, Redactor, normalise_method, status_label
+from .._retry_after import parse_retry_after
 from .._version import __version__
-from ..resilience._args import check_int, check_name, seconds
-from ..resilience._backoff import parse_retry_after
-from ..resilience._breaker import CircuitBreaker
-from ..resilience._budget import RetryBudget
-from ..resilience._bulkhead import Bulkhead
-from ..resilience._deadline import _DEADLINE, Clock
-from ..resilience._deadline_header import format_deadline
-from ..resilience._policy import Policy
-from ..resilience._retry import Retry, retry
-from ..resilience._shell import Strategy
+from ..middleware._baggage import bounded, without
+from ..middleware._trust import InternalHosts, PropagateTrace, check_propagate_trace
+from ..strategies import Retry, Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
-from ._baggage import bounded, without
 from ._client_metrics import ClientMetrics, client_metrics_for
-from ._http import DEFAULT_REDACT_QUERY, Redactor, normalise_method, status_label
-from ._trust import InternalHosts, PropagateTrace, check_propagate_trace
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -210,7 +206,7 @@ class Outbound:
         bulkhead: BulkheadOption,
         tracer_provider: TracerProvider | None,
         metrics_registry: CollectorRegistry | None,
-        registry: Registry | None,
+        events: Registry | None,
         clock: Clock,
         sleep: Callable[[float], object] | None,
         internal_hosts: Iterable[str] = (),
@@ -238,7 +234,7 @@ class Outbound:
             )
         self.request_id_header = request_id_header
         self.wait_max = seconds(wait_max, "wait_max")
-        self.events = registry if registry is not None else default_registry
+        self.events = events if events is not None else default_registry
         self.clock = clock
         # Checked and built once, here: bad options fail (and surprising ones warn) at
         # construction, not on the first request to each host. One attempt means no retry.
@@ -254,7 +250,7 @@ class Outbound:
                 retry_after=_retry_after,
                 budget=budget,
                 name=self.name,
-                registry=self.events,
+                events=self.events,
                 clock=clock,
                 sleep=sleep,
             )
@@ -510,34 +506,8 @@ def _strategy_option(option: object, kind: type, what: str) -> Any:
 
 
 def _per_host(template: Retry, name: str) -> Retry:
-    """A copy of ``template`` named ``name``, with a budget of its own.
-
-    Each host spends its own budget: retries against a failing host must not use up
-    those of a healthy one.
-    """
-    budget = template._budget
-    return Retry(
-        on=template._on,
-        on_result=template._on_result,
-        attempts=template._attempts,
-        deadline=template._deadline,
-        backoff=template._backoff,
-        retry_after=template._retry_after,
-        retry_after_max=template._retry_after_max,
-        budget=None
-        if budget is None
-        else RetryBudget(
-            ratio=budget.ratio,
-            floor_per_second=budget.floor / budget.window,
-            window=budget.window,
-            clock=template._clock,
-        ),
-        name=name,
-        registry=template._registry,
-        clock=template._clock,
-        sleep=template._sleep,
-        random=template._random,
-    )
+    """A copy of ``template`` named ``name``, with a budget of its own (see Retry.copy)."""
+    return template.copy(name=name)
 
 
 def _retry_after(outcome: object) -> str | None:

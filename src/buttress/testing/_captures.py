@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._events import default_registry
+from .._events import default_registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from prometheus_client import CollectorRegistry
 
-    from ._events import Event, Listener
+    from .._events import Event, Listener
 
 __all__ = [
     "CapturedEvents",
@@ -155,7 +155,7 @@ class CapturedMetrics:
 
 
 def _follows_target(listener: Listener) -> bool:
-    from .telemetry._listeners import PrometheusListener
+    from ..telemetry._listeners import PrometheusListener
 
     return isinstance(listener, PrometheusListener) and listener.follows_target
 
@@ -165,8 +165,8 @@ def capture_metrics() -> Iterator[CapturedMetrics]:
     """Record buttress's metrics into a fresh registry inside the block, then restore."""
     from prometheus_client import CollectorRegistry
 
-    from .telemetry import _metrics
-    from .telemetry._listeners import PrometheusListener
+    from ..telemetry import _metrics
+    from ..telemetry._listeners import PrometheusListener
 
     registry = CollectorRegistry()
     _metrics.metrics_for(registry)  # every buttress_* family exists from the start
@@ -226,7 +226,7 @@ class _Collect(logging.Handler):
 def capture_logs(level: int = logging.DEBUG) -> Iterator[CapturedLogs]:
     """Collect what the ``buttress`` loggers (``buttress``, ``buttress.access``...) log
     at ``level`` or above inside the block, whatever the logging configuration."""
-    from .telemetry._listeners import LogListener
+    from ..telemetry._listeners import LogListener
 
     logs = CapturedLogs()
     handler = _Collect(logs)
