@@ -174,7 +174,7 @@ def test_serve_metrics_on_its_own_port() -> None:
     registry = CollectorRegistry()
     counting = Counting(registry)
     port = free_port()
-    server = serve_metrics(port, registry=registry, token=TOKEN, max_age=0)
+    server = serve_metrics(port, metrics_registry=registry, token=TOKEN, max_age=0)
     try:
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {TOKEN}"}

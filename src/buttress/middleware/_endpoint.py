@@ -147,7 +147,7 @@ def serve_metrics(
     port: int,
     *,
     host: str = "127.0.0.1",
-    registry: CollectorRegistry | None = None,
+    metrics_registry: CollectorRegistry | None = None,
     token: str | None = None,
     networks: Iterable[str] | None = None,
     max_age: float | timedelta = 1.0,
@@ -163,7 +163,7 @@ def serve_metrics(
     """
     if isinstance(niceness, bool) or not isinstance(niceness, int) or not 0 <= niceness <= 19:
         raise ConfigurationError(f"niceness must be 0 to 19, got {niceness!r}")
-    endpoint = MetricsEndpoint(registry, token=token, networks=networks, max_age=max_age)
+    endpoint = MetricsEndpoint(metrics_registry, token=token, networks=networks, max_age=max_age)
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
