@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +52,16 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 15.0) 
             time.sleep(0.02)
 
 
+def stop_process(process: subprocess.Popen[Any], *, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if ``process`` is still there after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RedisServer:
     """A throw-away redis-server on 127.0.0.1 that a test can stop and start again."""
 
@@ -86,12 +97,7 @@ class RedisServer:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def __enter__(self) -> RedisServer:

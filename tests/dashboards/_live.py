@@ -54,7 +54,7 @@ from buttress.middleware import ASGIMiddleware
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
 
-from .._services import free_port, wait_for_port
+from .._services import free_port, stop_process, wait_for_port
 
 ASGIApp = Callable[..., Awaitable[None]]
 # Longer than the ledger breaker's reset timeout: each round starts with a trial call.
@@ -461,12 +461,7 @@ class Prometheus:
     def __exit__(self, *exc: object) -> None:
         self.client.close()
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -523,9 +518,4 @@ def otel_service(*, max_requests: int = 3000) -> Iterator[int]:
         stop.set()
         if thread.is_alive():
             thread.join(timeout=15)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from buttress.telemetry import _names as names
 
-from .._services import free_port, wait_for_port
+from .._services import free_port, stop_process, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,12 +149,7 @@ def gunicorn(app: str, env: dict[str, str], *, workers: int = 1) -> Iterator[str
         wait_for_port(port, timeout=20)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 Message = dict[str, Any]

@@ -27,7 +27,7 @@ import pytest
 
 from buttress.telemetry import _names as names
 
-from .._services import free_port, wait_for_port
+from .._services import free_port, stop_process, wait_for_port
 from ..telemetry._otlp import OTLPReceiver, attributes
 
 HERE = Path(__file__).resolve().parent
@@ -109,12 +109,7 @@ def serve(stack: str, receiver: OTLPReceiver, log: Path) -> Iterator[str]:
             wait_for_port(port, timeout=30)
             yield f"http://127.0.0.1:{port}"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _spans_of(receiver: OTLPReceiver, trace_id: str, timeout: float = 15.0) -> list[Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._services import free_port, wait_for_port
+from tests._services import free_port, stop_process, wait_for_port
 
 APP = """
 import os
@@ -61,12 +61,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             wait_for_port(port, timeout=30)
             yield f"http://127.0.0.1:{port}"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=15)
 
 
 def _get(url: str) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests._services import free_port, wait_for_port
+from tests._services import free_port, stop_process, wait_for_port
 
 # gunicorn's master forks workers one at a time, with a pause of up to 0.1 s after each:
 # restarts, not requests, set this test's time (40 s on a quiet machine, about twice that
@@ -159,12 +159,7 @@ def _start(argv: list[str], env: dict[str, str], log: Path, port: int) -> subpro
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=20)
 
 
 def _env(tmp_path: Path, upstream: str) -> dict[str, str]:
