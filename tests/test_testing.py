@@ -312,7 +312,7 @@ def _fail_twice(name: str) -> None:
 def test_capture_metrics_records_into_a_fresh_registry_and_restores() -> None:
     before = _metrics.target_registry()
     with capture_metrics() as metrics:
-        assert _metrics.target_registry() is metrics.registry is not before
+        assert _metrics.target_registry() is metrics.metrics_registry is not before
         _fail_twice("pay")
         assert metrics.value("buttress_retry_attempts_total", policy="pay") == 2
         assert metrics.value("buttress_retry_attempts_total", policy="other") == 0

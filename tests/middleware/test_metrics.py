@@ -126,7 +126,7 @@ async def test_without_a_registry_the_middleware_follows_the_configured_one() ->
     with capture_metrics() as captured:
         await call_asgi(app, "/")
         scraped = await call_asgi(app, "/metrics")
-    assert _requests(captured.registry) == 1
+    assert _requests(captured.metrics_registry) == 1
     assert b"http_server_request_duration_seconds_count" in scraped[1]["body"]
     later = CollectorRegistry()
     previous = target_registry()
@@ -136,7 +136,7 @@ async def test_without_a_registry_the_middleware_follows_the_configured_one() ->
     finally:
         set_target_registry(previous)
     assert _requests(later) == 1
-    assert _requests(captured.registry) == 1
+    assert _requests(captured.metrics_registry) == 1
 
 
 async def test_an_explicit_registry_is_kept() -> None:
@@ -145,7 +145,7 @@ async def test_an_explicit_registry_is_kept() -> None:
     with capture_metrics() as captured:
         await call_asgi(app, "/")
     assert _requests(mine) == 1
-    assert _requests(captured.registry) == 0
+    assert _requests(captured.metrics_registry) == 0
 
 
 async def test_a_request_ends_in_the_registry_it_started_in() -> None:
@@ -158,9 +158,9 @@ async def test_a_request_ends_in_the_registry_it_started_in() -> None:
         finally:
             set_target_registry(previous)
     # Counted in flight in one registry, finished in the same: the gauge is back to 0.
-    assert _requests(captured.registry) == 1
+    assert _requests(captured.metrics_registry) == 1
     assert _requests(switched) == 0
-    active = captured.registry.get_sample_value(
+    active = captured.metrics_registry.get_sample_value(
         names.HTTP_SERVER_ACTIVE, {"http_request_method": "GET"}
     )
     assert active == 0

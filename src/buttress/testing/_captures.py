@@ -114,10 +114,10 @@ _SAMPLE_SUFFIXES = {
 class CapturedMetrics:
     """A fresh Prometheus registry that buttress records into during the capture."""
 
-    __slots__ = ("registry",)
+    __slots__ = ("metrics_registry",)
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
+    def __init__(self, metrics_registry: CollectorRegistry) -> None:
+        self.metrics_registry = metrics_registry
         """The ``prometheus_client.CollectorRegistry`` buttress records into."""
 
     def value(self, name: str, /, **labels: str) -> float:
@@ -128,7 +128,7 @@ class CapturedMetrics:
         """
         total = 0.0
         known = False
-        for family in self.registry.collect():
+        for family in self.metrics_registry.collect():
             for sample in family.samples:
                 if sample.name != name:
                     continue
@@ -144,14 +144,14 @@ class CapturedMetrics:
     def _declared(self, name: str) -> bool:
         # A labelled family with no child yet exposes no sample; it is known all the same,
         # under the sample names its type would expose.
-        for family in self.registry.collect():
+        for family in self.metrics_registry.collect():
             suffixes = _SAMPLE_SUFFIXES.get(family.type, ("",))
             if any(name == family.name + suffix for suffix in suffixes):
                 return True
         return False
 
     def __repr__(self) -> str:
-        return f"CapturedMetrics({self.registry!r})"
+        return f"CapturedMetrics({self.metrics_registry!r})"
 
 
 def _follows_target(listener: Listener) -> bool:
