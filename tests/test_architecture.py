@@ -139,3 +139,23 @@ def test_no_private_module_outside_resilience_imports_its_private_names() -> Non
         if _in(target, "buttress.resilience") and target != "buttress.resilience"
     )
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("module_package", "other"),
+    [("buttress.httpx", "buttress.middleware"), ("buttress.middleware", "buttress.httpx")],
+)
+def test_the_http_shells_share_only_top_level_private_modules(
+    module_package: str, other: str
+) -> None:
+    # Inbound and outbound HTTP share trust, baggage and header code; it lives beside
+    # them (buttress._trust, buttress._http) so neither reaches into the other's privates.
+    graph = _graph(runtime_only=False)
+    offenders = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if _in(module, module_package)
+        for target in targets
+        if _in(target, other)
+    )
+    assert offenders == []

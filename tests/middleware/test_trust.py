@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from buttress import ConfigurationError, get_correlation_id
+from buttress._baggage import MAX_BYTES, MAX_MEMBERS
+from buttress._trust import InternalHosts
 from buttress.deadline import remaining
 from buttress.httpx import ResilientTransport
 from buttress.middleware import ASGIMiddleware, TrustedPeers, WSGIMiddleware
-from buttress.middleware._baggage import MAX_BYTES, MAX_MEMBERS
-from buttress.middleware._trust import InternalHosts
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, call_asgi, response_header

@@ -27,15 +27,15 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import Bulkhead, CircuitBreaker, Policy, retry
 from .._args import check_int, check_name, seconds
+from .._baggage import bounded, without
 from .._deadline import _DEADLINE, Clock
 from .._deadline_header import format_deadline
 from .._errors import ConfigurationError, DeadlineExceeded
 from .._events import Registry, TimeoutExpired, default_registry
 from .._http import DEFAULT_REDACT_QUERY, Redactor, normalise_method, status_label
 from .._retry_after import parse_retry_after
+from .._trust import InternalHosts, PropagateTrace, check_propagate_trace
 from .._version import __version__
-from ..middleware._baggage import bounded, without
-from ..middleware._trust import InternalHosts, PropagateTrace, check_propagate_trace
 from ..strategies import Retry, Strategy
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from .._deadline import Clock
     from .._events import Registry
-    from ..middleware._trust import PropagateTrace
+    from .._trust import PropagateTrace
 
 __all__ = ["ResilientTransport"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._trust import TrustedPeers
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
 from ._observer import SLOLike
 from ._options import MiddlewareOptions
-from ._trust import TrustedPeers
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Final
 from prometheus_client.exposition import choose_encoder
 
 from .._errors import ConfigurationError
+from .._trust import TrustedPeers
 from ..telemetry._exposition import render
-from ._trust import TrustedPeers
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -28,11 +28,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from .._baggage import bounded, without
 from .._deadline import _DEADLINE, bind_deadline
 from .._deadline_header import parse_deadline
 from .._errors import ConfigurationError
 from .._http import DEFAULT_REDACT_QUERY, REDACTED, Redactor
 from .._http import status_label as status_label_of
+from .._trust import ANY, ContinueTrace, TrustOption, check_continue_trace, check_trust
 from ..telemetry import _names as names
 from ..telemetry._correlation import (
     MAX_LENGTH,
@@ -42,8 +44,6 @@ from ..telemetry._correlation import (
 )
 from ..telemetry._http_env import http_environment
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
-from ._baggage import bounded, without
-from ._trust import ANY, ContinueTrace, TrustOption, check_continue_trace, check_trust
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
+    from .._trust import ContinueTrace, TrustOption
     from ._observer import SLOLike
-    from ._trust import ContinueTrace, TrustOption
 
 __all__ = ["MiddlewareOptions", "check_option_names"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from fnmatch import translate
 from typing import Final, Literal, TypeAlias
 
-from .._errors import ConfigurationError
+from ._errors import ConfigurationError
 
 __all__ = [
     "ANY",
