@@ -1,0 +1,270 @@
+"""SLO options and SLO files as a specification: boundaries, defaults, exact messages.
+
+The messages are asserted whole where users read them: each names the SLO, the field
+and the bad value.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buttress import ConfigurationError
+from buttress.slo import SLO, load_slos
+from buttress.telemetry._slo import slos_from_document
+
+inf = math.inf
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"name": "has space"},
+            "SLO 'has space', field 'name': use 1-63 letters, digits, '_', '.', '-'",
+        ),
+        ({"name": 7}, "SLO '7', field 'name': use 1-63 letters, digits, '_', '.', '-'"),
+        ({"service": 3}, "SLO 'a', field 'service': 3: use letters, digits, '_', '.', '-'"),
+        (
+            {"min_errors": "3"},
+            "SLO 'a', field 'min_errors': '3': a number of bad events, 1 or more",
+        ),
+        (
+            {"min_errors": 0.999},
+            "SLO 'a', field 'min_errors': 0.999: a number of bad events, 1 or more",
+        ),
+        (
+            {"min_errors": inf},
+            "SLO 'a', field 'min_errors': inf: a number of bad events, 1 or more",
+        ),
+        (
+            {"min_errors": True},
+            "SLO 'a', field 'min_errors': True: a number of bad events, 1 or more",
+        ),
+        (
+            {"labels": {"sloth_service": "x"}},
+            "SLO 'a', field 'labels': 'sloth_service' is set by buttress",
+        ),
+        ({"labels": {"__x": "x"}}, "SLO 'a', field 'labels': '__x' is not a label name"),
+        ({"labels": {"team": True}}, "SLO 'a', field 'labels': team=True: values are strings"),
+        (
+            {"labels": ["team"]},
+            "SLO 'a', field 'labels': ['team'] is not a mapping of label names to values",
+        ),
+        ({"description": 1}, "SLO 'a', field 'description': 1 is not a string"),
+        ({"runbook_url": None}, "SLO 'a', field 'runbook_url': None is not a string"),
+        ({"alert_name": 5}, "SLO 'a', field 'alert_name': 5: letters, digits and '_'"),
+        ({"successful_only": 1}, "SLO 'a', field 'successful_only': 1: true or false"),
+        (
+            {"successful_only": True},
+            "SLO 'a', field 'successful_only': only a latency SLO (with a threshold) takes it",
+        ),
+        ({"threshold": 0}, "SLO 'a', field 'threshold': 0: must be positive seconds"),
+        ({"threshold": inf}, "SLO 'a', field 'threshold': inf: must be positive seconds"),
+        ({"threshold": "1s"}, "SLO 'a', field 'threshold': '1s': seconds, as a number"),
+        ({"routes": 5}, "SLO 'a', field 'routes': 5 is not a list of route templates"),
+        ({"routes": [3]}, "SLO 'a', field 'routes': 3 is not a route template"),
+        ({"routes": []}, "SLO 'a', field 'routes': empty: omit it (None) to select every route"),
+        ({"window": "soon"}, "SLO 'a', field 'window': 'soon' is not a duration"),
+        (
+            {"window": datetime.timedelta(days=367)},
+            "SLO 'a', field 'window': datetime.timedelta(days=367): a whole number of days, "
+            "3 to 366",
+        ),
+        (
+            {"window": datetime.timedelta(days=2)},
+            "SLO 'a', field 'window': datetime.timedelta(days=2): shorter than the 3-day "
+            "window of the slow ticket alert; use 3 days or more",
+        ),
+        (
+            {"window": datetime.timedelta(days=3, seconds=43200)},
+            "SLO 'a', field 'window': datetime.timedelta(days=3, seconds=43200): a whole "
+            "number of days, 3 to 366",
+        ),
+        (
+            {"objective": 1.5},
+            "SLO 'a', field 'objective': 1.5 looks like a percentage: write 0.999",
+        ),
+        ({"objective": 100}, "SLO 'a', field 'objective': 100: must be between 0 and 1, exclusive"),
+        (
+            {"objective": -0.1},
+            "SLO 'a', field 'objective': -0.1: must be between 0 and 1, exclusive",
+        ),
+        ({"objective": True}, "SLO 'a', field 'objective': True is not a number"),
+    ],
+)
+def test_a_bad_option_is_named_with_its_value(options: dict[str, Any], message: str) -> None:
+    arguments: dict[str, Any] = {"service": "svc", "objective": 0.99, **options}
+    name = arguments.pop("name", "a")
+    with pytest.raises(ConfigurationError) as info:
+        SLO(name, **arguments)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "the file must be a mapping with a 'slos' list"),
+        ({"slos": "x"}, "field 'slos': a non-empty list of SLOs is required"),
+        ({"version": 2, "slos": [{}]}, "field 'version': 2, only 1 is known"),
+        ({"labels": ["x"], "slos": [{"name": "a"}]}, "field 'labels': ['x'] is not a mapping"),
+        ({"service": "s", "slos": [5]}, "SLO #1: 5 is not a mapping"),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99}, 7]},
+            "SLO #2: 7 is not a mapping",
+        ),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99, "labels": ["x"]}]},
+            "SLO 'a', field 'labels': ['x'] is not a mapping",
+        ),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99, "min_rate": 1}]},
+            "SLO 'a', field 'min_rate': field 'min_rate' is gone: the low-traffic guard now "
+            "counts bad events, use 'min_errors'",
+        ),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99, "bogus": 1, "zz": 2}]},
+            "SLO 'a', field 'bogus': unknown field",
+        ),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99, "threshold": "fast"}]},
+            "SLO 'a', field 'threshold': not a duration: 'fast' (use seconds or e.g. "
+            "'250ms', '30d')",
+        ),
+        (
+            {"service": "s", "slos": [{"name": "a", "objective": 0.99, "window": "fast"}]},
+            "SLO 'a', field 'window': not a duration: 'fast' (use seconds or e.g. '250ms', '30d')",
+        ),
+        (
+            {"service": "s", "slos": [{"objective": 0.99}]},
+            "SLO '#1', field 'name': required, a string",
+        ),
+        (
+            {
+                "service": "s",
+                "slos": [
+                    {"name": "a", "objective": 0.99},
+                    {"name": "b", "objective": 0.99},
+                    {"name": 3},
+                ],
+            },
+            "SLO '#3', field 'name': required, a string",
+        ),
+    ],
+)
+def test_a_bad_document_is_named_with_its_value(document: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        slos_from_document(document)
+    assert str(info.value) == message
+
+
+def slo(**options: Any) -> SLO:
+    return SLO("a", **{"service": "svc", "objective": 0.99, **options})
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (timedelta(days=1), "shorter than the 3-day window"),
+        (timedelta(days=2), "shorter than the 3-day window"),
+        (timedelta(0), "a whole number of days, 3 to 366"),
+        (timedelta(days=367), "a whole number of days, 3 to 366"),
+    ],
+)
+def test_window_bounds_are_3_and_366_days(window: timedelta, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        slo(window=window)
+
+
+def test_window_extremes_are_accepted() -> None:
+    assert slo(window=timedelta(days=3)).period == "3d"
+    assert slo(window=timedelta(days=366), objective=0.9999).window_days == 366
+    assert slo(window="7d").period == "1w"
+    assert slo(window=14 * 86400).period == "2w"
+
+
+def test_min_errors_and_threshold_boundaries() -> None:
+    assert slo(min_errors=1).min_errors == 1.0
+    assert slo(min_errors=2.5).min_errors == 2.5
+    assert slo(threshold=1e-9).threshold == 1e-9
+    assert slo(threshold=timedelta(milliseconds=1)).threshold == 0.001
+    assert slo(objective=0.5, window=timedelta(days=3)).error_budget == 0.5
+
+
+def test_description_and_runbook_default_to_empty() -> None:
+    plain = slo()
+    assert (plain.description, plain.runbook_url) == ("", "")
+    assert plain.labels == {}
+    assert plain.successful_only is False
+    assert plain.min_errors == 3.0
+
+
+def test_document_level_defaults_apply_to_every_slo_unless_overridden() -> None:
+    document = {
+        "service": "shop",
+        "min_errors": 7,
+        "selector": {"job": "shop-api"},
+        "runbook_url": "https://runbooks.example/shop",
+        "labels": {"team": "web", "tier": "2"},
+        "slos": [
+            {"name": "availability", "objective": 0.999},
+            {
+                "name": "latency",
+                "service": "search",
+                "objective": 0.99,
+                "threshold": "500ms",
+                "min_errors": 2,
+                "selector": {"job": "search-api"},
+                "runbook_url": "https://runbooks.example/search",
+                "labels": {"tier": "1"},
+                "window": "28d",
+            },
+        ],
+    }
+    first, second = slos_from_document(document)
+    assert first == SLO(
+        "availability",
+        service="shop",
+        objective=0.999,
+        min_errors=7,
+        selector={"job": "shop-api"},
+        runbook_url="https://runbooks.example/shop",
+        labels={"team": "web", "tier": "2"},
+    )
+    assert second == SLO(
+        "latency",
+        service="search",
+        objective=0.99,
+        threshold=0.5,
+        min_errors=2,
+        selector={"job": "search-api"},
+        runbook_url="https://runbooks.example/search",
+        labels={"team": "web", "tier": "1"},
+        window=timedelta(days=28),
+    )
+
+
+def test_the_same_name_for_two_services_is_two_slos() -> None:
+    document = {
+        "slos": [
+            {"name": "availability", "service": "a", "objective": 0.99},
+            {"name": "availability", "service": "b", "objective": 0.99},
+        ]
+    }
+    assert [s.id for s in slos_from_document(document)] == ["a-availability", "b-availability"]
+
+
+def test_a_file_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "slos.yaml"
+    path.write_text("service: s\nslos: [{name: a, objective: 0.99, routes: 5}]\n", "utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        load_slos(path)
+    assert str(info.value) == f"{path}: SLO 'a', field 'routes': 5 is not a list of route templates"
+    text = "service: s\nslos: [{name: a, objective: 0.99, description: Caf\u00e9 \u2713}]\n"
+    path.write_text(text, "utf-8")
+    assert load_slos(str(path))[0].description == "Caf\u00e9 \u2713"
