@@ -628,3 +628,57 @@ def test_a_time_window_breaker_judges_only_recent_calls() -> None:
     assert state(core) == "closed"  # 3 of 7
     call(core, 12.5, 1)
     assert state(core) == "open"  # 4 of 8
+
+
+def test_every_counted_outcome_with_a_rate_threshold_says_it_counted() -> None:
+    core = rate_core(failure_rate=0.5)
+    assert call(core, 0, 0) is True
+    assert call(core, 0, 1) is True
+    assert core.record(0, core.admit(0), IGNORED, 0) is True
+    assert core.window_totals(0) == (2, 1, 0)
+
+
+def test_half_open_with_a_success_and_a_trial_out_has_no_permit_left() -> None:
+    core = open_by_one_failure(half_open_permits=2, half_open_max_wait=4)
+    first, _second = core.admit(10), core.admit(10)
+    core.record(11, first, SUCCESS, 0)
+    assert core.admit(11) == REJECTED
+    assert core.retry_after(11) == 3.0
+
+
+def test_time_window_buckets_keep_their_own_failure_counts() -> None:
+    window = TimeWindow(20)
+    window.add(0.1, True, True)
+    window.add(0.2, True, True)
+    window.add(0.3, False, False)  # three calls in the bucket [0, 1)
+    window.add(5.0, True, True)
+    assert window.totals(5.0) == (4, 3, 3)
+    assert window.totals(20.0) == (1, 1, 1)  # the whole first bucket leaves
+
+
+def test_local_breaker_records_durations_for_the_slow_call_rate() -> None:
+    clock = FakeClock(0)
+    backend = LocalBreaker(
+        BreakerConfig(
+            consecutive_failures=None,
+            slow_call_rate=0.5,
+            slow_call_duration=1.0,
+            minimum_calls=2,
+        ),
+        clock,
+        lambda moved: None,
+    )
+    assert backend.record(backend.admit(), SUCCESS, 0.5) is True
+    assert backend.record(backend.admit(), SUCCESS, 1.5) is True
+    assert backend.current_state() is State.OPEN
+
+
+async def test_local_breaker_records_async_durations_for_the_slow_call_rate() -> None:
+    backend = LocalBreaker(
+        BreakerConfig(consecutive_failures=None, slow_call_rate=1.0, slow_call_duration=1.0),
+        FakeClock(0),
+        lambda moved: None,
+    )
+    ticket = await backend.admit_async()
+    assert await backend.record_async(ticket, SUCCESS, 2.0) is True
+    assert backend.core.window_totals(0) == (1, 0, 1)

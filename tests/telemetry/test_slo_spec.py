@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime
 import math
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from buttress import ConfigurationError
+from buttress import ButtressWarning, ConfigurationError
 from buttress.slo import SLO, load_slos
 from buttress.telemetry._slo import slos_from_document
 
@@ -249,6 +250,18 @@ def test_document_level_defaults_apply_to_every_slo_unless_overridden() -> None:
     )
 
 
+def test_a_window_in_a_file_may_be_seconds_or_a_duration() -> None:
+    document = {
+        "service": "s",
+        "slos": [
+            {"name": "a", "objective": 0.99, "window": "4w"},
+            {"name": "b", "objective": 0.99, "window": 7 * 86400},
+            {"name": "c", "objective": 0.99, "window": "1w1d"},
+        ],
+    }
+    assert [s.window_days for s in slos_from_document(document)] == [28, 7, 8]
+
+
 def test_the_same_name_for_two_services_is_two_slos() -> None:
     document = {
         "slos": [
@@ -268,3 +281,54 @@ def test_a_file_error_names_the_file(tmp_path: Path) -> None:
     text = "service: s\nslos: [{name: a, objective: 0.99, description: Caf\u00e9 \u2713}]\n"
     path.write_text(text, "utf-8")
     assert load_slos(str(path))[0].description == "Caf\u00e9 \u2713"
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        (1, "1: must be between 0 and 1, exclusive"),
+        (0, "0: must be between 0 and 1, exclusive"),
+        (100, "100: must be between 0 and 1, exclusive"),
+        (99.9, "99.9 looks like a percentage: write 0.999"),
+        (
+            0.8,
+            "0.8 can never page: the page thresholds (14.4 x 0.2 and 6 x 0.2) are error "
+            "ratios of 1 or more; raise the objective",
+        ),
+    ],
+)
+def test_objective_messages(objective: float, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SLO("a", service="s", objective=objective)
+    assert str(info.value) == f"SLO 'a', field 'objective': {message}"
+
+
+def test_a_page_threshold_of_exactly_1_can_never_fire() -> None:
+    # 10 days: the 6h/30m page is 2 x the budget, exactly 1 for a budget of 0.5.
+    with pytest.raises(ConfigurationError) as info:
+        SLO("a", service="s", objective=0.5, window=timedelta(days=10))
+    assert "(4.8 x 0.5 and 2 x 0.5) are error ratios of 1 or more" in str(info.value)
+
+
+def test_a_dead_condition_warns_at_the_line_that_declared_the_slo() -> None:
+    with pytest.warns(ButtressWarning) as caught:
+        SLO("a", service="s", objective=0.93)
+    assert [str(w.message) for w in caught] == [
+        "SLO 'a': with objective 0.93 the 14.4x 1h/5m (page) condition can never fire "
+        "(the threshold is an error ratio of 1 or more)"
+    ]
+    assert caught[0].filename == __file__
+
+
+def test_one_route_may_be_given_as_a_string() -> None:
+    assert slo(routes="/pay").routes == ("/pay",)
+    assert slo(routes=("/a", "/b", "/a")).routes == ("/a", "/b")
+
+
+def test_reading_a_file_without_pyyaml_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml raises ImportError
+    with pytest.raises(ConfigurationError) as info:
+        load_slos(tmp_path / "slos.yaml")
+    assert str(info.value) == "reading SLO files needs PyYAML: pip install 'buttress[yaml]'"
