@@ -139,7 +139,7 @@ def test_a_bad_option_is_named_with_its_value(options: dict[str, Any], message: 
         ),
         (
             {"service": "s", "slos": [{"name": "a", "objective": 0.99, "window": "fast"}]},
-            "SLO 'a', field 'window': not a duration: 'fast' (use seconds or e.g. '250ms', '30d')",
+            "SLO 'a', field 'window': 'fast' is not a duration",
         ),
         (
             {"service": "s", "slos": [{"objective": 0.99}]},
@@ -248,6 +248,21 @@ def test_document_level_defaults_apply_to_every_slo_unless_overridden() -> None:
         labels={"team": "web", "tier": "1"},
         window=timedelta(days=28),
     )
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ("36h", "'36h': a whole number of days, 3 to 366"),
+        ("2d", "'2d': shorter than the 3-day window of the slow ticket alert; use 3 days or more"),
+        (129600, "129600: a whole number of days, 3 to 366"),
+    ],
+)
+def test_a_window_in_a_file_is_quoted_as_written(window: object, message: str) -> None:
+    document = {"service": "s", "slos": [{"name": "a", "objective": 0.99, "window": window}]}
+    with pytest.raises(ConfigurationError) as info:
+        slos_from_document(document)
+    assert str(info.value) == f"SLO 'a', field 'window': {message}"
 
 
 def test_a_window_in_a_file_may_be_seconds_or_a_duration() -> None:
