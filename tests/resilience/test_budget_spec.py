@@ -115,3 +115,53 @@ def test_fresh_keeps_the_settings_and_drops_the_counts() -> None:
     assert new.try_withdraw() is False  # the same clock and 2-second slices
     clock.advance(4.0)
     assert new.try_withdraw() is True
+
+
+def test_a_fractional_floor_is_judged_exactly() -> None:
+    clock = FakeClock(0)
+    # floor 0.125/s x 4 s = 0.5 retries; ratio 0.5 of 4 calls: 2.5 retries, so 2.
+    b = budget(clock, ratio=0.5, floor_per_second=0.125)
+    assert b.try_withdraw() is False  # 0.5 of a retry is none
+    for _ in range(4):
+        b.deposit()
+    assert [b.try_withdraw() for _ in range(3)] == [True, True, False]
+
+
+def test_each_slice_keeps_its_own_retries() -> None:
+    clock = FakeClock(0)
+    b = budget(clock, ratio=0.0, floor_per_second=0.5)  # floor: 2 retries per window
+    b.deposit()
+    assert b.try_withdraw() is True  # slice 0
+    clock.advance(2.0)
+    assert b.try_withdraw() is True  # slice 1
+    assert b.try_withdraw() is False
+    clock.advance(4.0)  # slice 3: slice 0 is out, slice 1 still summed
+    assert b.try_withdraw() is True
+    assert b.try_withdraw() is False
+
+
+def test_the_defaults_are_a_fifth_of_calls_and_one_retry_a_second_over_ten() -> None:
+    clock = FakeClock(0)
+    b = RetryBudget(clock=clock)
+    assert repr(b) == "RetryBudget(ratio=0.2, floor_per_second=1.0, window=10.0)"
+    assert sum(b.try_withdraw() for _ in range(12)) == 10  # the floor: 1/s x 10 s
+    clock.advance(10.999)  # one-second slices: slice 10 still sums slice 0
+    assert b.try_withdraw() is False
+    clock.advance(0.001)
+    assert b.try_withdraw() is True
+    for _ in range(50):
+        b.deposit()
+    clock.advance(1.0)  # the 50 calls are in the window from here on
+    granted = sum(b.try_withdraw() for _ in range(40))
+    assert granted == 9 + 10  # the floor left, plus a fifth of 50 calls
+
+
+def test_fresh_keeps_the_slices() -> None:
+    clock = FakeClock(0)
+    b = RetryBudget(ratio=0.0, floor_per_second=0.25, window=4.0, buckets=2, clock=clock)
+    new = b.fresh()
+    assert new.try_withdraw() is True
+    clock.advance(4.5)  # slice 2 of 2-second slices: slice 0 is still summed
+    assert new.try_withdraw() is False
+    clock.advance(1.5)
+    assert new.try_withdraw() is True
