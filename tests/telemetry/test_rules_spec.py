@@ -174,7 +174,9 @@ def _promtool(rules: dict[str, Any], tests: list[dict[str, Any]], tmp_path: Path
     (tmp_path / "rules.yaml").write_text(render_rules(rules))
     document = {
         "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
+        # The values at minute 120 read the raw counters, or rules of the same evaluation:
+        # the rules need not run more often.
+        "evaluation_interval": "30m",
         # The SLI ratios first: the burn rates of the same evaluation read them.
         "group_eval_order": [g["name"] for g in rules["groups"]],
         "tests": [{"interval": "1m", "input_series": _input(), "promql_expr_test": tests}],
@@ -190,35 +192,63 @@ def _promtool(rules: dict[str, Any], tests: list[dict[str, Any]], tmp_path: Path
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-@pytest.mark.prometheus
-def test_promtool_reads_every_window_of_a_single_route_availability_slo(tmp_path: Path) -> None:
-    rules = slo_rules([SHOP])
-    _promtool(rules, _window_samples(SHOP, 100, 2) + _meta_samples(SHOP, 0.02), tmp_path)
-
-
-@pytest.mark.prometheus
-def test_promtool_reads_a_whole_number_threshold_over_escaped_routes(tmp_path: Path) -> None:
-    rules = slo_rules([API], buckets=(0.5, 1.0, 10.0))
-    _promtool(rules, _window_samples(API, 20, 3) + _meta_samples(API, 0.15), tmp_path)
-
-
-@pytest.mark.prometheus
-def test_promtool_counts_fast_failures_as_bad_when_successful_only(tmp_path: Path) -> None:
-    rules = slo_rules([FAST_ONLY], buckets=(0.5, 1.0))
-    _promtool(rules, _window_samples(FAST_ONLY, 15, 4), tmp_path)
-
-
-@pytest.mark.prometheus
-def test_promtool_reads_zero_for_a_service_without_traffic(tmp_path: Path) -> None:
-    rules = slo_rules([IDLE])
+def _alert_samples(rules: dict[str, Any], slo: SLO, page: float, ticket: float) -> list[Any]:
+    """Each alert's own expression at minute 120: the burn rate it fires with, or nothing."""
+    alerts = next(g for g in rules["groups"] if g["name"] == f"sloth-slo-alerts-{slo.id}")
+    burns = [r["expr"] for r in alerts["rules"] if r["alert"] == slo.alert_name]
+    (absent,) = (r["expr"] for r in alerts["rules"] if r["alert"] != slo.alert_name)
     samples = [
+        {
+            "expr": f"round(({expr}) * 100000) / 100000",
+            "eval_time": AT,
+            "exp_samples": []
+            if burn == 0
+            else [{"labels": _labels(**_ids(slo)), "value": round(burn, 5)}],
+        }
+        for expr, burn in zip(burns, (page, ticket), strict=True)
+    ]
+    samples.append({"expr": absent, "eval_time": AT, "exp_samples": []})
+    return samples
+
+
+@pytest.mark.prometheus
+def test_promtool_evaluates_every_rule_of_each_slo(tmp_path: Path) -> None:
+    """One promtool run for all four SLOs: each rule's value at minute 120."""
+    slos = [SHOP, API, FAST_ONLY, IDLE]
+    rules = slo_rules(slos, buckets=(0.5, 1.0, 10.0))
+    idle = [
         _sample(names.SLO_SLI_TOTAL_EVENTS + "1h", IDLE, 0, "1h"),
         _sample(names.SLO_SLI_ERROR_EVENTS + "1h", IDLE, 0, "1h"),
         _sample(names.SLO_SLI_ERROR_RATIO + "1h", IDLE, 0, "1h"),
         _sample(names.SLO_SLI_ERROR_RATIO + IDLE.period, IDLE, 0, IDLE.period),
         *_meta_samples(IDLE, 0.0),
+        _alert_samples(rules, IDLE, 0, 0)[0],
+        _alert_samples(rules, IDLE, 0, 0)[1],
+        {
+            # No series of the idle job at all: the absent alert's expression is 1.
+            "expr": _alert_samples(rules, IDLE, 0, 0)[2]["expr"],
+            "eval_time": AT,
+            "exp_samples": [{"labels": _labels(job="idle"), "value": 1}],
+        },
     ]
-    _promtool(rules, samples, tmp_path)
+    tests = [
+        # shop: 2 of 100 bad on a 1-week period (budget 0.01; factors 3.36, 1.4, 0.7 and
+        # 0.23): the 1h/5m page needs 3.36%, the 6h/30m one 1.4%: it pages at a burn of 2,
+        # and the tickets fire too.
+        *_window_samples(SHOP, 100, 2),
+        *_meta_samples(SHOP, 0.02),
+        *_alert_samples(rules, SHOP, 2, 2),
+        # api: 3 of 20 slow over 30 days: every condition holds, burning 15 times over.
+        *_window_samples(API, 20, 3),
+        *_meta_samples(API, 0.15),
+        *_alert_samples(rules, API, 15, 15),
+        # strict: 4 of 15 bad.
+        *_window_samples(FAST_ONLY, 15, 4),
+        *_meta_samples(FAST_ONLY, 4 / 15),
+        *_alert_samples(rules, FAST_ONLY, 4 / 15 / 0.01, 4 / 15 / 0.01),
+        *idle,
+    ]
+    _promtool(rules, tests, tmp_path)
 
 
 def test_label_values_are_quoted_with_escapes() -> None:
