@@ -332,7 +332,9 @@ def test_a_dead_condition_warns_at_the_line_that_declared_the_slo() -> None:
         "SLO 'a': with objective 0.93 the 14.4x 1h/5m (page) condition can never fire "
         "(the threshold is an error ratio of 1 or more)"
     ]
-    assert caught[0].filename == __file__
+    # Under `make mutate` (a copy in mutants/) mutmut's trampolines add stack frames.
+    if "mutants" not in Path(__file__).parts:
+        assert caught[0].filename == __file__
 
 
 def test_one_route_may_be_given_as_a_string() -> None:
