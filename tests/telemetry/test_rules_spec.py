@@ -320,3 +320,63 @@ def test_rendered_rules_read_back_the_same_with_expressions_as_blocks() -> None:
     assert "  - record: slo:sli_total:increase5m\n    expr: |\n      (sum(increase(" in text
     assert "    expr: vector(1)\n" in text
     assert max(len(line) for line in text.splitlines() if "expr" not in line) <= 200
+
+
+def _alert_rules(slo: SLO, **options: Any) -> list[dict[str, Any]]:
+    rules = slo_rules([slo], buckets=(0.5, 1.0), **options)
+    alerts: list[dict[str, Any]] = rules["groups"][2]["rules"]
+    return alerts
+
+
+def test_alerts_say_what_burns_in_their_labels_and_annotations() -> None:
+    page, ticket, absent = _alert_rules(FAST_ONLY)
+    ids = {"sloth_id": "strict-latency", "sloth_service": "strict", "sloth_slo": "latency"}
+    assert page["labels"] == {
+        **ids,
+        "severity": "critical",
+        "sloth_severity": "page",
+        "category": "latency",
+    }
+    assert ticket["labels"]["severity"] == "warning"
+    assert ticket["labels"]["sloth_severity"] == "ticket"
+    dashboard = "/d/buttress-slo/buttress-slos?var-service=strict&var-slo=latency"
+    what = (
+        "SLO latency of strict (latency: 99% of requests answered in under 0.5s and without "
+        "a 5xx over 30 days; error budget 1%) burns its budget at {{ $value | humanize }} "
+        "times the allowed error ratio: over "
+    )
+    assert page["annotations"] == {
+        "summary": "SLO latency of strict burns its error budget too fast (page)",
+        "description": what + "14.4x in 1h and 5m, or 6x in 6h and 30m, with at least 3 bad "
+        "requests in the long window.",
+        "dashboard": dashboard,
+    }
+    assert ticket["annotations"]["description"] == (
+        what + "3x in 1d and 2h, or 1x in 3d and 6h, with at least 3 bad requests in the "
+        "long window."
+    )
+    assert absent["labels"] == {**ids, "severity": "critical", "category": "latency"}
+    assert absent["annotations"] == {
+        "summary": "SLO latency of strict cannot be measured: its request metric is absent",
+        "description": 'No series of http_server_request_duration_seconds_count{job="strict"} '
+        "for 10m: the service is not scraped, exports no such metric, or (for an SLO over "
+        "routes) exposes no matching http_route label; its SLO and burn-rate alerts cannot "
+        "see anything.",
+        "dashboard": dashboard,
+    }
+
+
+def test_a_plain_latency_slo_is_described_without_the_5xx_clause() -> None:
+    slo = SLO("latency", service="api", objective=0.995, threshold=1)
+    page = _alert_rules(slo)[0]
+    assert page["annotations"]["description"].startswith(
+        "SLO latency of api (latency: 99.5% of requests answered in under 1s over 30 days; "
+        "error budget 0.5%) burns"
+    )
+
+
+def test_the_dashboard_link_is_relative_without_a_grafana_url() -> None:
+    link = "/d/buttress-slo/buttress-slos?var-service=idle&var-slo=availability"
+    assert _alert_rules(IDLE)[0]["annotations"]["dashboard"] == link
+    (page, _, _) = _alert_rules(IDLE, grafana_url="https://grafana.example/X/")
+    assert page["annotations"]["dashboard"] == "https://grafana.example/X" + link
