@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from buttress import ConfigurationError
-from buttress.middleware._admission import ConcurrencyLimit, Permit
+from buttress.middleware._admission import ConcurrencyLimit
 from buttress.testing import FakeClock
 
 
@@ -38,7 +38,8 @@ def test_every_permit_comes_back_once_even_when_released_twice() -> None:
     limit.release(permit)
     limit.release(permit)  # a second exit path: nothing more is given back
     assert limit.in_flight == 0
-    assert limit.acquire() is not None and limit.acquire() is not None
+    assert limit.acquire() is not None
+    assert limit.acquire() is not None
 
 
 def test_criticality_shares_the_limit_sheddable_first_critical_last() -> None:
@@ -117,7 +118,9 @@ def test_aimd_cuts_when_the_app_says_it_is_overloaded() -> None:
 
 def test_the_limit_stays_within_its_bounds() -> None:
     clock = FakeClock()
-    limit = ConcurrencyLimit(mode="gradient", initial_limit=5, min_limit=4, max_limit=6, clock=clock)
+    limit = ConcurrencyLimit(
+        mode="gradient", initial_limit=5, min_limit=4, max_limit=6, clock=clock
+    )
     _run_window(limit, clock, concurrency=5, latency=0.010)
     for _ in range(30):
         _run_window(limit, clock, concurrency=limit.limit, latency=0.100)

@@ -6,7 +6,8 @@ shows, in the manner of TCP congestion control as Netflix's concurrency-limits a
 Envoy's adaptive concurrency filter apply it to servers:
 
 - ``"gradient"`` (the default) compares the no-load latency (the fastest answers lately)
-  with the average latency of the last window. While the ratio, times ``tolerance``, stays
+  with the median latency of the last window (the median, as Envoy's sample percentile,
+  so a few stalls of the host do not read as queueing). While the ratio, times ``tolerance``, stays
   at 1 or more nothing queues, and a limit in use grows by about the square root of itself;
   once latency rises the limit shrinks in proportion, at most by half per window, smoothed.
 - ``"aimd"``: additive increase, multiplicative decrease. The limit grows by one per window
@@ -51,6 +52,7 @@ _BACKOFF: Final = 0.9  # AIMD's multiplicative decrease
 # How fast the no-load latency follows window minimums that are higher than it (a new
 # release that is slower for good): slowly, or sustained queueing would pass for normal.
 _NOLOAD_DRIFT: Final = 0.01
+_KEPT: Final = 512  # latencies kept per window for its median: bounded memory and sorting
 
 
 class Permit:
@@ -75,7 +77,7 @@ class ConcurrencyLimit:
 
     __slots__ = (
         "_clock", "_count", "_dropped", "_limit", "_lock", "_min", "_noload", "_peak",
-        "_sum", "_window_start", "admitted", "in_flight", "max_limit", "min_limit",
+        "_samples", "_window_start", "admitted", "in_flight", "max_limit", "min_limit",
         "min_samples", "mode", "shed", "tolerance", "window",
     )  # fmt: skip
 
@@ -127,7 +129,7 @@ class ConcurrencyLimit:
         self.shed = 0  # requests refused, ever
         self._noload: float | None = None
         self._window_start = clock()
-        self._sum = 0.0
+        self._samples: list[float] = []  # the window's latencies, the first _KEPT of them
         self._count = 0
         self._min = math.inf
         self._peak = 0
@@ -169,7 +171,8 @@ class ConcurrencyLimit:
             self.in_flight -= 1
             if sample:
                 latency = now - permit.start
-                self._sum += latency
+                if self._count < _KEPT:
+                    self._samples.append(latency)
                 self._count += 1
                 if latency < self._min:
                     self._min = latency
@@ -201,8 +204,9 @@ class ConcurrencyLimit:
         # later: grow only when at least half of it was in use.
         used = self._peak >= limit / 2
         if self.mode != "fixed" and count and self._noload is not None:
-            average = self._sum / count
-            ratio = self.tolerance * self._noload / average if average > 0 else 1.0
+            samples = sorted(self._samples)
+            median = samples[len(samples) // 2]
+            ratio = self.tolerance * self._noload / median if median > 0 else 1.0
             if self.mode == "gradient":
                 if ratio >= 1.0 and not self._dropped:
                     if used:
@@ -217,7 +221,7 @@ class ConcurrencyLimit:
         elif self._dropped and self.mode != "fixed":
             limit *= _BACKOFF
         self._limit = max(float(self.min_limit), min(float(self.max_limit), limit))
-        self._sum = 0.0
+        self._samples = []
         self._count = 0
         self._min = math.inf
         self._peak = self.in_flight
