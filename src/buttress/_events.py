@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdmissionDecided",
-    "AdmissionLimitChanged",
+    "AdmissionLimitUpdated",
     "BreakerCallRecorded",
     "BreakerRejected",
     "BreakerTransition",
@@ -195,10 +195,10 @@ class AdmissionDecided:
 
 
 @dataclass(frozen=True, slots=True)
-class AdmissionLimitChanged:
-    """The adaptive concurrency limit of admission ``name`` moved to ``limit``.
+class AdmissionLimitUpdated:
+    """Admission ``name`` updated its concurrency limit at the end of a window: ``limit``.
 
-    ``in_flight`` is the number of requests in flight at that moment.
+    It may stay where it was; ``in_flight`` is the number of requests in flight then.
     """
 
     name: str
@@ -222,7 +222,7 @@ Event: TypeAlias = (
     | StoreRecovered
     | FaultInjected
     | AdmissionDecided
-    | AdmissionLimitChanged
+    | AdmissionLimitUpdated
 )
 
 

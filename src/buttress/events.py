@@ -11,7 +11,7 @@ A listener is any callable taking one event::
 
 from ._events import (
     AdmissionDecided,
-    AdmissionLimitChanged,
+    AdmissionLimitUpdated,
     BreakerCallRecorded,
     BreakerRejected,
     BreakerTransition,
@@ -34,7 +34,7 @@ from ._events import (
 
 __all__ = [
     "AdmissionDecided",
-    "AdmissionLimitChanged",
+    "AdmissionLimitUpdated",
     "BreakerCallRecorded",
     "BreakerRejected",
     "BreakerTransition",

@@ -162,7 +162,7 @@ class ConcurrencyLimit:
     def release(
         self, permit: Permit, *, sample: bool = True, overloaded: bool = False
     ) -> int | None:
-        """Give ``permit`` back (a second release does nothing); the new limit if it moved."""
+        """Give ``permit`` back (a second release does nothing); the limit if it was updated."""
         now = self._clock()
         with self._lock:
             if permit.released:
@@ -182,11 +182,9 @@ class ConcurrencyLimit:
                 self._count < self.min_samples and not self._dropped
             ):
                 return None
-            before = int(self._limit)
             self._update()
             self._window_start = now
-            after = int(self._limit)
-        return after if after != before else None
+            return int(self._limit)
 
     def _update(self) -> None:
         # Called under the lock at the end of a window.

@@ -32,7 +32,7 @@ from .._deadline import remaining
 from .._errors import ConfigurationError, RateLimited
 from .._events import (
     AdmissionDecided,
-    AdmissionLimitChanged,
+    AdmissionLimitUpdated,
     AdmissionOutcome,
     RateLimitRejected,
     Registry,
@@ -93,16 +93,16 @@ class Verdict:
         admission = self._admission
         limit = admission.limit
         assert limit is not None  # there is a permit only when there is a limit
-        moved = limit.release(
+        updated = limit.release(
             permit,
             # A cancelled or failed request's time says nothing about the service's latency.
             sample=exchange.error is None and not exchange.disconnected,
             overloaded=exchange.status in (503, 504),
         )
-        if moved is not None:
+        if updated is not None:
             events = admission.events
             if events.active:
-                events.emit(AdmissionLimitChanged(admission.name, moved, limit.in_flight))
+                events.emit(AdmissionLimitUpdated(admission.name, updated, limit.in_flight))
 
     def response(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The refusal as (status, headers, body)."""

@@ -15,7 +15,7 @@ from opentelemetry import trace
 
 from .._events import (
     AdmissionDecided,
-    AdmissionLimitChanged,
+    AdmissionLimitUpdated,
     BreakerRejected,
     BreakerTransition,
     BulkheadRejected,
@@ -166,7 +166,7 @@ def _admission(e: AdmissionDecided) -> tuple[int, str, Fields]:
     return level, n.EVENT_ADMISSION, fields
 
 
-def _admission_limit(e: AdmissionLimitChanged) -> tuple[int, str, Fields]:
+def _admission_limit(e: AdmissionLimitUpdated) -> tuple[int, str, Fields]:
     fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_LIMIT: e.limit, n.LOG_KEY_IN_FLIGHT: e.in_flight}
     return logging.DEBUG, n.EVENT_ADMISSION_LIMIT, fields
 
@@ -186,7 +186,7 @@ _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
     AdmissionDecided: _admission,
-    AdmissionLimitChanged: _admission_limit,
+    AdmissionLimitUpdated: _admission_limit,
 }
 
 # The lowest level each event type logs at: below it, a disabled logger costs one check.
@@ -204,7 +204,7 @@ _MIN_LEVEL: dict[type, int] = {
     StoreRecovered: logging.INFO,
     FaultInjected: logging.DEBUG,
     AdmissionDecided: logging.DEBUG,
-    AdmissionLimitChanged: logging.DEBUG,
+    AdmissionLimitUpdated: logging.DEBUG,
 }
 
 # Log field -> span attribute. Fields not listed keep their name.

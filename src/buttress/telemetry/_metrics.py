@@ -24,7 +24,7 @@ from prometheus_client.metrics_core import CounterMetricFamily
 
 from .._events import (
     AdmissionDecided,
-    AdmissionLimitChanged,
+    AdmissionLimitUpdated,
     BreakerCallRecorded,
     BreakerRejected,
     BreakerTransition,
@@ -229,12 +229,12 @@ class ResilienceMetrics:
             r,
         )
         self.admission_limit: _Family[Gauge] = _gauge(
-            n.ADMISSION_LIMIT, "The adaptive concurrency limit of inbound requests.", (p,), r,
+            n.ADMISSION_LIMIT, "The concurrency limit of inbound requests, as of its last update.", (p,), r,
             "livesum",
         )  # fmt: skip
         self.admission_in_flight: _Family[Gauge] = _gauge(
             n.ADMISSION_IN_FLIGHT,
-            "Inbound requests in flight when the concurrency limit last moved.",
+            "Inbound requests in flight at the concurrency limit's last update.",
             (p,),
             r,
             "livesum",
@@ -313,7 +313,7 @@ def _admission(m: ResilienceMetrics, e: AdmissionDecided) -> None:
     m.admission_requests.child(e.name, e.outcome, e.criticality).inc()
 
 
-def _admission_limit(m: ResilienceMetrics, e: AdmissionLimitChanged) -> None:
+def _admission_limit(m: ResilienceMetrics, e: AdmissionLimitUpdated) -> None:
     m.admission_limit.child(e.name).set(e.limit)
     m.admission_in_flight.child(e.name).set(e.in_flight)
 
@@ -334,7 +334,7 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
     AdmissionDecided: _admission,
-    AdmissionLimitChanged: _admission_limit,
+    AdmissionLimitUpdated: _admission_limit,
 }
 
 T = TypeVar("T")

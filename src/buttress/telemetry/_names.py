@@ -183,7 +183,7 @@ EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
 EVENT_ADMISSION: Final = "buttress.admission.decided"
-EVENT_ADMISSION_LIMIT: Final = "buttress.admission.limit_changed"
+EVENT_ADMISSION_LIMIT: Final = "buttress.admission.limit_updated"
 
 # --- SLO rules ---------------------------------------------------------------------------------
 # Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
