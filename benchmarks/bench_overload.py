@@ -314,7 +314,7 @@ def _ms(value: float) -> str:
 
 
 def main(quick: bool = False) -> str:
-    duration, warmup = (2.5, 1.0) if quick else (8.0, 3.0)
+    duration, warmup = (1.5, 0.5) if quick else (8.0, 3.0)
     loads = (1.0, 2.0, 4.0)
     phases: dict[tuple[bool, str], Phase] = {}
     for admission in (False, True):

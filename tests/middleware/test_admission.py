@@ -13,6 +13,7 @@ from buttress.events import AdmissionDecided, RateLimitRejected
 from buttress.middleware import (
     Admission,
     ASGIMiddleware,
+    Health,
     RateLimit,
     RequestView,
     TrustedPeers,
@@ -401,3 +402,74 @@ def test_wsgi_deadline_and_rate_limit_refusals() -> None:
 def test_bad_configuration_is_refused_by_name(make: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         make()
+
+
+def test_wsgi_health_reports_bulkheads_admission_and_checks() -> None:
+    import json
+
+    from buttress import Bulkhead
+
+    reports = Bulkhead("reports", max_concurrent=1)
+    admission = Admission(limit=1)
+
+    def database() -> bool:
+        raise ConnectionError("postgres://user:secret@db/prod is down")
+
+    health = Health(
+        bulkheads=[reports], admission=admission, checks={"database": database, "ok": lambda: True}
+    )
+    seen: list[str] = []
+    registry = CollectorRegistry()
+    app = WSGIMiddleware(_wsgi_app(seen), health=health, metrics_registry=registry)
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        statuses.append(status)
+        return lambda data: None
+
+    body = json.loads(b"".join(app(_environ("/readyz"), start_response)))
+    assert statuses == ["503 Service Unavailable"]
+    assert body["status"] == "DOWN"
+    assert body["components"]["database"] == {
+        "status": "DOWN",
+        "details": {"error": "ConnectionError"},  # never the message: it may hold secrets
+    }
+    assert body["components"]["ok"] == {"status": "UP"}
+    assert body["components"]["bulkhead:reports"]["status"] == "UP"
+    reports.acquire()  # the one slot taken, and no waiting place: full
+    body = json.loads(b"".join(app(_environ("/readyz"), start_response)))
+    assert body["components"]["bulkhead:reports"]["status"] == "DOWN"
+    reports.release()
+    assert list(app(_environ("/livez"), start_response)) == [b'{"status":"UP"}']
+    assert seen == []  # probes never reach the app
+
+
+def test_readiness_is_down_while_admission_sheds_most_requests() -> None:
+    admission = Admission(limit=1)
+    health = Health(admission=admission)
+    assert admission.limit is not None
+    held = admission.limit.acquire()
+    assert held is not None
+    for _ in range(3):
+        assert admission.limit.acquire() is None
+    report = health.readiness()
+    assert report["status"] == "DOWN"
+    assert report["components"]["admission:inbound"]["details"]["shed_since_last_probe"] == 0.75
+    admission.limit.release(held)
+    assert admission.limit.acquire() is not None  # admitted since the last probe, none shed
+    assert health.readiness()["status"] == "UP"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"live_path": "livez"}, "'livez'"),
+        ({"live_path": "/h", "ready_path": "/h"}, "'/h'"),
+        ({"breakers": ["payments"]}, "'payments'"),
+        ({"checks": {"db": "SELECT 1"}}, "'db'"),
+        ({"admission": "yes"}, "'yes'"),
+    ],
+)
+def test_bad_health_configuration_is_refused_by_name(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Health(**options)
