@@ -473,3 +473,15 @@ def test_readiness_is_down_while_admission_sheds_most_requests() -> None:
 def test_bad_health_configuration_is_refused_by_name(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Health(**options)
+
+
+async def test_excluded_paths_such_as_probes_are_never_refused() -> None:
+    gate = Gate()
+    app = _middleware(gate, Admission(limit=1))
+    first = asyncio.ensure_future(call_asgi(app, "/work"))
+    await _eventually(lambda: gate.entered == 1)
+    probe = asyncio.ensure_future(call_asgi(app, "/healthz"))  # excluded by default
+    await _eventually(lambda: gate.entered == 2)
+    assert _status(await call_asgi(app, "/work")) == 503
+    gate.open.set()
+    assert [_status(m) for m in await asyncio.gather(first, probe)] == [200, 200]

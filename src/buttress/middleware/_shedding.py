@@ -15,7 +15,9 @@ sees it, the decision is taken in this order:
    ``Retry-After``. No queue: a shed request is answered at once.
 
 An admitted request holds a permit until the observer finishes it; every way out of the
-shells finishes the request, so the permit always comes back.
+shells finishes the request, so the permit always comes back. Excluded paths (``exclude``:
+the usual probe and metrics paths by default) are never refused: a probe that is shed
+under load would have the orchestrator restart a pod that is merely busy.
 """
 
 from __future__ import annotations
@@ -348,6 +350,8 @@ class Admission:
         send: Callable[[Any], Awaitable[None]],
     ) -> bool:
         """Decide; a refused request is answered here. True when the app should run."""
+        if not exchange.observed:
+            return True  # excluded paths (probes, /metrics) are never refused
 
         def lookup(name: str) -> str | None:
             wanted = name.encode("latin-1")
@@ -364,6 +368,8 @@ class Admission:
 
     def admit_wsgi(self, exchange: Exchange, environ: Mapping[str, Any]) -> Verdict | None:
         """Decide from a WSGI environ (or Django's META); the verdict when refused."""
+        if not exchange.observed:
+            return None
         from ._observer import cgi_key
 
         def lookup(name: str) -> str | None:
@@ -377,6 +383,8 @@ class Admission:
         self, exchange: Exchange, environ: Mapping[str, Any]
     ) -> Verdict | None:
         """:meth:`admit_wsgi` for Django's async stack."""
+        if not exchange.observed:
+            return None
         from ._observer import cgi_key
 
         def lookup(name: str) -> str | None:
