@@ -229,9 +229,12 @@ class ResilienceMetrics:
             r,
         )
         self.admission_limit: _Family[Gauge] = _gauge(
-            n.ADMISSION_LIMIT, "The concurrency limit of inbound requests, as of its last update.", (p,), r,
+            n.ADMISSION_LIMIT,
+            "The concurrency limit of inbound requests, as of its last update.",
+            (p,),
+            r,
             "livesum",
-        )  # fmt: skip
+        )
         self.admission_in_flight: _Family[Gauge] = _gauge(
             n.ADMISSION_IN_FLIGHT,
             "Inbound requests in flight at the concurrency limit's last update.",
