@@ -152,8 +152,9 @@ class Verdict:
 
 
 class Admission:
-    """Inbound overload protection: an adaptive concurrency limit, criticality, deadline-
-    aware shedding and rate limits, for ``ASGIMiddleware(app, admission=Admission())``.
+    """Inbound overload protection, for ``ASGIMiddleware(app, admission=Admission())``.
+
+    An adaptive concurrency limit, criticality, deadline-aware shedding and rate limits.
 
     ``limit`` is ``"gradient"`` (adaptive, the default), ``"aimd"`` (adaptive, simpler),
     an int (a fixed limit) or ``None`` (no concurrency limit: rate limits and deadlines
