@@ -77,8 +77,8 @@ async def test_over_the_limit_a_request_is_shed_with_503_and_retry_after() -> No
     assert gate.entered == 1  # the app never saw it
     gate.open.set()
     assert _status(await first) == 200
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
     assert _status(await call_asgi(app, "/work")) == 200
 
 
@@ -93,8 +93,8 @@ async def test_the_permit_comes_back_when_the_app_fails_or_is_cancelled(
     gate.open.set()
     with pytest.raises(type(failure)):
         await call_asgi(app, "/work")
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
 
 
 async def test_the_permit_comes_back_when_the_task_is_cancelled_while_the_app_waits() -> None:
@@ -106,8 +106,8 @@ async def test_the_permit_comes_back_when_the_task_is_cancelled_while_the_app_wa
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
 
 
 async def test_criticality_from_an_untrusted_client_is_ignored_from_a_peer_honoured() -> None:
@@ -340,8 +340,8 @@ def test_wsgi_holds_the_permit_until_the_body_is_closed() -> None:
     assert seen == ["/a"]
     assert list(body) == [b"ok"]
     body.close()  # type: ignore[attr-defined]
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
 
 
 def test_wsgi_gives_the_permit_back_when_the_app_raises_any_exception() -> None:
@@ -352,8 +352,8 @@ def test_wsgi_gives_the_permit_back_when_the_app_raises_any_exception() -> None:
     wrapped = WSGIMiddleware(app, admission=admission, metrics_registry=CollectorRegistry())
     with pytest.raises(KeyboardInterrupt):
         wrapped(_environ("/a"), lambda *a: lambda data: None)
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
 
 
 def test_wsgi_deadline_and_rate_limit_refusals() -> None:
@@ -447,16 +447,16 @@ def test_wsgi_health_reports_bulkheads_admission_and_checks() -> None:
 def test_readiness_is_down_while_admission_sheds_most_requests() -> None:
     admission = Admission(limit=1)
     health = Health(admission=admission)
-    assert admission.limit is not None
-    held = admission.limit.acquire()
+    assert admission.concurrency is not None
+    held = admission.concurrency.acquire()
     assert held is not None
     for _ in range(3):
-        assert admission.limit.acquire() is None
+        assert admission.concurrency.acquire() is None
     report = health.readiness()
     assert report["status"] == "DOWN"
     assert report["components"]["admission:inbound"]["details"]["shed_since_last_probe"] == 0.75
-    admission.limit.release(held)
-    assert admission.limit.acquire() is not None  # admitted since the last probe, none shed
+    admission.concurrency.release(held)
+    assert admission.concurrency.acquire() is not None  # admitted since the last probe, none shed
     assert health.readiness()["status"] == "UP"
 
 

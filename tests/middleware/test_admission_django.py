@@ -57,8 +57,8 @@ def test_sync_django_sheds_over_the_limit_and_gives_the_permit_back() -> None:
     release.set()
     worker.join(10)
     assert answers == [200]
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0
 
 
 def test_sync_django_refuses_hopeless_deadlines_and_rate_limited_clients() -> None:
@@ -94,7 +94,7 @@ async def test_async_django_sheds_and_answers_health() -> None:
         middleware = DjangoMiddleware(view)
     first = asyncio.ensure_future(middleware(factory.get("/a")))
     for _ in range(100):
-        if admission.limit is not None and admission.limit.in_flight == 1:
+        if admission.concurrency is not None and admission.concurrency.in_flight == 1:
             break
         await asyncio.sleep(0)
     shed = await middleware(factory.get("/a"))
@@ -109,5 +109,5 @@ async def test_async_django_sheds_and_answers_health() -> None:
     assert (await middleware(factory.get("/livez"))).status_code == 200
     gate.set()
     assert (await first).status_code == 200
-    assert admission.limit is not None
-    assert admission.limit.in_flight == 0
+    assert admission.concurrency is not None
+    assert admission.concurrency.in_flight == 0

@@ -51,8 +51,8 @@ class Held:
 
 
 def _in_flight(admission: Admission) -> int:
-    assert admission.limit is not None
-    return admission.limit.in_flight
+    assert admission.concurrency is not None
+    return admission.concurrency.in_flight
 
 
 def test_under_overload_sheddable_requests_go_first_and_critical_ones_last() -> None:
@@ -119,9 +119,9 @@ def test_a_deadline_that_cannot_be_met_is_refused_before_any_work() -> None:
         # Enough requests for the limiter to learn the no-load latency (about 50 ms).
         for _ in range(12):
             assert client.get("/work").status_code == 200
-        assert admission.limit is not None
-        assert admission.limit.noload_latency is not None
-        assert admission.limit.noload_latency >= 0.05
+        assert admission.concurrency is not None
+        assert admission.concurrency.noload_latency is not None
+        assert admission.concurrency.noload_latency >= 0.05
         before = Slow.entered
         assert client.get("/work", headers={deadline: "0.000"}).status_code == 504
         # Time left, but less than the fastest this service answers: refused too.

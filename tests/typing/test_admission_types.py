@@ -40,5 +40,5 @@ def test_admission_and_health_type_check_at_the_call_site() -> None:
     WSGIMiddleware(wsgi_app, admission=Admission(limit=50), metrics=False)
     options: MiddlewareOptions = {"admission": admission, "health": health, "metrics": False}
     ASGIMiddleware(asgi_app, **options)
-    assert admission.limit is not None
-    assert admission.limit.mode == "aimd"
+    assert admission.concurrency is not None
+    assert admission.concurrency.mode == "aimd"

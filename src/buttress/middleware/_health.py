@@ -139,8 +139,8 @@ class Health:
                 },
             }
         admission = self.admission
-        if admission is not None and admission.limit is not None:
-            limit = admission.limit
+        if admission is not None and admission.concurrency is not None:
+            limit = admission.concurrency
             with self._lock:
                 admitted, shed = limit.admitted, limit.shed
                 last_admitted, last_shed = self._last

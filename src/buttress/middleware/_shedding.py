@@ -93,7 +93,7 @@ class Verdict:
             return
         self.permit = None
         admission = self._admission
-        limit = admission.limit
+        limit = admission.concurrency
         assert limit is not None  # there is a permit only when there is a limit
         updated = limit.release(
             permit,
@@ -165,10 +165,13 @@ class Admission:
     headers are never read). ``rate_limits`` are :class:`RateLimit` rules.
     ``shed_deadlines=False`` lets requests with a hopeless deadline in. ``retry_after``
     is what shed requests are told (whole seconds). See docs/overload.md.
+
+    :attr:`concurrency` is the concurrency limit itself (``None`` without one): its
+    ``limit``, ``in_flight`` and ``noload_latency`` are readable at any time.
     """
 
     __slots__ = (
-        "_criticality_key", "_routes", "clock", "criticality_header", "events", "limit",
+        "_criticality_key", "_routes", "clock", "concurrency", "criticality_header", "events",
         "name", "rate_limits", "retry_after", "shed_deadlines",
     )  # fmt: skip
 
@@ -195,18 +198,18 @@ class Admission:
         self.name = name
         self.clock = clock
         window_seconds = check_seconds("window", window)
-        self.limit: ConcurrencyLimit | None
+        self.concurrency: ConcurrencyLimit | None
         if limit is None:
-            self.limit = None
+            self.concurrency = None
         elif isinstance(limit, int) and not isinstance(limit, bool):
             if limit < 1:
                 raise ConfigurationError(f"a fixed limit must be an int >= 1, got {limit!r}")
-            self.limit = ConcurrencyLimit(
+            self.concurrency = ConcurrencyLimit(
                 mode="fixed", initial_limit=limit, min_limit=1, max_limit=limit, clock=clock,
                 window=window_seconds,
             )  # fmt: skip
         else:
-            self.limit = ConcurrencyLimit(
+            self.concurrency = ConcurrencyLimit(
                 mode=limit,  # type: ignore[arg-type]  # checked there (a bool is refused)
                 initial_limit=initial_limit,
                 min_limit=min_limit,
@@ -250,7 +253,7 @@ class Admission:
         self.events = events if events is not None else default_registry
 
     def __repr__(self) -> str:
-        limit = self.limit
+        limit = self.concurrency
         shown = "None" if limit is None else f"{limit.mode}:{limit.limit}"
         return f"Admission({self.name!r}, limit={shown}, rate_limits={len(self.rate_limits)})"
 
@@ -308,7 +311,7 @@ class Admission:
         left = remaining()
         if left is None:
             return None
-        limit = self.limit
+        limit = self.concurrency
         fastest = limit.noload_latency if limit is not None else None
         if left <= 0 or (fastest is not None and left < fastest):
             return Verdict(self, "deadline", criticality)
@@ -326,7 +329,7 @@ class Admission:
         return Verdict(self, "rate_limited", criticality, rule=rule.name, headers=headers)
 
     def _concurrency(self, criticality: Criticality) -> Verdict:
-        limit = self.limit
+        limit = self.concurrency
         if limit is None:
             return Verdict(self, "admitted", criticality)
         permit = limit.acquire(criticality)
