@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from buttress import ConfigurationError
-from buttress.events import AdmissionDecided, RateLimitRejected
+from buttress.events import AdmissionDecided, RateLimitRejected, Registry
 from buttress.middleware import (
     Admission,
     ASGIMiddleware,
@@ -20,9 +20,10 @@ from buttress.middleware import (
     WSGIMiddleware,
 )
 from buttress.telemetry import _names as names
-from buttress.testing import capture_events, capture_metrics, capture_spans
+from buttress.telemetry._listeners import PrometheusListener, SpanListener
+from buttress.testing import capture_events
 
-from ._support import call_asgi, response_header
+from ._support import Telemetry, call_asgi, response_header
 
 PEERS = TrustedPeers(networks=["127.0.0.0/8"])
 CRITICALITY = names.CRITICALITY_HEADER.lower().encode()
@@ -259,46 +260,35 @@ async def test_a_key_function_decides_the_bucket() -> None:
 
 
 async def test_every_decision_is_a_metric_a_span_attribute_and_an_access_log_field(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, telemetry: Telemetry
 ) -> None:
     caplog.set_level("INFO", logger="buttress.access")
     gate = Gate()
-    admission = Admission("front", limit=1)
-    with capture_metrics() as metrics, capture_spans() as spans:
-        app = ASGIMiddleware(gate, admission=admission)
-        first = asyncio.ensure_future(call_asgi(app, "/w"))
-        await _eventually(lambda: gate.entered == 1)
-        await call_asgi(app, "/w")
-        gate.open.set()
-        await first
-        assert (
-            metrics.value(
-                names.ADMISSION_REQUESTS, policy="front", outcome="shed", criticality="default"
-            )
-            == 1
-        )
-        assert (
-            metrics.value(
-                names.ADMISSION_REQUESTS, policy="front", outcome="admitted", criticality="default"
-            )
-            == 1
-        )
-    outcomes = sorted(
-        str(s.attributes[names.ATTR_ADMISSION_OUTCOME])
-        for s in spans.spans
-        if s.attributes and names.ATTR_ADMISSION_OUTCOME in s.attributes
-    )
-    assert outcomes == ["admitted", "shed"]
-    shed_span = next(
-        s
-        for s in spans.spans
-        if s.attributes and s.attributes.get(names.ATTR_ADMISSION_OUTCOME) == "shed"
-    )
-    assert [e.name for e in shed_span.events] == [names.EVENT_ADMISSION]
-    logged = sorted(
-        getattr(r, names.LOG_KEY_ADMISSION) for r in caplog.records if r.name == "buttress.access"
-    )
-    assert logged == ["admitted", "shed"]
+    # The default listeners, on a registry of the test's own: metrics and span events.
+    events = Registry()
+    events.add(PrometheusListener(telemetry.registry))
+    events.add(SpanListener())
+    admission = Admission("front", limit=1, events=events)
+    app = ASGIMiddleware(gate, admission=admission, **telemetry.options())
+    first = asyncio.ensure_future(call_asgi(app, "/w"))
+    await _eventually(lambda: gate.entered == 1)
+    await call_asgi(app, "/w")
+    gate.open.set()
+    await first
+    for outcome in ("shed", "admitted"):
+        labels = {"policy": "front", "outcome": outcome, "criticality": "default"}
+        counted = telemetry.registry.get_sample_value(names.ADMISSION_REQUESTS, labels)
+        assert counted == 1
+    spans = {
+        str((s.attributes or {}).get(names.ATTR_ADMISSION_OUTCOME)): s for s in telemetry.spans()
+    }
+    assert sorted(spans) == ["admitted", "shed"]
+    assert spans["shed"].attributes is not None
+    assert spans["shed"].attributes[names.ATTR_ADMISSION_CRITICALITY] == "default"
+    assert [e.name for e in spans["shed"].events] == [names.EVENT_ADMISSION]
+    assert list(spans["admitted"].events) == []  # admitted requests add no span event
+    access = [r for r in caplog.records if r.name == "buttress.access"]
+    assert sorted(getattr(r, names.LOG_KEY_ADMISSION) for r in access) == ["admitted", "shed"]
 
 
 def _wsgi_app(seen: list[str]) -> Any:
