@@ -29,8 +29,7 @@ from .._errors import ConfigurationError
 from .._events import Registry
 
 if TYPE_CHECKING:
-    from ..resilience._limiter_backend import LimiterStore
-    from ..resilience._ratelimit import RateLimiter
+    from .. import RateLimiter, RedisStore
 
 __all__ = ["KeyFunction", "RateLimit", "RequestView", "RoutePattern"]
 
@@ -128,7 +127,7 @@ class RateLimit:
         key: Literal["client", "global", "header", "user"] | KeyFunction = "client",
         header: str | None = None,
         routes: Iterable[str] | None = None,
-        store: LimiterStore | None = None,
+        store: RedisStore | None = None,
         max_keys: int = 10_000,
     ) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -202,7 +201,7 @@ class RateLimit:
             if bucket is not None:
                 self._buckets.move_to_end(key)
                 return bucket
-        from ..resilience._ratelimit import RateLimiter
+        from .. import RateLimiter
 
         # Its own events go nowhere: the middleware reports by rule name, never by key.
         bucket = RateLimiter(

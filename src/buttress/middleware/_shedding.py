@@ -47,6 +47,11 @@ from ._ratelimits import RateLimit, RequestView, RoutePattern, policy_field
 if TYPE_CHECKING:
     from ._observer import Exchange
 
+
+def _meta_key(header: str) -> str:
+    # The CGI name of a request header, as WSGI environs and Django's META hold it.
+    return "HTTP_" + header.upper().replace("-", "_")
+
 __all__ = ["Admission", "Verdict", "check_admission"]
 
 _BODIES: Final = {
@@ -374,10 +379,8 @@ class Admission:
         """Decide from a WSGI environ (or Django's META); the verdict when refused."""
         if not exchange.observed:
             return None
-        from ._observer import cgi_key
-
         def lookup(name: str) -> str | None:
-            value = environ.get(cgi_key(name))
+            value = environ.get(_meta_key(name))
             return value if isinstance(value, str) else None
 
         verdict = exchange.admission = self.decide(exchange, lookup)
@@ -389,10 +392,8 @@ class Admission:
         """:meth:`admit_wsgi` for Django's async stack."""
         if not exchange.observed:
             return None
-        from ._observer import cgi_key
-
         def lookup(name: str) -> str | None:
-            value = environ.get(cgi_key(name))
+            value = environ.get(_meta_key(name))
             return value if isinstance(value, str) else None
 
         verdict = exchange.admission = await self.decide_async(exchange, lookup)
