@@ -52,6 +52,7 @@ def _meta_key(header: str) -> str:
     # The CGI name of a request header, as WSGI environs and Django's META hold it.
     return "HTTP_" + header.upper().replace("-", "_")
 
+
 __all__ = ["Admission", "Verdict", "check_admission"]
 
 _BODIES: Final = {
@@ -379,6 +380,7 @@ class Admission:
         """Decide from a WSGI environ (or Django's META); the verdict when refused."""
         if not exchange.observed:
             return None
+
         def lookup(name: str) -> str | None:
             value = environ.get(_meta_key(name))
             return value if isinstance(value, str) else None
@@ -392,6 +394,7 @@ class Admission:
         """:meth:`admit_wsgi` for Django's async stack."""
         if not exchange.observed:
             return None
+
         def lookup(name: str) -> str | None:
             value = environ.get(_meta_key(name))
             return value if isinstance(value, str) else None
