@@ -393,7 +393,8 @@ class LeaseCore:
         # and Redis sees a fixed number of exchanges whatever the call rate.
         if now - self._last < self.interval:
             return False
-        return self.urgent or self._demand > 0 or self.tokens > 2 * self._wanted
+        # Idle with tokens to spare: one more exchange gives them back.
+        return self.urgent or self._demand > 0 or self.tokens > 2
 
     def ask(self, now: float) -> tuple[int, int]:
         """Tokens to ask for and tokens to give back, in the exchange taken now."""
