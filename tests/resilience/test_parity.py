@@ -78,7 +78,10 @@ class Harness:
 
             cluster: RedisCluster = request.getfixturevalue("shared_cluster")
             self.client = redis.cluster.RedisCluster(
-                startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in cluster.startup_nodes],
+                startup_nodes=[
+                    redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                    for h, p in cluster.startup_nodes
+                ],
                 socket_timeout=LOADED,
             )
             self.store = RedisStore(

@@ -66,7 +66,10 @@ class Fleet:
     def client(self) -> Any:
         if self.kind == "redis":
             return redis.Redis.from_url(self.server.url, socket_timeout=LOADED)
-        nodes = [redis.cluster.ClusterNode(h, p) for h, p in self.cluster.startup_nodes]
+        nodes = [
+            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+            for h, p in self.cluster.startup_nodes
+        ]
         return redis.cluster.RedisCluster(startup_nodes=nodes, socket_timeout=LOADED)
 
     def store(self, **options: Any) -> RedisStore:

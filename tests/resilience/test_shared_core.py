@@ -133,7 +133,7 @@ def test_alone_it_stays_open_and_decides_like_the_in_memory_breaker() -> None:
     assert core.admit(2.0) == REJECTED
     # The local core's own reset timeout (10 s from the verdict) lets a trial through.
     assert core.admit(11.5) != REJECTED
-    assert core.state is State.HALF_OPEN
+    assert core.transitions[-1].new is State.HALF_OPEN
 
 
 def test_a_trip_whose_exchange_failed_is_sent_again() -> None:
