@@ -295,8 +295,11 @@ class SharedLimiter:
         self._health = health
         self._lock = threading.Lock()
         self.core = LeaseCore(rate, burst, store.sync_interval, clock())
-        ttl = int(max(2 * burst / rate, 60) * 1000)
-        self._args = (repr(rate / 1000), repr(burst), ttl)
+        # The shared bucket holds at least one interval of the rate: replicas fetch once
+        # per interval, and a smaller bucket would overflow between their fetches.
+        capacity = max(burst, rate * store.sync_interval)
+        ttl = int(max(2 * capacity / rate, 60) * 1000)
+        self._args = (repr(rate / 1000), repr(capacity), ttl)
         self.local = True
         self._syncer = syncer
         syncer.add(self)
