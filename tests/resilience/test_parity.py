@@ -25,7 +25,7 @@ from buttress import CircuitBreaker, CircuitOpen, RateLimited, RateLimiter, Redi
 from buttress.events import BreakerTransition
 from buttress.testing import FakeClock
 
-from .._services import RedisCluster, RedisServer, require_binary
+from .._services import RedisCluster, RedisServer
 from ._clock import state
 
 # A generous socket timeout: a loaded machine must not push a live Redis into the local
@@ -46,12 +46,6 @@ class Ignored(Exception):
 def shared_redis(redis_binary: str) -> Iterator[RedisServer]:
     with RedisServer(redis_binary) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def shared_cluster(redis_binary: str) -> Iterator[RedisCluster]:
-    with RedisCluster(redis_binary, require_binary("redis-cli")) as cluster:
-        yield cluster
 
 
 class Harness:
@@ -76,7 +70,7 @@ class Harness:
             # The same scripts on a 3-master Redis Cluster, through a client the user built.
             import redis.cluster
 
-            cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
             self.client = redis.cluster.RedisCluster(
                 startup_nodes=[
                     redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]

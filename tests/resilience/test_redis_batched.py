@@ -26,7 +26,7 @@ from buttress import (
 from buttress.events import BreakerTransition
 from buttress.testing import FakeClock
 
-from .._services import RedisCluster, RedisServer, require_binary
+from .._services import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -43,12 +43,6 @@ def boom() -> None:
     raise Boom
 
 
-@pytest.fixture(scope="module")
-def cluster(redis_binary: str) -> Iterator[RedisCluster]:
-    with RedisCluster(redis_binary, require_binary("redis-cli")) as running:
-        yield running
-
-
 class Fleet:
     """Replicas (one store each) of one service, on one Redis, under one fake clock."""
 
@@ -61,7 +55,7 @@ class Fleet:
         if kind == "redis":
             self.server: RedisServer = request.getfixturevalue("redis_server")
         else:
-            self.cluster: RedisCluster = request.getfixturevalue("cluster")
+            self.cluster: RedisCluster = request.getfixturevalue("redis_cluster")
 
     def client(self) -> Any:
         if self.kind == "redis":

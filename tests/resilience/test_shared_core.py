@@ -217,3 +217,23 @@ def test_alone_after_a_failed_exchange_and_back_with_the_next_lease() -> None:
     lease.leased(1, retry=0.1)
     assert lease.connected
     assert lease.known
+
+
+def test_a_trip_before_the_first_verdict_reaches_the_fleet() -> None:
+    core = SharedBreakerCore(CONFIG, interval=0.5)
+    for _ in range(3):
+        core.record(0.1, core.admit(0.1), FAILURE, 0.0)
+    assert core.state is State.OPEN
+    assert core.report(0.2).trip is Reason.CONSECUTIVE_FAILURES
+
+
+def test_a_trip_alone_that_closed_again_is_not_sent() -> None:
+    core = connected()
+    core.failed(core.report(0.1))
+    for _ in range(3):
+        core.record(0.2, core.admit(0.2), FAILURE, 0.0)
+    trials = [core.admit(11.0), core.admit(11.0)]
+    for ticket in trials:  # its own trials close it
+        core.record(11.0, ticket, SUCCESS, 0.0)
+    assert core.state is State.CLOSED
+    assert core.report(11.5).trip is None

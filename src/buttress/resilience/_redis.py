@@ -217,7 +217,15 @@ class RedisStore:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
         )
-        self._syncer = Syncer(self.sync_interval, thread=sync_thread) if mode == "batched" else None
+        self._syncer = (
+            Syncer(self.sync_interval, thread=sync_thread, after_fork=self._after_fork)
+            if mode == "batched"
+            else None
+        )
+
+    def _after_fork(self) -> None:
+        # In a forked child: the parent's exchange thread may have held this lock.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         where = repr(self.url) if self.url else f"client={self._given_sync or self._given_async!r}"
@@ -453,6 +461,8 @@ class RedisBreaker:
             return self._local_admit()
         try:
             reply = self._store.eval_script("admit", self._keys, self._args.admit)
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -491,6 +501,8 @@ class RedisBreaker:
             reply = self._store.eval_script(
                 "record", self._keys, self._args.outcome(ticket, outcome, duration)
             )
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return False
@@ -520,6 +532,8 @@ class RedisBreaker:
             return self.fallback.rejection()
         try:
             reply = self._store.eval_script("peek", self._keys, self._args.peek)
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return self.fallback.rejection()
@@ -544,6 +558,8 @@ class RedisBreaker:
             reply = self._store.eval_script(
                 "control", self._keys, (target.code, *self._args.control_tail)
             )
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return False
@@ -602,6 +618,8 @@ class RedisLimiter:
             return
         try:
             self._store.eval_script("give_back", self._key, self._give_back_args())
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._health.failed(exc)
 
@@ -619,6 +637,8 @@ class RedisLimiter:
             return self.fallback.take(max_wait)
         try:
             reply = self._store.eval_script("take", self._key, self._argv(max_wait))
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._health.failed(exc)
             return self.fallback.take(max_wait)

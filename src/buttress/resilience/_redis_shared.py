@@ -38,6 +38,7 @@ _log = logging.getLogger("buttress")
 class _Member(Protocol):
     def due(self) -> bool: ...
     def exchange(self) -> bool: ...
+    def after_fork(self) -> None: ...
 
 
 class Syncer:
@@ -48,8 +49,12 @@ class Syncer:
     (``sync_thread=False``) :meth:`run_due` is called by hand: tests drive it this way.
     """
 
-    def __init__(self, interval: float, *, thread: bool) -> None:
+    def __init__(
+        self, interval: float, *, thread: bool, after_fork: Callable[[], None] | None = None
+    ) -> None:
         self._members: weakref.WeakSet[_Member] = weakref.WeakSet()
+        # The owner's own fork hook, held weakly: a forgotten store is not kept alive.
+        self._owner_after_fork = None if after_fork is None else weakref.WeakMethod(after_fork)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._poll = interval * URGENT_SHARE
@@ -80,8 +85,15 @@ class Syncer:
             self._thread.start()
 
     def after_fork(self) -> None:
+        # The parent's thread did not come along, and may have held a lock at the fork.
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._thread = None
+        owner = self._owner_after_fork() if self._owner_after_fork is not None else None
+        if owner is not None:
+            owner()
+        for member in list(self._members):
+            member.after_fork()
         if self._members:
             self.start()
 
@@ -164,6 +176,9 @@ class SharedBreaker:
         self.local = True  # no call waits for Redis: the shell never awaits this backend
         self._syncer = syncer
         syncer.add(self)
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def _drain(self) -> list[Transition] | None:
         moved = self.core.transitions
@@ -303,6 +318,9 @@ class SharedLimiter:
         self.local = True
         self._syncer = syncer
         syncer.add(self)
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def take(self, max_wait: float) -> float:
         core = self.core

@@ -151,8 +151,17 @@ class SharedBreakerCore:
         self.local.transitions.clear()
 
     def _follow_local(self) -> None:
-        """Alone (Redis away): this replica's state is the local core's, as it said."""
+        """Alone (Redis away): this replica's state is the local core's, as it said.
+
+        A trip alone is still news for the fleet: it goes in the next exchange, unless
+        the local breaker closed again meanwhile.
+        """
         for step in self.local.transitions:
+            if step.old is CLOSED and step.new is OPEN:
+                self._trip = step.reason
+                self.urgent = True
+            elif step.new is CLOSED:
+                self._trip = None
             self._set(step.new, step.reason)
         self.local.transitions.clear()
         self.state = self.local.state
