@@ -199,3 +199,38 @@ class RedisCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class RedisSentinel:
+    """A Redis Sentinel on 127.0.0.1 watching ``server`` as the master ``name``.
+
+    It is redis-server in sentinel mode (``--sentinel``), as the redis-sentinel binary is.
+    """
+
+    def __init__(self, binary: str, server: RedisServer, name: str = "main") -> None:
+        self.binary = binary
+        self.server = server
+        self.name = name
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="buttress-redis-sentinel-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisSentinel:
+        config = self._dir / "sentinel.conf"
+        config.write_text(
+            f"bind 127.0.0.1\nport {self.port}\ndir {self._dir}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.server.port} 1\n"
+        )
+        self._process = subprocess.Popen(
+            [self.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            stop_process(self._process)
+            self._process = None
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import redis.cluster
 
 from buttress import CircuitBreaker, CircuitOpen, ConfigurationError, RedisStore
 
-from .._services import RedisCluster, RedisServer
+from .._services import RedisCluster, RedisSentinel, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -127,3 +128,29 @@ def test_a_batched_store_keeps_exchanging_in_a_forked_child(redis_server: RedisS
     store.close()
     _inherited.clear()
     assert done.value == 1
+
+
+@pytest.mark.parametrize("mode", ["per_call", "batched"])
+def test_sentinel_comes_through_the_client_it_hands_out(
+    redis_server: RedisServer, redis_binary: str, mode: str
+) -> None:
+    from redis.sentinel import Sentinel
+
+    with RedisSentinel(redis_binary, redis_server) as sentinel:
+        # redis-py leaves Sentinel untyped
+        watcher = Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=LOADED)  # type: ignore[no-untyped-call]
+        client = watcher.master_for(sentinel.name, socket_timeout=LOADED)  # type: ignore[no-untyped-call]
+        store = RedisStore(client=client, service=f"sentinel{next(_names)}", mode=mode)  # type: ignore[arg-type]
+        shared = breaker(store, "via-sentinel")
+        for _ in range(2):
+            with pytest.raises(Boom):
+                shared.call(boom)
+        key = store.key("breaker", "via-sentinel") + (":fleet" if mode == "batched" else "")
+        direct = redis.Redis.from_url(redis_server.url)
+        deadline = time.monotonic() + 10
+        while direct.hget(key, "st") != b"1":  # open, in the master Sentinel named
+            assert time.monotonic() < deadline, "the breaker never opened in Redis"
+            time.sleep(0.01)
+        direct.close()
+        store.close()
+        client.close()
