@@ -328,3 +328,23 @@ def test_batched_needs_a_sync_client(fleet: Fleet) -> None:
         RedisStore(client="redis://127.0.0.1")
     with pytest.raises(ConfigurationError, match="not both"):
         RedisStore("redis://127.0.0.1", client=fleet.client())
+
+
+async def test_async_calls_decide_on_the_replicas_view(fleet: Fleet) -> None:
+    first, second = fleet.breakers(2, consecutive_failures=2)
+    fleet.sync()
+
+    async def failing() -> None:
+        raise Boom
+
+    for _ in range(2):
+        with pytest.raises(Boom):
+            async with first:
+                await failing()
+    with pytest.raises(CircuitOpen):
+        await first.call(failing)
+    fleet.sync(INTERVAL * 0.2)
+    fleet.sync()
+    with pytest.raises(CircuitOpen):
+        async with second:
+            pass
