@@ -348,3 +348,19 @@ async def test_async_calls_decide_on_the_replicas_view(fleet: Fleet) -> None:
     with pytest.raises(CircuitOpen):
         async with second:
             pass
+
+
+def test_a_replica_that_knew_nothing_cannot_close_a_lost_open_breaker(solo: Fleet) -> None:
+    first, second = solo.breakers(2, consecutive_failures=1, reset_timeout=60)
+    solo.sync()
+    calls(first, "f")
+    solo.sync(INTERVAL * 0.2)
+    solo.sync()
+    solo.server.stop()
+    solo.server.start()  # empty
+    (late,) = solo.breakers(1, consecutive_failures=1, reset_timeout=60)
+    late._backend.exchange()  # type: ignore[attr-defined]  # it reaches Redis first
+    assert late.state == "closed"
+    solo.sync(1.0)  # the others reach it, past retry_interval
+    solo.sync()
+    assert [first.state, second.state, late.state] == ["open", "open", "open"]

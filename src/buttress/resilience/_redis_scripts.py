@@ -426,6 +426,10 @@ if #raw == 0 then
   elseif view == FORCED_OPEN or view == FORCED_CLOSED then
     st, rs = view, R_MANUAL
   end
+elseif st == CLOSED and gen == 0 and (a[13] == OPEN or a[13] == HALF_OPEN) then
+  -- Rebuilt closed by a replica that knew nothing (one started during the outage), and
+  -- now one that saw the fleet open: no verdict ever closed it, so it opens again.
+  st, ou, rs = OPEN, now + a[14], R_STORE_UNAVAILABLE
 end
 local function move(new, reason)
   gen, st, rs, cf, hp, hs = gen + 1, new, reason, 0, 0, 0

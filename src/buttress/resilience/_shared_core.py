@@ -264,7 +264,8 @@ class SharedBreakerCore:
         self._last = now
         self.urgent = False
         state = self.state if self.connected else self.local.state
-        remaining = self.retry_after(now) if state is OPEN or state is HALF_OPEN else 0.0
+        # Half-open is rebuilt as open with no time left: trials may be asked for at once.
+        remaining = self.retry_after(now) if state is OPEN else 0.0
         returned = self._returned
         if self.state is HALF_OPEN and self._permits and not self._want:
             returned += self._permits  # granted, but no call came for them: give back
