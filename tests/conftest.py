@@ -9,7 +9,7 @@ from hypothesis import settings
 from buttress._events import default_registry
 from buttress.testing import set_testing
 
-from ._services import IN_CI, RedisServer, require_binary
+from ._services import IN_CI, RedisCluster, RedisServer, require_binary
 
 # Property tests draw the same examples on every run in CI and under `make mutate`, so a
 # failure (or a mutant's kill) is reproducible; locally they explore new examples.
@@ -48,3 +48,10 @@ def redis_server(redis_binary: str) -> Iterator[RedisServer]:
     """A fresh redis-server on 127.0.0.1 for one test, which may stop and restart it."""
     with RedisServer(redis_binary) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster on 127.0.0.1, shared by the session's tests."""
+    with RedisCluster(redis_binary, require_binary("redis-cli")) as cluster:
+        yield cluster
