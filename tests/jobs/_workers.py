@@ -66,8 +66,10 @@ class Worker:
         client = redis.Redis.from_url(url)
         try:
             wait_until(
-                lambda: client.exists(f"jobs:ready:{self.process.pid}")
-                or self.process.poll() is not None,
+                lambda: (
+                    client.exists(f"jobs:ready:{self.process.pid}")
+                    or self.process.poll() is not None
+                ),
                 what="the worker to be ready",
             )
         finally:
@@ -91,7 +93,7 @@ class Worker:
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the worker's samples ``name`` whose labels include ``labels``."""
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self.metrics_dir))
+        MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
         return sum(
             sample.value
             for family in registry.collect()

@@ -46,26 +46,30 @@ store = redis.Redis.from_url(BROKER)
 
 
 def _dead_letter(letter: DeadLetter) -> None:
-    record = {"task": letter.destination, "id": letter.message_id, "reason": letter.reason}
-    record["delivery"] = letter.delivery
+    record: dict[str, object] = {
+        "task": letter.destination,
+        "id": letter.message_id,
+        "reason": letter.reason,
+        "delivery": letter.delivery,
+    }
     store.rpush(DEAD_LETTERS, json.dumps(record))
 
 
 instrumentation = instrument_celery(app, trusted_producers="any", dead_letter=_dead_letter)
-once = Idempotent(RedisIdempotency(store, ttl=600.0, lease=LEASE), name="jobs.record")
+once = Idempotent(RedisIdempotency(store, ttl=600.0, lease=LEASE), name="jobs")
 
 
-@signals.setup_logging.connect
+@signals.setup_logging.connect  # type: ignore[untyped-decorator]
 def _logging(**_: Any) -> None:
     buttress.configure(service="jobs-worker", log_format="json")
 
 
-@signals.worker_ready.connect
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _ready(sender: Any = None, **_: Any) -> None:
     store.set(f"jobs:ready:{os.getpid()}", "1", ex=600)
 
 
-@app.task(name="jobs.record", bind=True)
+@app.task(name="jobs.record", bind=True)  # type: ignore[untyped-decorator]
 def record(self: Any, key: str) -> None:
     """The side effect of the duplicate tests: one list entry per run that did the work."""
     with once.claim(self.request.id) as claim:
@@ -73,7 +77,7 @@ def record(self: Any, key: str) -> None:
             store.rpush(key, self.request.id)
 
 
-@app.task(name="jobs.hold", bind=True)
+@app.task(name="jobs.hold", bind=True)  # type: ignore[untyped-decorator]
 def hold(self: Any, key: str) -> None:
     """Claims, says it started, waits (bounded) to be released, then does the side effect."""
     with once.claim(self.request.id) as claim:
@@ -88,7 +92,7 @@ def hold(self: Any, key: str) -> None:
         store.rpush(key, self.request.id)
 
 
-@app.task(
+@app.task(  # type: ignore[untyped-decorator]
     name="jobs.poison",
     bind=True,
     autoretry_for=(OSError,),
@@ -101,7 +105,7 @@ def poison(self: Any) -> None:
     raise OSError("poison")
 
 
-@app.task(name="jobs.call_upstream")
+@app.task(name="jobs.call_upstream")  # type: ignore[untyped-decorator]
 def call_upstream(url: str) -> int:
     """A job that calls another service through the resilient transport."""
     transport = ResilientTransport(internal_hosts=["127.0.0.1"])

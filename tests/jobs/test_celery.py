@@ -86,12 +86,11 @@ def test_the_same_message_twice_has_its_side_effect_once(
     celery_app.record.apply_async(args=[key], task_id=task_id)
     celery_app.record.apply_async(args=[key], task_id=task_id)
     wait_until(
-        lambda: len([x for x in worker.lines(n.EVENT_MESSAGE) if x["message_id"] == task_id])
-        == 2,
+        lambda: len([x for x in worker.lines(n.EVENT_MESSAGE) if x["message_id"] == task_id]) == 2,
         what="both deliveries",
     )
     assert client.lrange(key, 0, -1) == [task_id]
-    labels = {n.LABEL_MESSAGING_DESTINATION: "jobs.record"}
+    labels = {n.LABEL_MESSAGING_DESTINATION: "jobs"}
     assert worker.metric(n.IDEMPOTENCY_CHECKS, outcome=n.IDEMPOTENCY_DUPLICATE, **labels) >= 1
 
 
@@ -152,7 +151,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_repeats_no_side_effect(
             redelivered = {n.LABEL_MESSAGING_DESTINATION: "jobs.hold"}
             assert second.metric(n.MESSAGE_REDELIVERIES, **redelivered) >= 1
             # The crashed run's claim did not block the redelivery: its lease ran out.
-            taken = {n.LABEL_MESSAGING_DESTINATION: "jobs.record"}
+            taken = {n.LABEL_MESSAGING_DESTINATION: "jobs"}
             outcome = n.IDEMPOTENCY_TAKEN_OVER
             assert second.metric(n.IDEMPOTENCY_CHECKS, outcome=outcome, **taken) == 1
         finally:

@@ -155,6 +155,7 @@ class MessageObserver:
                 else new_correlation_id()
             )
         observed.request_id = request_id
+        span.set_attribute(n.ATTR_REQUEST_ID, request_id)
         id_token = correlation_id.set(request_id)
         deadline_token = None if found.deadline is None else bind_deadline(found.deadline)
         observed.tokens = (deadline_token, id_token, otel_token)
