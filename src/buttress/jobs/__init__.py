@@ -27,7 +27,7 @@ from ._observer import MessageObserver, Observed
 
 if TYPE_CHECKING:
     from ._celery import CeleryInstrumentation, instrument_celery
-    from ._streams import RedisStreamConsumer, publish_to_stream
+    from ._streams import RedisStreamConsumer, dead_letter_to_stream, publish_to_stream
 
 __all__ = [
     "AsyncIdempotencyStore",
@@ -47,6 +47,7 @@ __all__ = [
     "RedisIdempotency",
     "RedisStreamConsumer",
     "Result",
+    "dead_letter_to_stream",
     "extract",
     "inject",
     "instrument_celery",
@@ -60,7 +61,7 @@ def __getattr__(name: str) -> Any:
         from . import _celery
 
         return getattr(_celery, name)
-    if name in ("RedisStreamConsumer", "publish_to_stream"):
+    if name in ("RedisStreamConsumer", "dead_letter_to_stream", "publish_to_stream"):
         from . import _streams
 
         return getattr(_streams, name)
