@@ -110,5 +110,5 @@ async def test_async_twin(redis_server: RedisServer) -> None:
 
 @pytest.mark.parametrize(("ttl", "lease"), [(0, 1), (10, 0), (10, 20)])
 def test_bad_durations_are_refused(client: redis.Redis, ttl: float, lease: float) -> None:
-    with pytest.raises(ConfigurationError, match="ttl|lease"):
+    with pytest.raises(ConfigurationError, match=r"ttl|lease"):
         RedisIdempotency(client, ttl=ttl, lease=lease)

@@ -57,9 +57,9 @@ def test_a_published_message_is_processed_with_its_context_and_acknowledged(
     member = _member(client, "a")
     member.ensure_group()  # a second call finds the group and leaves it
     with capture_spans() as spans:
-        with spans.provider.get_tracer("t").start_as_current_span("producer"):
-            with bound_correlation_id("req-stream"):
-                publish_to_stream(client, "orders", {"order": "17"})
+        tracer = spans.provider.get_tracer("t")
+        with tracer.start_as_current_span("producer"), bound_correlation_id("req-stream"):
+            publish_to_stream(client, "orders", {"order": "17"})
         seen: list[tuple[str, str | None]] = []
         assert member.poll(lambda f: seen.append((f["order"], get_correlation_id()))) == 1
     assert seen == [("17", "req-stream")]
@@ -121,7 +121,8 @@ def test_a_poison_message_is_dead_lettered_after_max_deliveries_while_others_flo
         if client.xlen("orders:dead") and len(done) == 3:
             break
     assert sorted(done) == ["0", "1", "2"]
-    [(_, letter)] = client.xrange("orders:dead")
+    entries: list[tuple[str, dict[str, str]]] = client.xrange("orders:dead")  # type: ignore[assignment]
+    [(_, letter)] = entries
     assert letter["order"] == "poison"
     assert letter["buttress.dead_letter.reason"] == n.DEAD_LETTER_MAX_DELIVERIES
     assert letter["buttress.dead_letter.delivery"] == "3"
