@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
-    from ..resilience._retry import Retry
+    from ..strategies import Retry
 
 __all__ = ["Claim", "Consumer", "DeadLetter", "Idempotent", "Result"]
 
