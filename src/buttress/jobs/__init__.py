@@ -18,7 +18,6 @@ from ._headers import Headers, MessageContext, extract, inject
 from ._idempotency import (
     AsyncIdempotencyStore,
     AsyncRedisIdempotency,
-    ClaimOutcome,
     IdempotencyStore,
     InMemoryIdempotency,
     RedisIdempotency,
@@ -34,7 +33,6 @@ __all__ = [
     "AsyncRedisIdempotency",
     "CeleryInstrumentation",
     "Claim",
-    "ClaimOutcome",
     "Consumer",
     "DeadLetter",
     "Headers",
