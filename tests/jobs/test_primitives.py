@@ -322,3 +322,25 @@ def test_bad_configuration_names_the_value(options: dict[str, object], bad: str)
 def test_delivery_must_be_a_positive_int() -> None:
     with pytest.raises(ConfigurationError, match="delivery"):
         Consumer("orders").process(print, "m", delivery=0)
+
+
+def test_long_message_ids_keep_their_identity() -> None:
+    # Ids past 200 characters are hashed into the key: still one key per id.
+    consumer = Consumer("orders", idempotency=InMemoryIdempotency())
+    long_id = "x" * 10_000
+    assert consumer.process(print, "m", message_id=long_id).outcome == n.JOB_SUCCESS
+    assert consumer.process(print, "m", message_id=long_id).outcome == n.JOB_DUPLICATE
+    other = consumer.process(print, "m", message_id=long_id + "y")
+    assert other.outcome == n.JOB_SUCCESS
+
+
+def test_an_observer_ends_once_and_maps_unknown_outcomes_to_retry() -> None:
+    from buttress.jobs import MessageObserver
+
+    with capture_metrics() as metrics:
+        observer = MessageObserver("orders")
+        observed = observer.begin({})
+        observer.end(observed, "weird")
+        observer.end(observed, n.JOB_SUCCESS)
+    assert metrics.value(n.MESSAGING_PROCESS_DURATION + "_count", outcome=n.JOB_RETRY) == 1
+    assert metrics.value(n.MESSAGING_PROCESS_DURATION + "_count", outcome=n.JOB_SUCCESS) == 0

@@ -148,7 +148,11 @@ class CeleryInstrumentation:
         if not self._ours(task) or not isinstance(task_id, str):
             return
         request = task.request
-        headers = {key: getattr(request, key, None) for key in self._read}
+        # A worker's request holds the message headers as attributes; a task run with
+        # apply(headers=...) (eager) keeps them in request.headers.
+        nested = getattr(request, "headers", None)
+        nested = nested if isinstance(nested, dict) else {}
+        headers = {key: getattr(request, key, None) or nested.get(key) for key in self._read}
         retries = getattr(request, "retries", 0) or 0
         info = getattr(request, "delivery_info", None) or {}
         redelivered = bool(info.get("redelivered")) if isinstance(info, dict) else False

@@ -165,7 +165,7 @@ class Consumer:
         )
 
     def _counted(self, claim: ClaimOutcome) -> ClaimOutcome:
-        job_metrics(self._observer._registry).idempotency.child(
+        self._observer.metrics.idempotency.child(
             self.destination, IDEMPOTENCY_OUTCOMES[claim]
         ).inc()
         return claim

@@ -1,0 +1,84 @@
+"""The Celery receivers in one process (tasks run with ``apply``): no broker, no worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from buttress import get_correlation_id
+from buttress import names as n
+from buttress.jobs import DeadLetter, instrument_celery
+from buttress.testing import capture_metrics, capture_spans
+
+
+def _app(name: str) -> tuple[Any, Any, Any]:
+    app = Celery(name, broker="memory://")
+    seen: list[str | None] = []
+
+    @app.task(name=f"{name}.work")  # type: ignore[untyped-decorator]
+    def work() -> None:
+        seen.append(get_correlation_id())
+
+    @app.task(name=f"{name}.fail", max_retries=0)  # type: ignore[untyped-decorator]
+    def fail() -> None:
+        raise ValueError("bad input")
+
+    return app, work, fail
+
+
+@pytest.fixture
+def letters() -> list[DeadLetter]:
+    return []
+
+
+@pytest.fixture
+def instrumented(letters: list[DeadLetter]) -> Iterator[tuple[Any, Any, Any]]:
+    app, work, fail = _app("ours")
+    instrumentation = instrument_celery(app, trusted_producers="any", dead_letter=letters.append)
+    try:
+        yield app, work, fail
+    finally:
+        instrumentation.uninstrument()
+
+
+def test_a_run_is_observed_with_the_producers_request_id(
+    instrumented: tuple[Any, Any, Any],
+) -> None:
+    _, work, _ = instrumented
+    with capture_spans() as spans, capture_metrics() as metrics:
+        work.apply(headers={n.MESSAGE_REQUEST_ID_HEADER: "from-producer"})
+    [span] = spans.named("process ours.work")
+    assert span.attributes is not None
+    assert span.attributes[n.ATTR_OUTCOME] == n.JOB_SUCCESS
+    assert span.attributes[n.ATTR_REQUEST_ID] == "from-producer"
+    labels = {n.LABEL_MESSAGING_SYSTEM: "celery", n.LABEL_MESSAGING_DESTINATION: "ours.work"}
+    assert metrics.value(n.MESSAGING_PROCESS_DURATION + "_count", **labels) == 1
+    assert get_correlation_id() is None
+
+
+def test_a_final_failure_is_dead_lettered(
+    instrumented: tuple[Any, Any, Any], letters: list[DeadLetter]
+) -> None:
+    _, _, fail = instrumented
+    with capture_metrics() as metrics:
+        fail.apply()
+    [letter] = letters
+    assert letter.destination == "ours.fail"
+    assert letter.reason == n.DEAD_LETTER_NON_RETRYABLE
+    assert isinstance(letter.error, ValueError)
+    assert metrics.value(n.MESSAGES_DEAD_LETTERED, reason=n.DEAD_LETTER_NON_RETRYABLE) == 1
+
+
+def test_tasks_of_another_app_and_after_uninstrument_are_left_alone() -> None:
+    ours, _, _ = _app("mine")
+    _, other_work, _ = _app("theirs")
+    instrumentation = instrument_celery(ours)
+    with capture_spans() as spans:
+        other_work.apply()
+        instrumentation.uninstrument()
+        _, again, _ = _app("mine-again")
+        again.apply()
+    assert spans.names() == []
