@@ -82,3 +82,29 @@ def test_tasks_of_another_app_and_after_uninstrument_are_left_alone() -> None:
         _, again, _ = _app("mine-again")
         again.apply()
     assert spans.names() == []
+
+
+def test_only_producers_presenting_the_secret_are_believed() -> None:
+    from buttress.middleware import TrustedPeers
+
+    peers = TrustedPeers(header="x-producer-secret", secret="a-secret-of-16-chars")
+    app, work, _ = _app("guarded")
+    instrumentation = instrument_celery(app, trusted_producers=peers, present=peers)
+    try:
+        with capture_spans() as spans:
+            work.apply(headers={n.MESSAGE_REQUEST_ID_HEADER: "claimed"})
+            work.apply(
+                headers={
+                    n.MESSAGE_REQUEST_ID_HEADER: "proven",
+                    "x-producer-secret": "a-secret-of-16-chars",
+                }
+            )
+        first, second = spans.named("process guarded.work")
+        assert first.attributes is not None
+        assert second.attributes is not None
+        assert first.attributes[n.ATTR_PRODUCER_TRUSTED] is False
+        assert first.attributes[n.ATTR_REQUEST_ID] != "claimed"
+        assert second.attributes[n.ATTR_PRODUCER_TRUSTED] is True
+        assert second.attributes[n.ATTR_REQUEST_ID] == "proven"
+    finally:
+        instrumentation.uninstrument()

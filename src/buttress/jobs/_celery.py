@@ -138,10 +138,19 @@ class CeleryInstrumentation:
         task_id = headers.get("id")
         if isinstance(task_id, str):
             attributes[n.ATTR_MESSAGING_MESSAGE_ID] = task_id
-        with self._tracer.start_as_current_span(
+        # Not made current: the span lives for the injection only, so no attach/detach.
+        span = self._tracer.start_span(
             f"send {sender}", kind=SpanKind.PRODUCER, attributes=attributes
-        ):
-            inject(headers, present=self._present, clock=self._clock)
+        )
+        try:
+            inject(
+                headers,
+                present=self._present,
+                clock=self._clock,
+                context=trace.set_span_in_context(span),
+            )
+        finally:
+            span.end()
 
     def _prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
         task = task if task is not None else sender

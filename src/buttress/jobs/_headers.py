@@ -50,14 +50,16 @@ def inject(
     *,
     present: TrustedPeers | None = None,
     clock: Clock = time.monotonic,
+    context: Context | None = None,
 ) -> MutableMapping[str, str]:
     """Write trace context, correlation id and remaining deadline into ``headers``.
 
     ``present`` (the consumers' :class:`~buttress.middleware.TrustedPeers` with a header
     and secret) adds that header, so that consumers configured with the same object trust
-    these headers. Returns ``headers``, for ``producer.send(..., headers=inject({}))``.
+    these headers. ``context`` is the OpenTelemetry context whose trace is written (the
+    current one by default). Returns ``headers``, for ``send(..., headers=inject({}))``.
     """
-    propagate.inject(headers)
+    propagate.inject(headers, context=context)
     request_id = correlation_id.get()
     if request_id is not None:
         headers[n.MESSAGE_REQUEST_ID_HEADER] = request_id
