@@ -344,3 +344,40 @@ def test_an_observer_ends_once_and_maps_unknown_outcomes_to_retry() -> None:
         observer.end(observed, n.JOB_SUCCESS)
     assert metrics.value(n.MESSAGING_PROCESS_DURATION + "_count", outcome=n.JOB_RETRY) == 1
     assert metrics.value(n.MESSAGING_PROCESS_DURATION + "_count", outcome=n.JOB_SUCCESS) == 0
+
+
+class _BrokenStore:
+    """A claim store that answers claims, then fails (Redis went away mid-message)."""
+
+    def claim(self, key: str, token: str) -> str:
+        return "first"
+
+    def complete(self, key: str, token: str) -> None:
+        raise ConnectionError("store down")
+
+    def release(self, key: str, token: str) -> None:
+        raise ConnectionError("store down")
+
+
+class _DownStore(_BrokenStore):
+    def claim(self, key: str, token: str) -> str:
+        raise ConnectionError("store down")
+
+
+def test_a_store_failing_after_the_claim_does_not_change_the_outcome() -> None:
+    consumer = Consumer("orders", idempotency=_BrokenStore())  # type: ignore[arg-type]
+    assert consumer.process(print, "m", message_id="1").outcome == n.JOB_SUCCESS
+
+    def fail(message: str) -> None:
+        raise OSError("handler failed")
+
+    assert consumer.process(fail, "m", message_id="2").outcome == n.JOB_RETRY
+
+
+def test_a_store_that_cannot_claim_leaves_the_message_for_later() -> None:
+    ran: list[str] = []
+    consumer = Consumer("orders", idempotency=_DownStore())  # type: ignore[arg-type]
+    result = consumer.process(ran.append, "m", message_id="1")
+    assert result.outcome == n.JOB_RETRY
+    assert isinstance(result.error, ConnectionError)
+    assert ran == []

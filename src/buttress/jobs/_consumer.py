@@ -218,14 +218,18 @@ class Consumer:
                 error = exc
                 if held:
                     held = False
-                    store.release(key, token)
+                    with contextlib.suppress(Exception):  # else its lease runs out
+                        store.release(key, token)
                 reason = self._reason(exc, observed.delivery)
                 if reason is not None:
                     outcome = self._give_up(message, observed, reason, exc)
                 return Result(outcome, None, exc, reason)
             if held:
                 held = False
-                store.complete(key, token)
+                # The work is done whatever the store says: a claim not marked done only
+                # lets a redelivery run again once its lease is over.
+                with contextlib.suppress(Exception):
+                    store.complete(key, token)
             outcome = n.JOB_SUCCESS
             return Result(outcome, value)
         except BaseException as exc:
@@ -295,14 +299,16 @@ class Consumer:
                 error = exc
                 if held:
                     held = False
-                    await _maybe(store.release(key, token))
+                    with contextlib.suppress(Exception):
+                        await _maybe(store.release(key, token))
                 reason = self._reason(exc, observed.delivery)
                 if reason is not None:
                     outcome = await self._give_up_async(message, observed, reason, exc)
                 return Result(outcome, None, exc, reason)
             if held:
                 held = False
-                await _maybe(store.complete(key, token))
+                with contextlib.suppress(Exception):
+                    await _maybe(store.complete(key, token))
             outcome = n.JOB_SUCCESS
             return Result(outcome, value)
         except BaseException as exc:
