@@ -129,3 +129,41 @@ def test_a_poison_message_is_dead_lettered_after_max_deliveries_while_others_flo
     assert letter["buttress.dead_letter.error_type"] == "ValueError"
     assert member.measure() == (0, 0)
     assert metrics.value(n.MESSAGES_DEAD_LETTERED, reason=n.DEAD_LETTER_MAX_DELIVERIES) == 1
+
+
+async def test_async_twin_claims_and_acknowledges(
+    redis_server: RedisServer, metrics: CapturedMetrics
+) -> None:
+    import redis.asyncio
+
+    from buttress.jobs import AsyncRedisStreamConsumer
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        consumer = Consumer("orders", system="redis", consumer_group="billing")
+        members = [
+            AsyncRedisStreamConsumer(
+                client, stream="orders", group="billing", name=name, consumer=consumer,
+                claim_idle=idle,
+            )
+            for name, idle in (("first", 60.0), ("second", 0.0))
+        ]  # fmt: skip
+        await members[0].ensure_group()
+        await members[0].ensure_group()
+        await client.xadd("orders", {"order": "1"})
+
+        async def fail(fields: dict[str, Any]) -> None:
+            raise OSError("left pending")
+
+        done: list[str] = []
+
+        async def handle(fields: dict[str, Any]) -> None:
+            done.append(fields["order"])
+
+        assert await members[0].poll(fail, block=False) == 1
+        assert await members[1].poll(handle, block=False) == 1
+        assert done == ["1"]
+        assert await members[1].measure() == (0, 0)
+        assert metrics.value(n.MESSAGES_CLAIMED, messaging_consumer_group_name="billing") == 1
+    finally:
+        await client.aclose()

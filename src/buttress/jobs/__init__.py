@@ -26,11 +26,17 @@ from ._observer import MessageObserver, Observed
 
 if TYPE_CHECKING:
     from ._celery import CeleryInstrumentation, instrument_celery
-    from ._streams import RedisStreamConsumer, dead_letter_to_stream, publish_to_stream
+    from ._streams import (
+        AsyncRedisStreamConsumer,
+        RedisStreamConsumer,
+        dead_letter_to_stream,
+        publish_to_stream,
+    )
 
 __all__ = [
     "AsyncIdempotencyStore",
     "AsyncRedisIdempotency",
+    "AsyncRedisStreamConsumer",
     "CeleryInstrumentation",
     "Claim",
     "Consumer",
@@ -59,7 +65,12 @@ def __getattr__(name: str) -> Any:
         from . import _celery
 
         return getattr(_celery, name)
-    if name in ("RedisStreamConsumer", "dead_letter_to_stream", "publish_to_stream"):
+    if name in (
+        "AsyncRedisStreamConsumer",
+        "RedisStreamConsumer",
+        "dead_letter_to_stream",
+        "publish_to_stream",
+    ):
         from . import _streams
 
         return getattr(_streams, name)
