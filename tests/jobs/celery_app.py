@@ -45,7 +45,7 @@ app.conf.update(
 store = redis.Redis.from_url(BROKER)
 
 
-def _dead_letter(letter: DeadLetter) -> None:
+def dead_letter(letter: DeadLetter) -> None:
     record: dict[str, object] = {
         "task": letter.destination,
         "id": letter.message_id,
@@ -55,7 +55,7 @@ def _dead_letter(letter: DeadLetter) -> None:
     store.rpush(DEAD_LETTERS, json.dumps(record))
 
 
-instrumentation = instrument_celery(app, trusted_producers="any", dead_letter=_dead_letter)
+instrumentation = instrument_celery(app, trusted_producers="any", dead_letter=dead_letter)
 once = Idempotent(RedisIdempotency(store, ttl=600.0, lease=LEASE), name="jobs")
 
 

@@ -17,10 +17,11 @@ import redis
 from buttress import bound_correlation_id
 from buttress import names as n
 from buttress.deadline import deadline_scope
-from buttress.testing import capture_spans
+from buttress.jobs import instrument_celery
 from tests._services import RedisServer
 
 from . import celery_app
+from ._spans import LocalSpans
 from ._workers import Worker, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(90)]
@@ -49,17 +50,26 @@ def worker(broker: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_a_task_carries_the_trace_request_id_and_deadline_to_the_worker(
-    worker: Worker, client: redis.Redis
+    worker: Worker, client: redis.Redis, spans: LocalSpans
 ) -> None:
     key = f"effects:{uuid.uuid4().hex}"
-    with capture_spans() as spans:
-        tracer = spans.provider.get_tracer("test")
+    # The app's own instrumentation records into the global provider; this test's
+    # producer spans go to its own (the app is instrumented again meanwhile).
+    celery_app.instrumentation.uninstrument()
+    producer = instrument_celery(celery_app.app, tracer_provider=spans.provider)
+    tracer = spans.provider.get_tracer("test")
+    try:
         with (
             tracer.start_as_current_span("request") as request,
             bound_correlation_id("req-celery-1"),
             deadline_scope(20.0),
         ):
             task = celery_app.record.apply_async(args=[key])
+    finally:
+        producer.uninstrument()
+        celery_app.instrumentation = instrument_celery(
+            celery_app.app, trusted_producers="any", dead_letter=celery_app.dead_letter
+        )
     trace_id = format(request.get_span_context().trace_id, "032x")
     [send] = spans.named("send jobs.record")
     assert send.attributes is not None

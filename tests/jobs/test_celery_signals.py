@@ -11,7 +11,9 @@ from celery import Celery
 from buttress import get_correlation_id
 from buttress import names as n
 from buttress.jobs import DeadLetter, instrument_celery
-from buttress.testing import capture_metrics, capture_spans
+from buttress.testing import capture_metrics
+
+from ._spans import LocalSpans
 
 
 def _app(name: str) -> tuple[Any, Any, Any]:
@@ -35,9 +37,11 @@ def letters() -> list[DeadLetter]:
 
 
 @pytest.fixture
-def instrumented(letters: list[DeadLetter]) -> Iterator[tuple[Any, Any, Any]]:
+def instrumented(letters: list[DeadLetter], spans: LocalSpans) -> Iterator[tuple[Any, Any, Any]]:
     app, work, fail = _app("ours")
-    instrumentation = instrument_celery(app, trusted_producers="any", dead_letter=letters.append)
+    instrumentation = instrument_celery(
+        app, trusted_producers="any", dead_letter=letters.append, tracer_provider=spans.provider
+    )
     try:
         yield app, work, fail
     finally:
@@ -45,10 +49,10 @@ def instrumented(letters: list[DeadLetter]) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def test_a_run_is_observed_with_the_producers_request_id(
-    instrumented: tuple[Any, Any, Any],
+    instrumented: tuple[Any, Any, Any], spans: LocalSpans
 ) -> None:
     _, work, _ = instrumented
-    with capture_spans() as spans, capture_metrics() as metrics:
+    with capture_metrics() as metrics:
         work.apply(headers={n.MESSAGE_REQUEST_ID_HEADER: "from-producer"})
     [span] = spans.named("process ours.work")
     assert span.attributes is not None
@@ -72,33 +76,33 @@ def test_a_final_failure_is_dead_lettered(
     assert metrics.value(n.MESSAGES_DEAD_LETTERED, reason=n.DEAD_LETTER_NON_RETRYABLE) == 1
 
 
-def test_tasks_of_another_app_and_after_uninstrument_are_left_alone() -> None:
-    ours, _, _ = _app("mine")
+def test_tasks_of_another_app_and_after_uninstrument_are_left_alone(spans: LocalSpans) -> None:
+    ours, work, _ = _app("mine")
     _, other_work, _ = _app("theirs")
-    instrumentation = instrument_celery(ours)
-    with capture_spans() as spans:
-        other_work.apply()
-        instrumentation.uninstrument()
-        _, again, _ = _app("mine-again")
-        again.apply()
-    assert spans.names() == []
+    instrumentation = instrument_celery(ours, tracer_provider=spans.provider)
+    other_work.apply()
+    work.apply()
+    instrumentation.uninstrument()
+    work.apply()
+    assert spans.names() == ["process mine.work"]
 
 
-def test_only_producers_presenting_the_secret_are_believed() -> None:
+def test_only_producers_presenting_the_secret_are_believed(spans: LocalSpans) -> None:
     from buttress.middleware import TrustedPeers
 
     peers = TrustedPeers(header="x-producer-secret", secret="a-secret-of-16-chars")
     app, work, _ = _app("guarded")
-    instrumentation = instrument_celery(app, trusted_producers=peers, present=peers)
+    instrumentation = instrument_celery(
+        app, trusted_producers=peers, present=peers, tracer_provider=spans.provider
+    )
     try:
-        with capture_spans() as spans:
-            work.apply(headers={n.MESSAGE_REQUEST_ID_HEADER: "claimed"})
-            work.apply(
-                headers={
-                    n.MESSAGE_REQUEST_ID_HEADER: "proven",
-                    "x-producer-secret": "a-secret-of-16-chars",
-                }
-            )
+        work.apply(headers={n.MESSAGE_REQUEST_ID_HEADER: "claimed"})
+        work.apply(
+            headers={
+                n.MESSAGE_REQUEST_ID_HEADER: "proven",
+                "x-producer-secret": "a-secret-of-16-chars",
+            }
+        )
         first, second = spans.named("process guarded.work")
         assert first.attributes is not None
         assert second.attributes is not None

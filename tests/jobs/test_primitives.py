@@ -13,14 +13,16 @@ from buttress import names as n
 from buttress.deadline import current_deadline, deadline_scope, remaining
 from buttress.jobs import Consumer, DeadLetter, InMemoryIdempotency, extract, inject
 from buttress.middleware import TrustedPeers
-from buttress.testing import FakeClock, capture_logs, capture_metrics, capture_spans
+from buttress.testing import FakeClock, capture_logs, capture_metrics
+
+from ._spans import local_spans
 
 SECRET = "s3cret-s3cret-s3cret"
 PEERS = TrustedPeers(header="x-producer-secret", secret=SECRET)
 
 
 def _produce(**scope: float) -> dict[str, str]:
-    with capture_spans() as spans:
+    with local_spans() as spans:
         tracer = spans.provider.get_tracer("test")
         with (
             tracer.start_as_current_span("request"),
@@ -102,8 +104,10 @@ def test_process_observes_one_message_and_resets_every_contextvar() -> None:
         seen["span"] = trace.get_current_span().get_span_context()
         return message.upper()
 
-    with capture_spans() as spans, capture_metrics() as metrics, capture_logs() as logs:
-        consumer = Consumer("orders", system="kafka", trusted_producers=PEERS)
+    with local_spans() as spans, capture_metrics() as metrics, capture_logs() as logs:
+        consumer = Consumer(
+            "orders", system="kafka", trusted_producers=PEERS, tracer_provider=spans.provider
+        )
         result = consumer.process(handler, "hi", headers=headers, message_id="m-1")
     assert result.outcome == n.JOB_SUCCESS
     assert result.ack
@@ -140,8 +144,9 @@ def test_process_observes_one_message_and_resets_every_contextvar() -> None:
 
 def test_without_headers_the_trace_id_serves_as_request_id() -> None:
     ids: list[str | None] = []
-    with capture_spans() as spans:
-        Consumer("jobs").process(lambda _: ids.append(get_correlation_id()), None)
+    with local_spans() as spans:
+        consumer = Consumer("jobs", tracer_provider=spans.provider)
+        consumer.process(lambda _: ids.append(get_correlation_id()), None)
     [span] = spans.spans
     assert span.context is not None
     assert ids == [format(span.context.trace_id, "032x")]

@@ -16,8 +16,10 @@ from buttress.jobs import (
     dead_letter_to_stream,
     publish_to_stream,
 )
-from buttress.testing import CapturedMetrics, capture_metrics, capture_spans
+from buttress.testing import CapturedMetrics, capture_metrics
 from tests._services import RedisServer
+
+from ._spans import LocalSpans
 
 pytestmark = pytest.mark.redis
 
@@ -35,7 +37,9 @@ def metrics() -> Iterator[CapturedMetrics]:
         yield captured
 
 
-def _member(client: redis.Redis, name: str, **options: Any) -> RedisStreamConsumer:
+def _member(
+    client: redis.Redis, name: str, spans: LocalSpans | None = None, **options: Any
+) -> RedisStreamConsumer:
     consumer = Consumer(
         "orders",
         system="redis",
@@ -43,6 +47,7 @@ def _member(client: redis.Redis, name: str, **options: Any) -> RedisStreamConsum
         trusted_producers="any",
         max_deliveries=options.pop("max_deliveries", 5),
         dead_letter=dead_letter_to_stream(client, "orders:dead"),
+        tracer_provider=None if spans is None else spans.provider,
     )
     member = RedisStreamConsumer(
         client, stream="orders", group="billing", name=name, consumer=consumer, **options
@@ -52,16 +57,15 @@ def _member(client: redis.Redis, name: str, **options: Any) -> RedisStreamConsum
 
 
 def test_a_published_message_is_processed_with_its_context_and_acknowledged(
-    client: redis.Redis, metrics: CapturedMetrics
+    client: redis.Redis, metrics: CapturedMetrics, spans: LocalSpans
 ) -> None:
-    member = _member(client, "a")
+    member = _member(client, "a", spans)
     member.ensure_group()  # a second call finds the group and leaves it
-    with capture_spans() as spans:
-        tracer = spans.provider.get_tracer("t")
-        with tracer.start_as_current_span("producer"), bound_correlation_id("req-stream"):
-            publish_to_stream(client, "orders", {"order": "17"})
-        seen: list[tuple[str, str | None]] = []
-        assert member.poll(lambda f: seen.append((f["order"], get_correlation_id()))) == 1
+    tracer = spans.provider.get_tracer("t")
+    with tracer.start_as_current_span("producer"), bound_correlation_id("req-stream"):
+        publish_to_stream(client, "orders", {"order": "17"})
+    seen: list[tuple[str, str | None]] = []
+    assert member.poll(lambda f: seen.append((f["order"], get_correlation_id()))) == 1
     assert seen == [("17", "req-stream")]
     [span] = spans.named("process orders")
     assert span.attributes is not None
