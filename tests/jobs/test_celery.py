@@ -124,9 +124,9 @@ def test_a_poison_message_is_dead_lettered_after_three_attempts_while_others_flo
     assert client.get("jobs:poison:attempts") == "3"
     # The letter is sent at task_failure; the delivery is recorded at task_postrun, after.
     wait_until(
-        lambda: (
-            [x for x in worker.lines(n.EVENT_MESSAGE) if x["message_id"] == poisoned.id]
-            and any(x[n.LABEL_OUTCOME] == n.JOB_DEAD_LETTER for x in worker.lines(n.EVENT_MESSAGE))
+        lambda: any(
+            x["message_id"] == poisoned.id and x[n.LABEL_OUTCOME] == n.JOB_DEAD_LETTER
+            for x in worker.lines(n.EVENT_MESSAGE)
         ),
         what="the dead-lettered delivery's log line",
     )
