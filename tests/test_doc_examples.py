@@ -47,6 +47,7 @@ PAGES = (
     "docs/integrations.md",
     "docs/jobs.md",
     "docs/logging.md",
+    "docs/overload.md",
     "docs/policy.md",
     "docs/redis.md",
     "docs/retry.md",
