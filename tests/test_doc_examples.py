@@ -45,6 +45,7 @@ PAGES = (
     "docs/fallback.md",
     "docs/httpx.md",
     "docs/integrations.md",
+    "docs/jobs.md",
     "docs/logging.md",
     "docs/overload.md",
     "docs/policy.md",

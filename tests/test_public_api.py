@@ -15,6 +15,7 @@ import buttress.events
 import buttress.gunicorn
 import buttress.httpx
 import buttress.integrations
+import buttress.jobs
 import buttress.middleware
 import buttress.multiprocess
 import buttress.names
@@ -31,6 +32,7 @@ PUBLIC_MODULES: tuple[ModuleType, ...] = (
     buttress.gunicorn,
     buttress.httpx,
     buttress.integrations,
+    buttress.jobs,
     buttress.middleware,
     buttress.multiprocess,
     buttress.names,

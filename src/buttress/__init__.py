@@ -8,6 +8,7 @@ correlation ids. The other public modules each serve one kind of user:
 - ``buttress.events``: the events strategies emit and the registry of listeners;
 - ``buttress.middleware``: ASGI, WSGI and Django middleware;
 - ``buttress.httpx``: httpx transports for calls to other services;
+- ``buttress.jobs``: background jobs and message consumers (Celery, Redis Streams);
 - ``buttress.names``: every metric, label, span and log name buttress emits;
 - ``buttress.slo``: SLOs and their recording and alerting rules;
 - ``buttress.dashboards``: the Grafana dashboards;

@@ -102,6 +102,10 @@ class TrustedPeers:
             return any(ip in network for network in self.networks)
         return False
 
+    def credential(self) -> str:
+        """The secret, for a sender that presents it (message producers): ``""`` if none."""
+        return self._secret.decode("ascii")
+
     def __repr__(self) -> str:
         shown = [str(n) for n in self.networks]
         header = f", header={self.header!r}, secret=..." if self.header else ""

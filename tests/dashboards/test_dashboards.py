@@ -15,7 +15,7 @@ from buttress._cli import main
 from buttress.dashboards._generate import JSON_DIR, generate
 from buttress.telemetry import _names as names
 
-DASHBOARDS = ["buttress-resilience", "buttress-service", "buttress-slo"]
+DASHBOARDS = ["buttress-jobs", "buttress-resilience", "buttress-service", "buttress-slo"]
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dashboards", "export", str(tmp_path)]) == 0
     assert sorted(p.stem for p in tmp_path.glob("*.json")) == DASHBOARDS
     assert main(["dashboards", "list"]) == 0
-    assert capsys.readouterr().out.splitlines()[-3:] == DASHBOARDS
+    assert capsys.readouterr().out.splitlines()[-len(DASHBOARDS) :] == DASHBOARDS
     assert main(["dashboards", "export", str(tmp_path), "--only", "nope"]) == 2
     assert "'nope'" in capsys.readouterr().err
 
@@ -97,6 +97,7 @@ def test_variables(dashboard: dict[str, Any]) -> None:
         "buttress-service": ["datasource", "job", "instance", "route", "traces"],
         "buttress-resilience": ["datasource", "job", "instance", "policy"],
         "buttress-slo": ["datasource", "service", "slo"],
+        "buttress-jobs": ["datasource", "job", "instance", "destination"],
     }
     assert variables == expected[dashboard["uid"]]
 
@@ -150,7 +151,11 @@ def test_units_of_key_panels() -> None:
 
 def test_every_metric_name_is_in_the_names_module(dashboard: dict[str, Any]) -> None:
     known = {v for v in vars(names).values() if isinstance(v, str)}
-    histogram = {names.HTTP_SERVER_DURATION, names.HTTP_CLIENT_DURATION}
+    histogram = {
+        names.HTTP_SERVER_DURATION,
+        names.HTTP_CLIENT_DURATION,
+        names.MESSAGING_PROCESS_DURATION,
+    }
     known |= {f"{h}_{s}" for h in histogram for s in ("bucket", "count", "sum")}
     prefixes = (names.SLO_SLI_ERROR_RATIO, names.SLO_SLI_ERROR_EVENTS, names.SLO_SLI_TOTAL_EVENTS)
     known |= {f"{p}{w}" for p in prefixes for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}

@@ -13,7 +13,12 @@ import yaml
 
 from .conftest import DemoRun, start_demo
 
-DASHBOARDS = {"buttress-resilience.json", "buttress-service.json", "buttress-slo.json"}
+DASHBOARDS = {
+    "buttress-jobs.json",
+    "buttress-resilience.json",
+    "buttress-service.json",
+    "buttress-slo.json",
+}
 
 
 @pytest.mark.slow

@@ -159,13 +159,23 @@ def test_resilience_metrics_reach_both(reader: InMemoryMetricReader) -> None:
 
 
 def test_every_resilience_instrument_has_an_otel_name() -> None:
-    # Websocket metrics are the middleware's, recorded in Prometheus only (not resilience).
+    # Websocket metrics are the middleware's, recorded in Prometheus only (not resilience);
+    # so are the jobs metrics of buttress.jobs.
+    jobs = {
+        names.MESSAGE_REDELIVERIES,
+        names.MESSAGES_DEAD_LETTERED,
+        names.IDEMPOTENCY_CHECKS,
+        names.CONSUMER_LAG,
+        names.CONSUMER_PENDING,
+        names.MESSAGES_CLAIMED,
+    }
     prometheus = {
         v
         for k, v in vars(names).items()
         if isinstance(v, str)
         and v.startswith("buttress_")
         and not v.startswith("buttress_websocket_")
+        and v not in jobs
     }
     assert prometheus == set(names.OTEL_RESILIENCE)
     otel = [name for name, _ in names.OTEL_RESILIENCE.values()]

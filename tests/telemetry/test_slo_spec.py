@@ -68,9 +68,9 @@ inf = math.inf
         ({"threshold": 0}, "SLO 'a', field 'threshold': 0: must be positive seconds"),
         ({"threshold": inf}, "SLO 'a', field 'threshold': inf: must be positive seconds"),
         ({"threshold": "1s"}, "SLO 'a', field 'threshold': '1s': seconds, as a number"),
-        ({"routes": 5}, "SLO 'a', field 'routes': 5 is not a list of route templates"),
-        ({"routes": [3]}, "SLO 'a', field 'routes': 3 is not a route template"),
-        ({"routes": []}, "SLO 'a', field 'routes': empty: omit it (None) to select every route"),
+        ({"routes": 5}, "SLO 'a', field 'routes': 5 is not a list of names"),
+        ({"routes": [3]}, "SLO 'a', field 'routes': 3 is not a name"),
+        ({"routes": []}, "SLO 'a', field 'routes': empty: omit it (None) to select all"),
         ({"window": "soon"}, "SLO 'a', field 'window': 'soon' is not a duration"),
         (
             {"window": datetime.timedelta(days=367)},
@@ -292,7 +292,7 @@ def test_a_file_error_names_the_file(tmp_path: Path) -> None:
     path.write_text("service: s\nslos: [{name: a, objective: 0.99, routes: 5}]\n", "utf-8")
     with pytest.raises(ConfigurationError) as info:
         load_slos(path)
-    assert str(info.value) == f"{path}: SLO 'a', field 'routes': 5 is not a list of route templates"
+    assert str(info.value) == f"{path}: SLO 'a', field 'routes': 5 is not a list of names"
     text = "service: s\nslos: [{name: a, objective: 0.99, description: Caf\u00e9 \u2713}]\n"
     path.write_text(text, "utf-8")
     assert load_slos(str(path))[0].description == "Caf\u00e9 \u2713"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _resilience, _service, _slo
+from . import _jobs, _resilience, _service, _slo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,6 +22,7 @@ BUILDERS: Final[dict[str, Callable[[], dict[str, Any]]]] = {
     _service.UID: _service.build,
     _slo.UID: _slo.build,
     _resilience.UID: _resilience.build,
+    _jobs.UID: _jobs.build,
 }
 
 

@@ -269,3 +269,51 @@ TARGET_INFO: Final = "target"  # prometheus_client appends _info
 LOG_KEY_SERVICE: Final = "service"
 LOG_KEY_SERVICE_VERSION: Final = "service_version"
 LOG_KEY_ENVIRONMENT: Final = "deployment_environment"
+
+# --- jobs and message consumers (buttress.jobs) ---------------------------------------------
+# Processing follows the OpenTelemetry messaging conventions as Prometheus renders them;
+# destination labels are consumer or task names from configuration, never message data.
+
+LABEL_MESSAGING_SYSTEM: Final = "messaging_system"
+LABEL_MESSAGING_DESTINATION: Final = "messaging_destination_name"
+LABEL_CONSUMER_GROUP: Final = "messaging_consumer_group_name"
+MESSAGING_PROCESS_DURATION: Final = "messaging_process_duration_seconds"
+MESSAGE_REDELIVERIES: Final = "buttress_message_redeliveries_total"
+MESSAGES_DEAD_LETTERED: Final = "buttress_messages_dead_lettered_total"
+IDEMPOTENCY_CHECKS: Final = "buttress_idempotency_checks_total"
+CONSUMER_LAG: Final = "buttress_consumer_lag_messages"
+CONSUMER_PENDING: Final = "buttress_consumer_pending_messages"
+MESSAGES_CLAIMED: Final = "buttress_messages_claimed_total"
+# Outcomes of one delivery (label outcome of MESSAGING_PROCESS_DURATION, buttress.outcome on spans).
+JOB_SUCCESS: Final = "success"
+JOB_RETRY: Final = "retry"
+JOB_DEAD_LETTER: Final = "dead_letter"
+JOB_DUPLICATE: Final = "duplicate"
+JOB_EXPIRED: Final = "expired"
+# Why a message was dead-lettered (label reason of MESSAGES_DEAD_LETTERED).
+DEAD_LETTER_MAX_DELIVERIES: Final = "max_deliveries"
+DEAD_LETTER_NON_RETRYABLE: Final = "non_retryable"
+# Outcomes of an idempotency check (label outcome of IDEMPOTENCY_CHECKS).
+IDEMPOTENCY_FIRST: Final = "first"
+IDEMPOTENCY_DUPLICATE: Final = "duplicate"
+IDEMPOTENCY_IN_PROGRESS: Final = "in_progress"
+IDEMPOTENCY_TAKEN_OVER: Final = "taken_over"
+# Message headers written by producers and read by consumers (lower case: brokers differ).
+HEADER_TRACEPARENT: Final = "traceparent"
+HEADER_TRACESTATE: Final = "tracestate"
+MESSAGE_REQUEST_ID_HEADER: Final = "x-request-id"
+MESSAGE_DEADLINE_HEADER: Final = "x-buttress-deadline"
+# Span attributes of consumer and producer spans (OpenTelemetry messaging conventions).
+ATTR_MESSAGING_SYSTEM: Final = "messaging.system"
+ATTR_MESSAGING_DESTINATION: Final = "messaging.destination.name"
+ATTR_MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+ATTR_MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+ATTR_MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+ATTR_MESSAGING_CONSUMER_GROUP: Final = "messaging.consumer.group.name"
+ATTR_MESSAGE_DELIVERY: Final = "buttress.message.delivery"
+ATTR_PRODUCER_TRUSTED: Final = "buttress.producer.trusted"
+EVENT_MESSAGE: Final = "messaging.process"
+LOG_KEY_MESSAGE_ID: Final = "message_id"
+LOG_KEY_DELIVERY: Final = "delivery"
+LOG_KEY_DESTINATION: Final = "destination"
+LOG_KEY_DURATION_MS: Final = "duration_ms"

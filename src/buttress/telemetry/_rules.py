@@ -101,7 +101,37 @@ def _le_pattern(threshold: float) -> str:
 
 def _base_matchers(slo: SLO) -> list[tuple[str, str, str]]:
     assert slo.selector is not None  # SLO fills in the default
-    return [(k, "=", v) for k, v in slo.selector.items()] + _route_matcher(slo.routes)
+    selected = [(k, "=", v) for k, v in slo.selector.items()]
+    if slo.signal == "jobs":
+        return selected + _destination_matcher(slo.destinations)
+    return selected + _route_matcher(slo.routes)
+
+
+# Jobs: the outcomes that end a message; "retry" deliveries come back, "duplicate" ones
+# did nothing. Latency SLIs count every delivery that did some work.
+_JOB_ENDED: Final = (
+    names.LABEL_OUTCOME,
+    "=~",
+    f"{names.JOB_SUCCESS}|{names.JOB_DEAD_LETTER}|{names.JOB_EXPIRED}",
+)
+_JOB_FAILED: Final = (names.LABEL_OUTCOME, "=~", f"{names.JOB_DEAD_LETTER}|{names.JOB_EXPIRED}")
+_JOB_WORKED: Final = (names.LABEL_OUTCOME, "!=", names.JOB_DUPLICATE)
+_JOB_SUCCEEDED: Final = (names.LABEL_OUTCOME, "=", names.JOB_SUCCESS)
+
+
+def _destination_matcher(destinations: Sequence[str] | None) -> list[tuple[str, str, str]]:
+    if destinations is None:
+        return []
+    label = names.LABEL_MESSAGING_DESTINATION
+    if len(destinations) == 1:
+        return [(label, "=", destinations[0])]
+    return [(label, "=~", "|".join(escape_regex(d) for d in destinations))]
+
+
+def _histogram(slo: SLO) -> str:
+    if slo.signal == "jobs":
+        return names.MESSAGING_PROCESS_DURATION
+    return names.HTTP_SERVER_DURATION
 
 
 def _increase(series: str, window: str) -> str:
@@ -110,13 +140,30 @@ def _increase(series: str, window: str) -> str:
 
 
 def total_events_expr(slo: SLO, window: str) -> str:
-    """The number of requests the SLO covers in ``window``."""
-    count = names.HTTP_SERVER_DURATION + "_count"
-    return _increase(count + label_matchers(_base_matchers(slo)), window)
+    """The number of requests (or messages) the SLO covers in ``window``."""
+    count = _histogram(slo) + "_count"
+    base = _base_matchers(slo)
+    if slo.signal == "jobs":
+        base.append(_JOB_ENDED if slo.threshold is None else _JOB_WORKED)
+    return _increase(count + label_matchers(base), window)
+
+
+def _job_error_events_expr(slo: SLO, window: str) -> str:
+    base = _base_matchers(slo)
+    count = names.MESSAGING_PROCESS_DURATION + "_count"
+    if slo.threshold is None:
+        return _increase(count + label_matchers([*base, _JOB_FAILED]), window)
+    good = [*base, (names.LABEL_LE, "=~", _le_pattern(slo.threshold))]
+    good.append(_JOB_SUCCEEDED if slo.successful_only else _JOB_WORKED)
+    bucket = names.MESSAGING_PROCESS_DURATION + "_bucket"
+    fast = _increase(bucket + label_matchers(good), window)
+    return f"{total_events_expr(slo, window)}\n-\n{fast}"
 
 
 def error_events_expr(slo: SLO, window: str) -> str:
-    """The number of bad requests in ``window``."""
+    """The number of bad requests (or messages) in ``window``."""
+    if slo.signal == "jobs":
+        return _job_error_events_expr(slo, window)
     base = _base_matchers(slo)
     count = names.HTTP_SERVER_DURATION + "_count"
     if slo.threshold is None:
@@ -159,7 +206,8 @@ def _slo_selector(slo: SLO) -> str:
 def _check_buckets(slos: Iterable[SLO], buckets: Iterable[float]) -> None:
     bounds = {float(b) for b in buckets}
     for slo in slos:
-        if slo.threshold is not None and slo.threshold not in bounds:
+        # A jobs SLO's threshold was checked against the jobs histogram when it was made.
+        if slo.signal == "http" and slo.threshold is not None and slo.threshold not in bounds:
             raise ConfigurationError(
                 f"SLO {slo.name!r}, field 'threshold': {slo.threshold!r} s is not a histogram "
                 f"bucket boundary ({', '.join(f'{b:g}' for b in sorted(bounds))}), so the SLI "
@@ -264,6 +312,11 @@ def _condition(slo: SLO, factor: float, long: str, short: str) -> str:
 
 def _what(slo: SLO) -> str:
     percent = f"{slo.objective * 100:.4g}%"
+    if slo.signal == "jobs":
+        if slo.threshold is None:
+            return f"{percent} of messages processed without being dead-lettered"
+        ok = " and successfully" if slo.successful_only else ""
+        return f"{percent} of messages processed in under {slo.threshold:g}s{ok}"
     if slo.threshold is None:
         return f"{percent} of requests without a 5xx or a failure"
     ok = " and without a 5xx" if slo.successful_only else ""
@@ -320,7 +373,7 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
                 "annotations": _annotations(slo, dashboard, summary, description),
             }
         )
-    count = names.HTTP_SERVER_DURATION + "_count" + label_matchers(_base_matchers(slo))
+    count = _histogram(slo) + "_count" + label_matchers(_base_matchers(slo))
     rules.append(
         {
             "alert": ABSENT_ALERT_NAME,

@@ -87,6 +87,12 @@ class SLO:
     alert's long window must hold before it may fire. ``labels`` are added to every rule
     generated for this SLO; ``alert_name`` names its burn-rate alerts and ``runbook_url``
     becomes their ``runbook_url`` annotation.
+
+    ``signal="jobs"`` measures processed messages instead of requests (``buttress.jobs``):
+    availability is the share of messages that ended well (``success`` among
+    ``success``, ``dead_letter`` and ``expired``), latency the share of deliveries
+    processed under ``threshold`` (a boundary of ``names.DURATION_BUCKETS``), over
+    ``destinations`` (queue, stream or task names; ``None`` for all).
     """
 
     name: str
@@ -102,6 +108,8 @@ class SLO:
     successful_only: bool
     alert_name: str
     runbook_url: str
+    signal: Literal["http", "jobs"]
+    destinations: tuple[str, ...] | None
 
     def __init__(
         self,
@@ -119,6 +127,8 @@ class SLO:
         successful_only: bool = False,
         alert_name: str = ALERT_SLO_BURN,
         runbook_url: str = "",
+        signal: Literal["http", "jobs"] = "http",
+        destinations: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise _fail(str(name), "name", "use 1-63 letters, digits, '_', '.', '-'")
@@ -143,6 +153,21 @@ class SLO:
         checked_threshold = _threshold(name, threshold)
         if successful_only and checked_threshold is None:
             raise _fail(name, "successful_only", "only a latency SLO (with a threshold) takes it")
+        if signal not in ("http", "jobs"):
+            raise _fail(name, "signal", f"{signal!r}: use 'http' or 'jobs'")
+        if signal == "http" and destinations is not None:
+            raise _fail(name, "destinations", "only a jobs SLO (signal='jobs') takes it")
+        if signal == "jobs":
+            if routes is not None:
+                raise _fail(name, "routes", "a jobs SLO selects destinations, not routes")
+            # The jobs histogram has the fixed boundaries of names.DURATION_BUCKETS.
+            if checked_threshold is not None and checked_threshold not in DURATION_BUCKETS:
+                raise _fail(
+                    name,
+                    "threshold",
+                    f"{checked_threshold!r} s is not a jobs histogram boundary "
+                    f"({', '.join(f'{b:g}' for b in DURATION_BUCKETS)})",
+                )
         values = {
             "name": name,
             "service": service,
@@ -157,6 +182,8 @@ class SLO:
             "successful_only": successful_only,
             "alert_name": alert_name,
             "runbook_url": runbook_url,
+            "signal": signal,
+            "destinations": _routes(name, destinations, "destinations"),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -236,19 +263,19 @@ def _threshold(name: str, value: object) -> float | None:
     return float(value)
 
 
-def _routes(name: str, value: object) -> tuple[str, ...] | None:
+def _routes(name: str, value: object, what: str = "routes") -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, Iterable):
-        raise _fail(name, "routes", f"{value!r} is not a list of route templates")
+        raise _fail(name, what, f"{value!r} is not a list of names")
     routes = tuple(value)
     if not routes:
-        raise _fail(name, "routes", "empty: omit it (None) to select every route")
+        raise _fail(name, what, "empty: omit it (None) to select all")
     for route in routes:
         if not isinstance(route, str) or not route:
-            raise _fail(name, "routes", f"{route!r} is not a route template")
+            raise _fail(name, what, f"{route!r} is not a name")
     return tuple(dict.fromkeys(routes))
 
 
@@ -322,6 +349,8 @@ _SLO_FIELDS: Final = frozenset(
         "successful_only",
         "alert_name",
         "runbook_url",
+        "signal",
+        "destinations",
     }
 )
 
