@@ -120,12 +120,20 @@ def test_top_level_names() -> None:
         "get_correlation_id",
         "new_correlation_id",
         "retry",
+        "retrying",
         "timeout",
     ]
 
 
 def test_home_modules_names() -> None:
-    assert buttress.strategies.__all__ == ["Fallback", "Retry", "Strategy", "Timeout"]
+    assert buttress.strategies.__all__ == [
+        "Attempt",
+        "Attempts",
+        "Fallback",
+        "Retry",
+        "Strategy",
+        "Timeout",
+    ]
     assert buttress.deadline.__all__ == ["current_deadline", "deadline_scope", "remaining"]
     assert buttress.slo.__all__ == ["SLO", "buckets_with_thresholds", "load_slos", "slo_rules"]
     assert buttress.multiprocess.__all__ == [

@@ -37,6 +37,7 @@ from .resilience._faults import FaultInjection
 from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
+from .resilience._attempts import retrying
 from .resilience._retry import retry
 from .resilience._timeout import timeout
 from .telemetry._configure import Telemetry, configure
@@ -69,5 +70,6 @@ __all__ = [
     "get_correlation_id",
     "new_correlation_id",
     "retry",
+    "retrying",
     "timeout",
 ]

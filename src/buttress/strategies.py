@@ -2,7 +2,8 @@
 
 ``retry()``, ``timeout()`` and ``fallback()`` return a :class:`Retry`, a :class:`Timeout`
 and a :class:`Fallback`; ``CircuitBreaker``, ``Bulkhead``, ``RateLimiter``, ``Policy`` and
-``FaultInjection`` are classes of their own. Every one is a :class:`Strategy`:
+``FaultInjection`` are classes of their own;
+``retrying(retry)`` returns :class:`Attempts`, an attempt loop yielding :class:`Attempt`. Every one is a :class:`Strategy`:
 ``strategy(fn)`` decorates, ``strategy.call(fn, *args)`` calls once, and the pair
 ``run_sync(fn, args, kwargs)`` / ``run_async(fn, args, kwargs)`` is the seam that
 ``Policy``, the httpx transports and your own strategies compose through.
@@ -10,9 +11,10 @@ and a :class:`Fallback`; ``CircuitBreaker``, ``Bulkhead``, ``RateLimiter``, ``Po
 
 from __future__ import annotations
 
+from .resilience._attempts import Attempt, Attempts
 from .resilience._fallback import Fallback
 from .resilience._retry import Retry
 from .resilience._shell import Strategy
 from .resilience._timeout import Timeout
 
-__all__ = ["Fallback", "Retry", "Strategy", "Timeout"]
+__all__ = ["Attempt", "Attempts", "Fallback", "Retry", "Strategy", "Timeout"]
