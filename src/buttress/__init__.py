@@ -30,6 +30,7 @@ from ._errors import (
     TimedOut,
 )
 from ._version import __version__
+from .resilience._attempts import retrying
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
 from .resilience._fallback import fallback
@@ -37,7 +38,6 @@ from .resilience._faults import FaultInjection
 from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
-from .resilience._attempts import retrying
 from .resilience._retry import retry
 from .resilience._timeout import timeout
 from .telemetry._configure import Telemetry, configure

@@ -2,11 +2,11 @@
 
 ``retry()``, ``timeout()`` and ``fallback()`` return a :class:`Retry`, a :class:`Timeout`
 and a :class:`Fallback`; ``CircuitBreaker``, ``Bulkhead``, ``RateLimiter``, ``Policy`` and
-``FaultInjection`` are classes of their own;
-``retrying(retry)`` returns :class:`Attempts`, an attempt loop yielding :class:`Attempt`. Every one is a :class:`Strategy`:
+``FaultInjection`` are classes of their own. Every one is a :class:`Strategy`:
 ``strategy(fn)`` decorates, ``strategy.call(fn, *args)`` calls once, and the pair
 ``run_sync(fn, args, kwargs)`` / ``run_async(fn, args, kwargs)`` is the seam that
 ``Policy``, the httpx transports and your own strategies compose through.
+``retrying(retry)`` returns :class:`Attempts`, an attempt loop that yields :class:`Attempt`.
 """
 
 from __future__ import annotations

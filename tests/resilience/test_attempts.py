@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +12,20 @@ import buttress
 from buttress import ConfigurationError, TimedOut
 from buttress.deadline import deadline_scope
 from buttress.events import RetryFinished, RetryScheduled
-from buttress.strategies import Retry
+from buttress.strategies import Attempt, Retry
 from buttress.testing import FakeClock, capture_events, set_testing
+
+
+def loop(policy: Retry, body: Callable[[Attempt], object]) -> None:
+    for attempt in buttress.retrying(policy):
+        with attempt:
+            body(attempt)
+
+
+async def async_loop(policy: Retry, body: Callable[[Attempt], object]) -> None:
+    async for attempt in buttress.retrying(policy):
+        with attempt:
+            body(attempt)
 
 
 def make(clock: FakeClock, **kwargs: Any) -> Retry:
@@ -52,11 +65,13 @@ def test_a_first_success_ends_the_loop_with_one_event() -> None:
 def test_the_last_exception_leaves_the_loop_unchanged() -> None:
     clock = FakeClock()
     raised: list[ValueError] = []
+
+    def body(attempt: Attempt) -> None:
+        raised.append(ValueError(attempt.number))
+        raise raised[-1]
+
     with capture_events() as events, pytest.raises(ValueError) as info:
-        for attempt in buttress.retrying(make(clock, attempts=3, name="svc")):
-            with attempt:
-                raised.append(ValueError(attempt.number))
-                raise raised[-1]
+        loop(make(clock, attempts=3, name="svc"), body)
     assert info.value is raised[-1]
     assert len(raised) == 3
     assert info.value.__context__ is None
@@ -66,11 +81,14 @@ def test_the_last_exception_leaves_the_loop_unchanged() -> None:
 def test_other_exceptions_pass_through_at_once() -> None:
     clock = FakeClock()
     count = 0
+
+    def body(attempt: Attempt) -> None:
+        nonlocal count
+        count += 1
+        raise KeyError("not retried")
+
     with pytest.raises(KeyError):
-        for attempt in buttress.retrying(make(clock)):
-            with attempt:
-                count += 1
-                raise KeyError("not retried")
+        loop(make(clock), body)
     assert count == 1
 
 
@@ -79,11 +97,13 @@ def test_the_loop_honours_the_retry_deadline() -> None:
     numbers = []
     # Waits 1, 2, 4 (no jitter): the third would end at 7 s, past the 5 s deadline.
     policy = make(clock, deadline=5, wait_initial=1, wait_max=10, jitter="none", name="svc")
+
+    def body(attempt: Attempt) -> None:
+        numbers.append(attempt.number)
+        raise ValueError
+
     with capture_events() as events, pytest.raises(ValueError):
-        for attempt in buttress.retrying(policy):
-            with attempt:
-                numbers.append(attempt.number)
-                raise ValueError
+        loop(policy, body)
     assert numbers == [1, 2, 3]
     assert clock.sleeps == [1.0, 2.0]
     assert events[-1] == RetryFinished("svc", 3, "deadline", "ValueError")
@@ -91,20 +111,25 @@ def test_the_loop_honours_the_retry_deadline() -> None:
 
 def test_the_loop_honours_the_context_deadline() -> None:
     clock = FakeClock()
+
+    def body(attempt: Attempt) -> None:
+        raise ValueError
+
     with deadline_scope(0.5, clock=clock), pytest.raises(ValueError):
-        for attempt in buttress.retrying(make(clock, wait_initial=0.4, jitter="none")):
-            with attempt:
-                raise ValueError
+        loop(make(clock, wait_initial=0.4, jitter="none"), body)
     assert clock.sleeps == [0.4]  # the second wait (0.8) would have crossed it
 
 
 def test_a_passed_context_deadline_raises_timed_out_before_the_first_attempt() -> None:
     clock = FakeClock()
     ran = False
+
+    def body(attempt: Attempt) -> None:
+        nonlocal ran
+        ran = True
+
     with deadline_scope(0, clock=clock), pytest.raises(TimedOut):
-        for attempt in buttress.retrying(make(clock)):
-            with attempt:
-                ran = True
+        loop(make(clock), body)
     assert not ran
 
 
@@ -116,11 +141,13 @@ def test_an_oversleep_past_the_deadline_reraises_the_held_error() -> None:
         clock.advance(10)
 
     policy = make(clock, deadline=1, wait_initial=0.1, sleep=oversleep, name="svc")
+
+    def body(attempt: Attempt) -> None:
+        errors.append(ValueError())
+        raise errors[-1]
+
     with capture_events() as events, pytest.raises(ValueError) as info:
-        for attempt in buttress.retrying(policy):
-            with attempt:
-                errors.append(ValueError())
-                raise errors[-1]
+        loop(policy, body)
     assert len(errors) == 1
     assert info.value is errors[0]
     assert events[-1] == RetryFinished("svc", 1, "deadline", "ValueError")
@@ -131,11 +158,14 @@ def test_the_loop_spends_the_retry_budget() -> None:
     # No floor: one call deposits 1, a 0.5 share allows no whole retry.
     policy = make(clock, budget=0.5, budget_floor=0, name="svc")
     count = 0
+
+    def body(attempt: Attempt) -> None:
+        nonlocal count
+        count += 1
+        raise ValueError
+
     with capture_events() as events, pytest.raises(ValueError):
-        for attempt in buttress.retrying(policy):
-            with attempt:
-                count += 1
-                raise ValueError
+        loop(policy, body)
     assert count == 1
     assert events[-1] == RetryFinished("svc", 1, "budget", "ValueError")
 
@@ -166,22 +196,28 @@ def test_retrying_refuses_anything_but_a_retry() -> None:
 def test_cancellation_like_errors_are_never_retried() -> None:
     clock = FakeClock()
     count = 0
+
+    def body(attempt: Attempt) -> None:
+        nonlocal count
+        count += 1
+        raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
-        for attempt in buttress.retrying(buttress.retry(on=BaseException, clock=clock)):
-            with attempt:
-                count += 1
-                raise KeyboardInterrupt
+        loop(buttress.retry(on=BaseException, clock=clock), body)
     assert count == 1
 
 
 def test_test_mode_caps_attempts_and_never_sleeps() -> None:
     clock = FakeClock()
     count = 0
+
+    def body(attempt: Attempt) -> None:
+        nonlocal count
+        count += 1
+        raise ValueError
+
     with set_testing(attempts=2), pytest.raises(ValueError):
-        for attempt in buttress.retrying(make(clock)):
-            with attempt:
-                count += 1
-                raise ValueError
+        loop(make(clock), body)
     assert count == 2
     assert clock.sleeps == []
 
@@ -205,28 +241,32 @@ async def test_an_async_loop_reraises_the_last_exception_and_honours_the_deadlin
     clock = FakeClock()
     raised: list[ValueError] = []
     policy = make(clock, sleep=clock.async_sleep, deadline=5, wait_initial=1, jitter="none")
+
+    def body(attempt: Attempt) -> None:
+        raised.append(ValueError())
+        raise raised[-1]
+
     with pytest.raises(ValueError) as info:
-        async for attempt in buttress.retrying(policy):
-            with attempt:
-                raised.append(ValueError())
-                raise raised[-1]
+        await async_loop(policy, body)
     assert info.value is raised[-1]
     assert clock.sleeps == [1.0, 2.0]
 
 
 async def test_an_async_loop_spends_the_budget_and_reads_the_context_deadline() -> None:
     clock = FakeClock()
+
     with deadline_scope(0, clock=clock), pytest.raises(TimedOut):
-        async for attempt in buttress.retrying(make(clock, sleep=clock.async_sleep)):
-            with attempt:
-                pass
+        await async_loop(make(clock, sleep=clock.async_sleep), lambda attempt: None)
     count = 0
     policy = make(clock, sleep=clock.async_sleep, budget=0.5, budget_floor=0)
+
+    def body(attempt: Attempt) -> None:
+        nonlocal count
+        count += 1
+        raise ValueError
+
     with pytest.raises(ValueError):
-        async for attempt in buttress.retrying(policy):
-            with attempt:
-                count += 1
-                raise ValueError
+        await async_loop(policy, body)
     assert count == 1
 
 

@@ -225,7 +225,8 @@ def retrying(strategy: Retry, /) -> Attempts:
 
     >>> import buttress
     >>> tries = []
-    >>> for attempt in buttress.retrying(buttress.retry(on=KeyError, attempts=3, wait_initial=0, wait_max=0)):
+    >>> policy = buttress.retry(on=KeyError, attempts=3, wait_initial=0, wait_max=0)
+    >>> for attempt in buttress.retrying(policy):
     ...     with attempt:
     ...         tries.append(attempt.number)
     ...         if len(tries) < 3:

@@ -130,8 +130,8 @@ class Retry(Named, Strategy):
         self,
         *,
         name: str,
-        on_result: Callable[[Any], bool] | None | _Keep = KEEP,
-        retry_after: RetryAfter | None | _Keep = KEEP,
+        on_result: Callable[[Any], bool] | _Keep | None = KEEP,
+        retry_after: RetryAfter | _Keep | None = KEEP,
     ) -> Retry:
         """A copy of this retry named ``name``, with a retry budget of its own.
 
@@ -142,9 +142,12 @@ class Retry(Named, Strategy):
         """
         if not isinstance(on_result, _Keep) and on_result is not None and not callable(on_result):
             raise ConfigurationError(f"on_result must be a predicate, got {on_result!r}")
-        if not isinstance(retry_after, _Keep) and retry_after is not None:
-            if not callable(retry_after):
-                raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
+        if (
+            not isinstance(retry_after, _Keep)
+            and retry_after is not None
+            and not callable(retry_after)
+        ):
+            raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
         budget = self._budget
         return Retry(
             on=self._on,
