@@ -35,6 +35,7 @@ from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
 from .resilience._fallback import fallback
 from .resilience._faults import FaultInjection
+from .resilience._hedge import hedge
 from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
@@ -68,6 +69,7 @@ __all__ = [
     "configure",
     "fallback",
     "get_correlation_id",
+    "hedge",
     "new_correlation_id",
     "retry",
     "retrying",

@@ -19,12 +19,15 @@ from .._events import (
     BulkheadRejected,
     FallbackUsed,
     FaultInjected,
+    HedgeSent,
+    HedgeWon,
     RateLimitRejected,
     RateLimitWaited,
     RetryFinished,
     RetryScheduled,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
     TimeoutExpired,
 )
 from . import _metrics
@@ -153,7 +156,22 @@ def _fault(e: FaultInjected) -> tuple[int, str, Fields]:
     return logging.DEBUG, n.EVENT_FAULT_INJECTED, fields
 
 
-# BreakerCallRecorded and BulkheadUsage happen on every call: metrics only.
+def _hedge_sent(e: HedgeSent) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_HEDGE_ATTEMPT: e.attempt, n.LOG_KEY_DELAY: e.delay}
+    return logging.DEBUG, n.EVENT_HEDGE_SENT, fields
+
+
+def _hedge_won(e: HedgeWon) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_HEDGE_ATTEMPT: e.attempt}
+    return logging.DEBUG, n.EVENT_HEDGE_WON, fields
+
+
+def _throttle_rejected(e: ThrottleRejected) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_PROBABILITY: e.probability}
+    return logging.DEBUG, n.EVENT_THROTTLE_REJECTED, fields
+
+
+# BreakerCallRecorded, BulkheadUsage and ThrottleUpdated happen on every call: metrics only.
 _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     RetryScheduled: _retry_scheduled,
     RetryFinished: _retry_finished,
@@ -167,6 +185,9 @@ _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    HedgeSent: _hedge_sent,
+    HedgeWon: _hedge_won,
+    ThrottleRejected: _throttle_rejected,
 }
 
 # The lowest level each event type logs at: below it, a disabled logger costs one check.
@@ -183,6 +204,9 @@ _MIN_LEVEL: dict[type, int] = {
     StoreUnavailable: logging.WARNING,
     StoreRecovered: logging.INFO,
     FaultInjected: logging.DEBUG,
+    HedgeSent: logging.DEBUG,
+    HedgeWon: logging.DEBUG,
+    ThrottleRejected: logging.DEBUG,
 }
 
 # Log field -> span attribute. Fields not listed keep their name.
@@ -201,6 +225,9 @@ _SPAN_KEYS = {
     n.LOG_KEY_TIMEOUT: n.ATTR_TIMEOUT,
     n.LABEL_STORE: n.ATTR_STORE,
     n.LABEL_KIND: n.ATTR_FAULT_KIND,
+    n.LOG_KEY_HEDGE_ATTEMPT: n.ATTR_HEDGE_ATTEMPT,
+    n.LOG_KEY_DELAY: n.ATTR_HEDGE_DELAY,
+    n.LOG_KEY_PROBABILITY: n.ATTR_THROTTLE_PROBABILITY,
 }
 
 

@@ -30,12 +30,16 @@ from .._events import (
     BulkheadUsage,
     FallbackUsed,
     FaultInjected,
+    HedgeSent,
+    HedgeWon,
     RateLimitRejected,
     RateLimitWaited,
     RetryFinished,
     RetryScheduled,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
+    ThrottleUpdated,
     TimeoutExpired,
 )
 from . import _names as n
@@ -220,6 +224,22 @@ class ResilienceMetrics:
         self.faults_injected: _CounterFamily = _counter(
             n.FAULTS_INJECTED, "Faults injected on purpose.", (p, n.LABEL_KIND), r
         )
+        self.hedges_sent: _CounterFamily = _counter(
+            n.HEDGES_SENT, "Hedged attempts sent because no answer came in time.", (p,), r
+        )
+        self.hedges_won: _CounterFamily = _counter(
+            n.HEDGES_WON, "Calls a hedged attempt answered first.", (p,), r
+        )
+        self.throttle_rejections: _CounterFamily = _counter(
+            n.THROTTLE_REJECTIONS, "Calls adaptive throttling refused locally.", (p,), r
+        )
+        self.throttle_acceptance: _Family[Gauge] = _gauge(
+            n.THROTTLE_ACCEPTANCE,
+            "Share of recent requests the dependency accepted (1 with none).",
+            (p,),
+            r,
+            "livemax",
+        )
 
     def record(self, event: Event) -> None:
         """Update the instruments ``event`` maps to (events of unknown types are ignored)."""
@@ -290,6 +310,22 @@ def _fault(m: ResilienceMetrics, e: FaultInjected) -> None:
     m.faults_injected.child(e.name, e.kind).inc()
 
 
+def _hedge_sent(m: ResilienceMetrics, e: HedgeSent) -> None:
+    m.hedges_sent.child(e.name).inc()
+
+
+def _hedge_won(m: ResilienceMetrics, e: HedgeWon) -> None:
+    m.hedges_won.child(e.name).inc()
+
+
+def _throttle_rejected(m: ResilienceMetrics, e: ThrottleRejected) -> None:
+    m.throttle_rejections.child(e.name).inc()
+
+
+def _throttle_updated(m: ResilienceMetrics, e: ThrottleUpdated) -> None:
+    m.throttle_acceptance.child(e.name).set(e.acceptance)
+
+
 HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     RetryScheduled: _retry_scheduled,
     RetryFinished: _retry_finished,
@@ -305,6 +341,10 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    HedgeSent: _hedge_sent,
+    HedgeWon: _hedge_won,
+    ThrottleRejected: _throttle_rejected,
+    ThrottleUpdated: _throttle_updated,
 }
 
 T = TypeVar("T")

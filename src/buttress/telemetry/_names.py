@@ -87,6 +87,10 @@ FALLBACKS: Final = "buttress_fallbacks_total"
 STORE_ERRORS: Final = "buttress_store_errors_total"
 STORE_DEGRADED: Final = "buttress_store_degraded"
 FAULTS_INJECTED: Final = "buttress_faults_injected_total"
+HEDGES_SENT: Final = "buttress_hedges_sent_total"
+HEDGES_WON: Final = "buttress_hedges_won_total"
+THROTTLE_REJECTIONS: Final = "buttress_throttle_rejections_total"
+THROTTLE_ACCEPTANCE: Final = "buttress_throttle_acceptance_ratio"
 
 # --- span attributes (stable HTTP semantic conventions, plus ours) --------------------------
 
@@ -124,6 +128,9 @@ ATTR_RETRY_AFTER: Final = "buttress.retry_after_seconds"
 ATTR_TIMEOUT: Final = "buttress.timeout_seconds"
 ATTR_STORE: Final = "buttress.store"
 ATTR_FAULT_KIND: Final = "buttress.fault.kind"
+ATTR_HEDGE_ATTEMPT: Final = "buttress.hedge.attempt"
+ATTR_HEDGE_DELAY: Final = "buttress.hedge.delay_seconds"
+ATTR_THROTTLE_PROBABILITY: Final = "buttress.throttle.probability"
 # Whether the server span's sender was a trusted peer (its deadline, request id, baggage
 # and trace were honoured); see docs/security.md.
 ATTR_PEER_TRUSTED: Final = "buttress.peer.trusted"
@@ -148,6 +155,9 @@ LOG_KEY_ATTEMPTS: Final = "attempts"
 LOG_KEY_WAIT: Final = "wait_seconds"
 LOG_KEY_TIMEOUT: Final = "timeout_seconds"
 LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
+LOG_KEY_HEDGE_ATTEMPT: Final = "hedge_attempt"
+LOG_KEY_DELAY: Final = "delay_seconds"
+LOG_KEY_PROBABILITY: Final = "probability"
 
 # --- log and span event names ----------------------------------------------------------------
 
@@ -165,6 +175,9 @@ EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
+EVENT_HEDGE_SENT: Final = "buttress.hedge.sent"
+EVENT_HEDGE_WON: Final = "buttress.hedge.won"
+EVENT_THROTTLE_REJECTED: Final = "buttress.throttle.rejected"
 
 # --- SLO rules ---------------------------------------------------------------------------------
 # Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
@@ -240,6 +253,10 @@ OTEL_RESILIENCE: Final = {
     STORE_ERRORS: ("buttress.store.errors", "{error}"),
     STORE_DEGRADED: ("buttress.store.degraded", "1"),
     FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
+    HEDGES_SENT: ("buttress.hedges.sent", "{attempt}"),
+    HEDGES_WON: ("buttress.hedges.won", "{attempt}"),
+    THROTTLE_REJECTIONS: ("buttress.throttle.rejections", "{call}"),
+    THROTTLE_ACCEPTANCE: ("buttress.throttle.acceptance", "1"),
     HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
 }
 # The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
