@@ -111,6 +111,7 @@ def test_top_level_names() -> None:
         "RedisStore",
         "Rejected",
         "Telemetry",
+        "Throttled",
         "TimedOut",
         "__version__",
         "add_correlation_ids",
@@ -122,6 +123,7 @@ def test_top_level_names() -> None:
         "new_correlation_id",
         "retry",
         "retrying",
+        "throttle",
         "timeout",
     ]
 
@@ -134,6 +136,7 @@ def test_home_modules_names() -> None:
         "Hedge",
         "Retry",
         "Strategy",
+        "Throttle",
         "Timeout",
     ]
     assert buttress.deadline.__all__ == ["current_deadline", "deadline_scope", "remaining"]

@@ -27,6 +27,7 @@ from ._errors import (
     DeadlineExceeded,
     RateLimited,
     Rejected,
+    Throttled,
     TimedOut,
 )
 from ._version import __version__
@@ -40,6 +41,7 @@ from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
 from .resilience._retry import retry
+from .resilience._throttle import throttle
 from .resilience._timeout import timeout
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
@@ -62,6 +64,7 @@ __all__ = [
     "RedisStore",
     "Rejected",
     "Telemetry",
+    "Throttled",
     "TimedOut",
     "__version__",
     "add_correlation_ids",
@@ -73,5 +76,6 @@ __all__ = [
     "new_correlation_id",
     "retry",
     "retrying",
+    "throttle",
     "timeout",
 ]

@@ -1,7 +1,8 @@
 """The strategy types, and the strategy API they share.
 
-``retry()``, ``hedge()``, ``timeout()`` and ``fallback()`` return a :class:`Retry`, a
-:class:`Hedge`, a :class:`Timeout` and a :class:`Fallback`; ``CircuitBreaker``, ``Bulkhead``, ``RateLimiter``, ``Policy`` and
+``retry()``, ``hedge()``, ``throttle()``, ``timeout()`` and ``fallback()`` return a
+:class:`Retry`, a :class:`Hedge`, a :class:`Throttle`, a :class:`Timeout` and a
+:class:`Fallback`; ``CircuitBreaker``, ``Bulkhead``, ``RateLimiter``, ``Policy`` and
 ``FaultInjection`` are classes of their own. Every one is a :class:`Strategy`:
 ``strategy(fn)`` decorates, ``strategy.call(fn, *args)`` calls once, and the pair
 ``run_sync(fn, args, kwargs)`` / ``run_async(fn, args, kwargs)`` is the seam that
@@ -16,6 +17,7 @@ from .resilience._fallback import Fallback
 from .resilience._hedge import Hedge
 from .resilience._retry import Retry
 from .resilience._shell import Strategy
+from .resilience._throttle import Throttle
 from .resilience._timeout import Timeout
 
-__all__ = ["Attempt", "Attempts", "Fallback", "Hedge", "Retry", "Strategy", "Timeout"]
+__all__ = ["Attempt", "Attempts", "Fallback", "Hedge", "Retry", "Strategy", "Throttle", "Timeout"]
