@@ -7,7 +7,9 @@ test) and answers by path:
 - ``/status/<code>``: that status; ``?retry_after=<value>`` adds a Retry-After header;
 - ``/flaky/<key>/<n>``: 503 for the first ``n`` requests with that key, then 200;
 - ``/drop``: closes the connection without answering;
-- ``/slow/<seconds>``: 200 after that long.
+- ``/slow/<seconds>``: 200 after that long;
+- ``/hold/<key>``: the first request with that key waits until ``release(key)`` (or 10 s),
+  later ones answer at once.
 
 ``SpawnedUpstream`` runs the same server in a child process (for load, where sharing the
 GIL with the client would measure the GIL); ``/count`` tells how many requests it got.
@@ -20,6 +22,7 @@ instrumented server would).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -54,6 +57,7 @@ class Upstream:
     keep: bool = True  # record every request (off for the leak test)
     count: int = 0
     _flaky: Counter[str] = field(default_factory=Counter)
+    _held: dict[str, asyncio.Event] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
@@ -64,6 +68,16 @@ class Upstream:
 
     def hits(self, path: str) -> int:
         return sum(1 for s in self.seen if s.path.split("?")[0] == path)
+
+    def release(self, key: str) -> None:
+        """Let the request held at ``/hold/<key>`` answer."""
+        loop = self._loop
+        assert loop is not None
+
+        def release() -> None:
+            self._held.setdefault(key, asyncio.Event()).set()
+
+        loop.call_soon_threadsafe(release)
 
     def __enter__(self) -> Upstream:
         started = threading.Event()
@@ -169,6 +183,14 @@ class Upstream:
             return None
         elif parts[0] == "slow":
             await asyncio.sleep(float(parts[1]))
+        elif parts[0] == "hold":
+            key = parts[1]
+            self._flaky[f"hold:{key}"] += 1
+            if self._flaky[f"hold:{key}"] == 1:
+                held = self._held.setdefault(key, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(held.wait(), 10)
+                extra["X-Held"] = "1"
         elif parts[0] == "count":
             extra["X-Count"] = self.count
         body = f"status {status}".encode()
