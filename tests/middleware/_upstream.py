@@ -8,6 +8,7 @@ test) and answers by path:
 - ``/flaky/<key>/<n>``: 503 for the first ``n`` requests with that key, then 200;
 - ``/drop``: closes the connection without answering;
 - ``/slow/<seconds>``: 200 after that long;
+- ``/busy/<key>``: 200, but while ``outage`` is set, 503 for 9 requests in 10 per key;
 - ``/hold/<key>``: the first request with that key waits until ``release(key)`` (or 10 s),
   later ones answer at once.
 
@@ -55,6 +56,7 @@ class Upstream:
     host: str = "127.0.0.1"  # another 127.x address plays a third-party host
     seen: list[Seen] = field(default_factory=list)
     keep: bool = True  # record every request (off for the leak test)
+    outage: bool = False  # /busy refuses 90 % of requests while set
     count: int = 0
     _flaky: Counter[str] = field(default_factory=Counter)
     _held: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -183,6 +185,11 @@ class Upstream:
             return None
         elif parts[0] == "slow":
             await asyncio.sleep(float(parts[1]))
+        elif parts[0] == "busy":
+            counted = f"busy:{parts[1]}"
+            self._flaky[counted] += 1
+            if self.outage and self._flaky[counted] % 10:
+                status = 503
         elif parts[0] == "hold":
             key = parts[1]
             self._flaky[f"hold:{key}"] += 1

@@ -39,7 +39,7 @@ def test_the_window_applies_the_sre_formula() -> None:
     assert window.probability(0.0) == pytest.approx(6 / 11)
     assert window.admit(0.0, draw=0.99) is None  # drew above the probability: sent
     assert window.admit(0.0, draw=0.1) == pytest.approx(6 / 11)
-    assert window.counts(0.0) == (11, 2)  # the local refusal counts as a request
+    assert window.counts(0.0) == (10, 2)  # only requests sent are counted
 
 
 def test_old_slices_leave_the_window() -> None:
@@ -84,6 +84,7 @@ def test_refusals_make_local_rejections_likely_and_they_are_throttled_errors() -
     assert outcomes[0].name == "svc"
     assert outcomes[0].probability >= 0.5
     assert sent + len(outcomes) == 20
+    assert sent >= 2  # a trickle still probes the dependency
     assert any(isinstance(e, ThrottleRejected) for e in events)
     updates = [e for e in events if isinstance(e, ThrottleUpdated)]
     assert updates[-1].accepts == 0
@@ -96,7 +97,7 @@ def test_recovery_takes_at_most_one_window() -> None:
     for _ in range(50):
         with contextlib.suppress(Refusal, Throttled):
             policy.call(refuse)
-    assert policy.probability() > 0.9
+    assert policy.probability() > 0.5
     clock.advance(10)
     assert policy.probability() == 0.0
     assert policy.call(lambda: "ok") == "ok"

@@ -90,6 +90,8 @@ DEFAULT_RETRY_ON: Final[tuple[type[Exception], ...]] = (
     httpx.WriteError,
     httpx.RemoteProtocolError,
 )
+
+
 # What the transports retry unless given a retry of their own: three attempts within 30 s,
 # a server's Retry-After honoured up to 5 s (a longer one goes back to the caller).
 def _default_retry(clock: Clock = time.monotonic, events: Registry | None = None) -> Retry:

@@ -7,9 +7,15 @@ dependency accepted, and refuses a new request locally with probability
 
 so that, when the dependency refuses most work, clients stop sending work that would be
 refused anyway (a retry budget alone never stops first attempts). With ``k = 2`` a
-client sends about twice what the dependency accepts; once it accepts again, the ratio
-falls back to zero within one window. Local refusals count as requests, so a long outage
-drives the probability towards 1 without ever reaching it: a trickle still probes.
+client sends about twice what the dependency accepts.
+
+``requests`` counts the requests sent, not the local refusals. The SRE book counts both;
+then a long outage drives the probability towards 1 (at 50 calls a second over 10 s,
+99.7 %), and since a client that sends almost nothing learns almost nothing, recovery
+takes several windows. Counted as sent, a dependency accepting a share ``a`` of requests
+sees the probability settle at ``1 - k * a`` (a steady probe), one refusing everything
+still gets about the square root of the window's calls, and once it accepts again the
+probability is back to zero within about half a window.
 
 :class:`ThrottleWindow` is the sans-IO core (clock and random injected by the caller);
 :class:`Throttle` is the strategy around it.
@@ -84,18 +90,11 @@ class ThrottleWindow:
     def admit(self, now: float, draw: float) -> float | None:
         """``None`` to send the request, else the probability with which it was refused.
 
-        ``draw`` is uniform in [0, 1). A refusal counts as a request at once; an admitted
-        request is counted by :meth:`record` once its outcome is known.
+        ``draw`` is uniform in [0, 1). A request sent is counted by :meth:`record` once
+        its outcome is known; a refusal is not counted (see the module doc).
         """
-        with self._lock:
-            current, _ = self._roll(now)
-            requests, accepts = self._requests, self._accepts
-            chance = max(0.0, (requests - self._k * accepts) / (requests + 1))
-            if draw >= chance:
-                return None
-            current[1] += 1
-            self._requests += 1
-        return chance
+        chance = self.probability(now)
+        return None if draw >= chance else chance
 
     def record(self, now: float, accepted: bool) -> bool:
         """Count one request sent; whether a new slice began (time to report the ratio)."""
@@ -245,7 +244,7 @@ class Throttle(Named, Strategy):
 def throttle(
     *,
     k: float = 2.0,
-    window: float | timedelta = 10.0,
+    window: float | timedelta = 3.0,
     buckets: int = 10,
     on: ExceptionFilter = Exception,
     on_result: Callable[[Any], bool] | None = None,
@@ -260,7 +259,9 @@ def throttle(
     ``max(0, (requests - k * accepts) / (requests + 1))`` over the last ``window``
     seconds. ``on`` says which exceptions mean the dependency refused (every exception
     by default; buttress's own refusals and the caller's deadline are never counted),
-    ``on_result`` which results do. Lower ``k`` throttles harder. Emits
+    ``on_result`` which results do. Lower ``k`` throttles harder. The window is short
+    (3 s) on purpose: an outage is noticed within a second, and recovery as quickly; a
+    window holding seconds of healthy history lets the first seconds of an outage through. Emits
     ``ThrottleRejected`` and ``ThrottleUpdated`` (the acceptance ratio). See
     docs/throttling.md.
     """
