@@ -43,6 +43,7 @@ PAGES = (
     "docs/errors.md",
     "docs/events.md",
     "docs/fallback.md",
+    "docs/hedging.md",
     "docs/httpx.md",
     "docs/integrations.md",
     "docs/logging.md",
@@ -50,6 +51,7 @@ PAGES = (
     "docs/redis.md",
     "docs/retry.md",
     "docs/slo.md",
+    "docs/throttling.md",
 )
 DIRECTIVE = re.compile(r"^<!--\s*(not-run|then|file|run)(?::\s*(.*?))?\s*-->$")
 RESULT = "DOC-EXAMPLE-RESULT "
