@@ -310,3 +310,19 @@ def _wait_for(condition: Any) -> bool:
 
 def _value(estimator: LatencyEstimator) -> float | None:
     return estimator.value
+
+
+def test_a_copy_spending_a_retry_budget_hedges_only_within_it() -> None:
+    spent = buttress.retry(on=ValueError, budget=0.5, budget_floor=0)  # no calls deposited yet
+    policy = buttress.hedge(delay=0.01).copy(name="svc", spend_from=spent)
+    script = Script()
+    threading.Timer(0.05, script.release.set).start()
+    with capture_events() as events:
+        assert policy.call(script) == "answer 0"  # the retry's budget has no room
+    assert events == []
+    roomy = buttress.hedge(delay=0.01).copy(name="svc", spend_from=buttress.retry(on=ValueError))
+    script = Script()
+    assert roomy.call(script) == "answer 1"
+    script.release.set()
+    with pytest.raises(ConfigurationError, match="spend_from"):
+        policy.copy(name="x", spend_from=buttress.hedge())  # type: ignore[arg-type]

@@ -364,7 +364,9 @@ class Outbound:
                 retrying = None
         hedging = _per_host(self._hedge, Hedge, name)
         if hedging is not None:
-            hedging = hedging.copy(name=name, discard=self._discard)
+            # Hedges spend the host's retry budget too: retries and hedges together
+            # stay within it, however many of each a failing host asks for.
+            hedging = hedging.copy(name=name, discard=self._discard, spend_from=retrying)
         internal = None if address == OTHER_HOSTS else address in self.internal_hosts
         return Host(address, name, retrying, guard, internal, hedging)
 

@@ -34,7 +34,7 @@ from .._errors import ConfigurationError
 from .._events import HedgeSent, HedgeWon, Registry, default_registry
 from ._budget import RetryBudget
 from ._latency import LatencyEstimator
-from ._retry import KEEP, _Keep, _number
+from ._retry import KEEP, Retry, _Keep, _number
 from ._shell import Strategy
 
 if TYPE_CHECKING:
@@ -132,6 +132,7 @@ class Hedge(Named, Strategy):
     """What :func:`hedge` returns: a decorator and caller. See :func:`hedge`."""
 
     __slots__ = (
+        "_also",
         "_budget",
         "_clock",
         "_delay",
@@ -156,7 +157,9 @@ class Hedge(Named, Strategy):
         name: str | None,
         events: Registry,
         clock: Clock,
+        also: RetryBudget | None = None,
     ) -> None:
+        self._also = also
         self._delay = delay
         self._estimator = estimator
         self._max_hedged = max_hedged
@@ -168,15 +171,25 @@ class Hedge(Named, Strategy):
         self._registry = events
         self._clock = clock
 
-    def copy(self, *, name: str, discard: Discard | _Keep | None = KEEP) -> Hedge:
+    def copy(
+        self,
+        *,
+        name: str,
+        discard: Discard | _Keep | None = KEEP,
+        spend_from: Retry | None = None,
+    ) -> Hedge:
         """A copy named ``name`` with a budget and latency estimate of its own.
 
         The thread pool (sync) is shared, so copies together stay within ``threads``.
         ``discard``, when given, replaces the clean-up of losing answers (the httpx
-        transports close the losing responses).
+        transports close the losing responses). With ``spend_from``, every hedge must
+        also fit in that retry's budget, so that its retries and hedges together stay
+        within it (the transports pass each host's retry).
         """
         if not isinstance(discard, _Keep) and discard is not None and not callable(discard):
             raise ConfigurationError(f"discard must be callable, got {discard!r}")
+        if spend_from is not None and not isinstance(spend_from, Retry):
+            raise ConfigurationError(f"spend_from must be a retry(...), got {spend_from!r}")
         budget = self._budget
         estimator = self._estimator
         return Hedge(
@@ -189,6 +202,7 @@ class Hedge(Named, Strategy):
             name=check_optional_name(name),
             events=self._registry,
             clock=self._clock,
+            also=None if spend_from is None else spend_from._budget,
         )
 
     def current_delay(self) -> float:
@@ -210,7 +224,12 @@ class Hedge(Named, Strategy):
 
     def _may_hedge(self) -> bool:
         budget = self._budget
-        return budget is None or budget.try_withdraw()
+        if budget is not None and not budget.try_withdraw():
+            return False
+        also = self._also
+        # Withdrawn from the hedge's own first: a refusal by the shared one then costs the
+        # hedge's budget one hedge, which only makes hedging stricter.
+        return also is None or also.try_withdraw()
 
     def _sent(self, attempt: int, delay: float) -> None:
         if self._registry.active:
