@@ -181,7 +181,7 @@ def test_hosts_beyond_the_cap_share_one_policy() -> None:
 
 
 def test_httpx_exports() -> None:
-    assert buttress.httpx.__all__ == ["RETRY_ON", "AsyncResilientTransport", "ResilientTransport"]
+    assert buttress.httpx.__all__ == ["AsyncResilientTransport", "RETRY_ON", "ResilientTransport"]
     for name in buttress.httpx.__all__:
         assert hasattr(buttress.httpx, name)
     with pytest.raises(AttributeError):

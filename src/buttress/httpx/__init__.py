@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._transport import ResilientTransport
     from ._transport_async import AsyncResilientTransport
 
-__all__ = ["RETRY_ON", "AsyncResilientTransport", "ResilientTransport"]
+__all__ = ["AsyncResilientTransport", "RETRY_ON", "ResilientTransport"]
 
 
 def __getattr__(name: str) -> Any:
