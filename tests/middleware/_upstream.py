@@ -10,7 +10,7 @@ test) and answers by path:
 - ``/slow/<seconds>``: 200 after that long;
 - ``/busy/<key>``: 200, but while ``outage`` is set, 503 for 9 requests in 10 per key;
 - ``/hold/<key>``: the first request with that key waits until ``release(key)`` (or 10 s),
-  later ones answer at once.
+  later ones answer at once (with the status ``?then=<code>`` gives, 200 by default).
 
 ``SpawnedUpstream`` runs the same server in a child process (for load, where sharing the
 GIL with the client would measure the GIL); ``/count`` tells how many requests it got.
@@ -198,6 +198,11 @@ class Upstream:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(held.wait(), 10)
                 extra["X-Held"] = "1"
+            else:
+                for pair in query.split("&"):
+                    name, _, value = pair.partition("=")
+                    if name == "then":
+                        status = int(value)
         elif parts[0] == "count":
             extra["X-Count"] = self.count
         body = f"status {status}".encode()

@@ -67,6 +67,21 @@ def test_a_held_get_is_hedged_and_the_hedge_answers(tracing: Tracing, upstream: 
     assert len(traceparents) == 2  # each attempt carried its own span's context
 
 
+def test_a_quick_503_is_no_answer_while_the_held_attempt_may_give_one(
+    tracing: Tracing, upstream: Upstream
+) -> None:
+    # The hedge gets a 503 at once; the held first attempt, released then, answers 200.
+    timer = threading.Timer(1.0, upstream.release, ("d",))
+    timer.start()
+    options = {"hedge": buttress.hedge(delay=0.01), "retry": None}
+    with sync_client(tracing, **options) as http:
+        response = http.get(f"{upstream.url}/hold/d?then=503")
+    timer.join()
+    assert response.status_code == 200
+    assert response.headers["x-held"] == "1"
+    assert upstream.hits("/hold/d") == 2
+
+
 def test_a_post_is_never_hedged(tracing: Tracing, upstream: Upstream) -> None:
     timer = threading.Timer(0.2, upstream.release, ("b",))
     timer.start()

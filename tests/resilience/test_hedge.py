@@ -326,3 +326,58 @@ def test_a_copy_spending_a_retry_budget_hedges_only_within_it() -> None:
     script.release.set()
     with pytest.raises(ConfigurationError, match="spend_from"):
         policy.copy(name="x", spend_from=buttress.hedge())  # type: ignore[arg-type]
+
+
+def test_a_result_on_result_rejects_is_no_answer_while_another_may_come() -> None:
+    discarded: list[str] = []
+    gone = threading.Event()
+
+    def discard(value: str) -> None:
+        discarded.append(value)
+        gone.set()
+
+    release = threading.Event()
+    calls = 0
+    lock = threading.Lock()
+
+    def attempt() -> str:
+        nonlocal calls
+        with lock:
+            calls += 1
+            mine = calls
+        if mine == 1:
+            assert release.wait(BOUND)
+            return "good"
+        release.set()  # the hedge answers "busy", then lets the primary answer
+        return "busy"
+
+    policy = buttress.hedge(delay=0.01, on_result=lambda r: r == "busy", discard=discard)
+    assert policy.call(attempt) == "good"
+    assert gone.wait(BOUND)
+    assert discarded == ["busy"]
+
+
+def test_when_every_answer_is_rejected_the_last_is_returned() -> None:
+    policy = buttress.hedge(delay=60, on_result=lambda r: r == "busy")
+    assert policy.call(lambda: "busy") == "busy"
+
+
+async def test_async_a_rejected_result_waits_for_the_others() -> None:
+    closed: list[str] = []
+    release = asyncio.Event()
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.wait_for(release.wait(), BOUND)
+            return "good"
+        release.set()
+        return "busy"
+
+    policy = buttress.hedge(
+        delay=0.01, on_result=lambda r: r == "busy", discard=lambda r: closed.append(r)
+    )
+    assert await policy.call(attempt) == "good"
+    assert closed == ["busy"]

@@ -312,6 +312,10 @@ class Outbound:
 
         return retry_result
 
+    def _no_answer(self, response: httpx.Response) -> bool:
+        """For the hedge: an answer the retry would retry is none; another attempt may do."""
+        return response.status_code in self.statuses
+
     @staticmethod
     def retryable(request: httpx.Request) -> bool:
         """Whether ``request`` may be sent twice: idempotent (or keyed) and replayable."""
@@ -366,7 +370,10 @@ class Outbound:
         if hedging is not None:
             # Hedges spend the host's retry budget too: retries and hedges together
             # stay within it, however many of each a failing host asks for.
-            hedging = hedging.copy(name=name, discard=self._discard, spend_from=retrying)
+            # A quick 503 is no answer while a slower replica may still give one.
+            hedging = hedging.copy(
+                name=name, discard=self._discard, spend_from=retrying, on_result=self._no_answer
+            )
         internal = None if address == OTHER_HOSTS else address in self.internal_hosts
         return Host(address, name, retrying, guard, internal, hedging)
 

@@ -14,7 +14,8 @@ abandoned: it runs to its end on its thread and its result goes to ``discard`` (
 a response, say). With no free thread, the call runs in the caller's thread, unhedged.
 
 Hedging is not retrying: an attempt that fails does not start another. The call fails
-only when every attempt sent has failed, with the last failure, unchanged.
+only when every attempt sent has failed, with the last failure, unchanged. A result
+``on_result`` rejects is no answer either, but beats a failure when nothing better comes.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ Discard = Callable[[Any], object]
 
 _log = logging.getLogger("buttress")
 _DEFAULT_NAME = "hedge"
+_NOTHING: Any = object()
 
 
 class _Workers:
@@ -141,6 +143,7 @@ class Hedge(Named, Strategy):
         "_explicit",
         "_max_hedged",
         "_name",
+        "_on_result",
         "_registry",
         "_workers",
     )
@@ -158,8 +161,10 @@ class Hedge(Named, Strategy):
         events: Registry,
         clock: Clock,
         also: RetryBudget | None = None,
+        on_result: Callable[[Any], bool] | None = None,
     ) -> None:
         self._also = also
+        self._on_result = on_result
         self._delay = delay
         self._estimator = estimator
         self._max_hedged = max_hedged
@@ -177,6 +182,7 @@ class Hedge(Named, Strategy):
         name: str,
         discard: Discard | _Keep | None = KEEP,
         spend_from: Retry | None = None,
+        on_result: Callable[[Any], bool] | _Keep | None = KEEP,
     ) -> Hedge:
         """A copy named ``name`` with a budget and latency estimate of its own.
 
@@ -184,8 +190,11 @@ class Hedge(Named, Strategy):
         ``discard``, when given, replaces the clean-up of losing answers (the httpx
         transports close the losing responses). With ``spend_from``, every hedge must
         also fit in that retry's budget, so that its retries and hedges together stay
-        within it (the transports pass each host's retry).
+        within it (the transports pass each host's retry). ``on_result``, when given,
+        replaces the predicate of results that are no answer (see :func:`hedge`).
         """
+        if not isinstance(on_result, _Keep) and on_result is not None and not callable(on_result):
+            raise ConfigurationError(f"on_result must be a predicate, got {on_result!r}")
         if not isinstance(discard, _Keep) and discard is not None and not callable(discard):
             raise ConfigurationError(f"discard must be callable, got {discard!r}")
         if spend_from is not None and not isinstance(spend_from, Retry):
@@ -203,6 +212,7 @@ class Hedge(Named, Strategy):
             events=self._registry,
             clock=self._clock,
             also=None if spend_from is None else spend_from._budget,
+            on_result=self._on_result if isinstance(on_result, _Keep) else on_result,
         )
 
     def current_delay(self) -> float:
@@ -221,6 +231,10 @@ class Hedge(Named, Strategy):
             f"hedge(name={self._name!r}, delay={delay!r}, max_hedged={self._max_hedged}, "
             f"budget={self._budget!r})"
         )
+
+    def _refuses(self, value: Any) -> bool:
+        on_result = self._on_result
+        return on_result is not None and bool(on_result(value))
 
     def _may_hedge(self) -> bool:
         budget = self._budget
@@ -273,6 +287,7 @@ class Hedge(Named, Strategy):
             return self._alone_sync(fn, args, kwargs)
         sent = running = 1
         delay: float | None = self.current_delay()
+        refused: Any = _NOTHING  # the last result on_result said was no answer
         try:
             while True:
                 wait = delay if sent <= self._max_hedged else None
@@ -290,10 +305,20 @@ class Hedge(Named, Strategy):
                         delay = None  # no budget or no thread: this call is not hedged further
                     continue
                 running -= 1
-                if ok:
+                if ok and not self._refuses(value):
+                    if refused is not _NOTHING:
+                        _discard(self._discard, refused)
                     self._won(index)
                     return value  # type: ignore[no-any-return]
-                if running == 0:
+                if ok:  # no answer: the others may still give one
+                    if refused is not _NOTHING:
+                        _discard(self._discard, refused)
+                    refused = value
+                    if running == 0:
+                        return value  # type: ignore[no-any-return]
+                elif running == 0:
+                    if refused is not _NOTHING:  # a result beats a later failure
+                        return refused  # type: ignore[no-any-return]
                     raise value
         finally:
             race.decide()
@@ -340,6 +365,7 @@ class Hedge(Named, Strategy):
         sent = 1
         delay: float | None = self.current_delay()
         error: BaseException | None = None
+        refused: Any = _NOTHING
         try:
             while True:
                 wait = delay if sent <= self._max_hedged else None
@@ -362,14 +388,22 @@ class Hedge(Named, Strategy):
                     failure = task.exception()
                     if failure is not None:
                         error = failure
-                    elif winner is None:
-                        winner = task
-                    else:  # two answered at once: the later one is a loser too
+                    elif winner is not None:  # two answered at once: a loser too
                         await _discard_async(self._discard, task.result())
+                    elif self._refuses(task.result()):  # no answer: wait for the others
+                        if refused is not _NOTHING:
+                            await _discard_async(self._discard, refused)
+                        refused = task.result()
+                    else:
+                        winner = task
                 if winner is not None:
+                    if refused is not _NOTHING:
+                        await _discard_async(self._discard, refused)
                     self._won(order[winner])
                     return winner.result()
                 if not pending:
+                    if refused is not _NOTHING:  # a result beats a failure
+                        return refused  # type: ignore[no-any-return]
                     assert error is not None
                     raise error
         finally:
@@ -401,6 +435,7 @@ def hedge(
     budget: float | None = 0.1,
     budget_floor: float = 1.0,
     threads: int = 32,
+    on_result: Callable[[Any], bool] | None = None,
     discard: Discard | None = None,
     name: str | None = None,
     events: Registry | None = None,
@@ -413,8 +448,9 @@ def hedge(
     per call (1), and at most ``budget`` (10 %) of recent calls plus ``budget_floor`` per
     second, so hedging cannot double the load on a dependency that is slow for everyone.
     Sync calls run on at most ``threads`` threads; losers are abandoned and their results
-    passed to ``discard``; async losers are cancelled. Emits ``HedgeSent`` and
-    ``HedgeWon``. See docs/hedging.md.
+    passed to ``discard``; async losers are cancelled. A result ``on_result`` rejects (a
+    503, say) is no answer: the others may still give one, and it is returned only if
+    none does. Emits ``HedgeSent`` and ``HedgeWon``. See docs/hedging.md.
     """
     wait = seconds(delay, "delay")
     estimator = None
@@ -426,6 +462,8 @@ def hedge(
     floor = _number(budget_floor, "budget_floor", low=0.0)
     if discard is not None and not callable(discard):
         raise ConfigurationError(f"discard must be callable, got {discard!r}")
+    if on_result is not None and not callable(on_result):
+        raise ConfigurationError(f"on_result must be a predicate, got {on_result!r}")
     return Hedge(
         delay=wait,
         estimator=estimator,
@@ -438,4 +476,5 @@ def hedge(
         name=check_optional_name(name),
         events=events if events is not None else default_registry,
         clock=clock,
+        on_result=on_result,
     )
