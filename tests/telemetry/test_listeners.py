@@ -38,6 +38,8 @@ ALL_EVENTS: list[ev.Event] = [
     ev.HedgeWon("pay", 2),
     ev.ThrottleRejected("pay", 0.75),
     ev.ThrottleUpdated("pay", requests=10, accepts=4, acceptance=0.4),
+    ev.AdmissionDecided("pay", "shed", "sheddable"),
+    ev.AdmissionLimitUpdated("pay", 12, 9),
 ]
 
 
@@ -85,6 +87,10 @@ def test_every_event_maps_to_its_metrics(registry: CollectorRegistry) -> None:
     assert value(n.HEDGES_WON, {"policy": "pay"}) == 1
     assert value(n.THROTTLE_REJECTIONS, {"policy": "pay"}) == 1
     assert value(n.THROTTLE_ACCEPTANCE, {"policy": "pay"}) == 0.4
+    decided = {"policy": "pay", "outcome": "shed", "criticality": "sheddable"}
+    assert value(n.ADMISSION_REQUESTS, decided) == 1
+    assert value(n.ADMISSION_LIMIT, {"policy": "pay"}) == 12
+    assert value(n.ADMISSION_IN_FLIGHT, {"policy": "pay"}) == 9
 
 
 def test_store_unavailable_marks_degraded(registry: CollectorRegistry) -> None:
@@ -209,6 +215,8 @@ def test_events_become_span_events_on_the_current_span(
         n.EVENT_HEDGE_SENT,
         n.EVENT_HEDGE_WON,
         n.EVENT_THROTTLE_REJECTED,
+        n.EVENT_ADMISSION,
+        n.EVENT_ADMISSION_LIMIT,
     ]
     assert dict(span.events[12].attributes or {}) == {
         n.ATTR_POLICY: "pay",
@@ -218,6 +226,11 @@ def test_events_become_span_events_on_the_current_span(
     assert dict(span.events[14].attributes or {}) == {
         n.ATTR_POLICY: "pay",
         n.ATTR_THROTTLE_PROBABILITY: 0.75,
+    }
+    assert dict(span.events[-2].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_OUTCOME: "shed",
+        n.ATTR_ADMISSION_CRITICALITY: "sheddable",
     }
     assert dict(span.events[0].attributes or {}) == {
         n.ATTR_POLICY: "pay",
@@ -268,6 +281,8 @@ def test_events_are_logged_with_fields(caplog: pytest.LogCaptureFixture) -> None
         ("DEBUG", n.EVENT_HEDGE_SENT),
         ("DEBUG", n.EVENT_HEDGE_WON),
         ("DEBUG", n.EVENT_THROTTLE_REJECTED),
+        ("INFO", n.EVENT_ADMISSION),
+        ("DEBUG", n.EVENT_ADMISSION_LIMIT),
     ]
     first = caplog.records[0]
     assert (first.policy, first.attempt, first.wait_seconds, first.error_type) == (  # type: ignore[attr-defined]
@@ -286,6 +301,18 @@ def test_each_event_logs_at_or_above_its_lowest_level() -> None:
             assert level >= _listeners._MIN_LEVEL[type(event)], event
     success = ev.RetryFinished("pay", 1, "success", "")
     assert _listeners._DESCRIBE[ev.RetryFinished](success)[0] == logging.DEBUG
+    admitted = ev.AdmissionDecided("pay", "admitted", "default")
+    assert _listeners._DESCRIBE[ev.AdmissionDecided](admitted)[0] == logging.DEBUG
+
+
+def test_an_admitted_request_adds_no_span_event(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("t").start_as_current_span("call"):
+        _emit(_listeners.SpanListener(), ev.AdmissionDecided("pay", "admitted", "default"))
+    (span,) = exporter.get_finished_spans()
+    assert list(span.events) == []
 
 
 def test_disabled_levels_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -112,6 +112,10 @@ class ASGIMiddleware:
         if path == observer.metrics_path:
             await self._serve_metrics(scope, send)
             return
+        health = observer.health
+        if health is not None and path in health.paths:
+            await health.serve_asgi(scope, send)  # never measured: probes are not traffic
+            return
         headers: RawHeaders = scope["headers"]
         incoming = host = agent = deadline = secret = None
         id_key = self._id_key
@@ -222,8 +226,11 @@ class ASGIMiddleware:
                 exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
             return message
 
+        admission = observer.admission
         try:
-            await self._observed_app(scope, observed_receive, observed_send)
+            # Admission decides after begin(), so a refusal has its id, span and log line.
+            if admission is None or await admission.admit_asgi(exchange, headers, observed_send):
+                await self._observed_app(scope, observed_receive, observed_send)
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True

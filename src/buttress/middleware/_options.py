@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from .._trust import ContinueTrace, TrustOption
+    from ._health import Health
     from ._observer import SLOLike
+    from ._shedding import Admission
 
 __all__ = ["MiddlewareOptions", "check_option_names"]
 
@@ -55,6 +57,8 @@ class MiddlewareOptions(TypedDict, total=False):
     metrics_max_age: float | timedelta
     clock: Callable[[], float]
     frameworks: tuple[str, ...]
+    admission: Admission | None
+    health: Health | None
 
 
 OPTION_NAMES = frozenset(MiddlewareOptions.__annotations__)

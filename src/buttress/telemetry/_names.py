@@ -92,6 +92,14 @@ HEDGES_WON: Final = "buttress_hedges_won_total"
 THROTTLE_REJECTIONS: Final = "buttress_throttle_rejections_total"
 THROTTLE_ACCEPTANCE: Final = "buttress_throttle_acceptance_ratio"
 
+# --- inbound admission (middleware) --------------------------------------------------------
+
+ADMISSION_REQUESTS: Final = "buttress_admission_requests_total"
+ADMISSION_LIMIT: Final = "buttress_admission_limit"
+ADMISSION_IN_FLIGHT: Final = "buttress_admission_in_flight"
+LABEL_CRITICALITY: Final = "criticality"
+CRITICALITY_HEADER: Final = "X-Buttress-Criticality"
+
 # --- span attributes (stable HTTP semantic conventions, plus ours) --------------------------
 
 ATTR_HTTP_REQUEST_METHOD: Final = "http.request.method"
@@ -131,6 +139,11 @@ ATTR_FAULT_KIND: Final = "buttress.fault.kind"
 ATTR_HEDGE_ATTEMPT: Final = "buttress.hedge.attempt"
 ATTR_HEDGE_DELAY: Final = "buttress.hedge.delay_seconds"
 ATTR_THROTTLE_PROBABILITY: Final = "buttress.throttle.probability"
+ATTR_ADMISSION_OUTCOME: Final = "buttress.admission.outcome"
+ATTR_ADMISSION_CRITICALITY: Final = "buttress.admission.criticality"
+ATTR_RATE_LIMIT: Final = "buttress.rate_limit"  # the rule that refused the request
+ATTR_ADMISSION_LIMIT: Final = "buttress.admission.limit"
+ATTR_ADMISSION_IN_FLIGHT: Final = "buttress.admission.in_flight"
 # Whether the server span's sender was a trusted peer (its deadline, request id, baggage
 # and trace were honoured); see docs/security.md.
 ATTR_PEER_TRUSTED: Final = "buttress.peer.trusted"
@@ -158,6 +171,10 @@ LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
 LOG_KEY_HEDGE_ATTEMPT: Final = "hedge_attempt"
 LOG_KEY_DELAY: Final = "delay_seconds"
 LOG_KEY_PROBABILITY: Final = "probability"
+LOG_KEY_ADMISSION: Final = "admission"  # on access lines: the admission outcome
+LOG_KEY_RATE_LIMIT: Final = "rate_limit"
+LOG_KEY_LIMIT: Final = "limit"
+LOG_KEY_IN_FLIGHT: Final = "in_flight"
 
 # --- log and span event names ----------------------------------------------------------------
 
@@ -178,6 +195,8 @@ EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
 EVENT_HEDGE_SENT: Final = "buttress.hedge.sent"
 EVENT_HEDGE_WON: Final = "buttress.hedge.won"
 EVENT_THROTTLE_REJECTED: Final = "buttress.throttle.rejected"
+EVENT_ADMISSION: Final = "buttress.admission.decided"
+EVENT_ADMISSION_LIMIT: Final = "buttress.admission.limit_updated"
 
 # --- SLO rules ---------------------------------------------------------------------------------
 # Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
@@ -258,6 +277,9 @@ OTEL_RESILIENCE: Final = {
     THROTTLE_REJECTIONS: ("buttress.throttle.rejections", "{call}"),
     THROTTLE_ACCEPTANCE: ("buttress.throttle.acceptance", "1"),
     HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
+    ADMISSION_REQUESTS: ("buttress.admission.requests", "{request}"),
+    ADMISSION_LIMIT: ("buttress.admission.limit", "{request}"),
+    ADMISSION_IN_FLIGHT: ("buttress.admission.in_flight", "{request}"),
 }
 # The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
 TARGET_INFO: Final = "target"  # prometheus_client appends _info
