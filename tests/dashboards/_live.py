@@ -49,7 +49,7 @@ from starlette.routing import Route
 import buttress
 import buttress.slo
 from buttress import events
-from buttress.httpx import AsyncResilientTransport
+from buttress.httpx import RETRY_ON, AsyncResilientTransport
 from buttress.middleware import Admission, ASGIMiddleware, RateLimit
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
@@ -172,8 +172,9 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="pricing",
-            wait_initial=0.005,
-            wait_max=0.02,
+            retry=buttress.retry(
+                on=RETRY_ON, attempts=3, wait_initial=0.005, wait_max=0.02, events=app_events
+            ),
             metrics_registry=registry,
             events=app_events,
         ),
@@ -185,9 +186,9 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="promotions",
-            attempts=2,
-            wait_initial=0.005,
-            wait_max=0.02,
+            retry=buttress.retry(
+                on=RETRY_ON, attempts=2, wait_initial=0.005, wait_max=0.02, events=app_events
+            ),
             breaker=None,
             metrics_registry=registry,
             events=app_events,
@@ -198,7 +199,7 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="ledger",
-            attempts=1,
+            retry=None,
             breaker=functools.partial(
                 buttress.CircuitBreaker,
                 consecutive_failures=2,
