@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Link, SpanKind, Status, StatusCode
 
 from .._baggage import bounded, without
 from .._deadline import _DEADLINE, bind_deadline
@@ -67,6 +67,7 @@ DEFAULT_REDACT_HEADERS: Final = frozenset(
 )
 _EMPTY: Final[Mapping[str, str]] = {}
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
+_MAX_CACHED_HOSTS = 256
 
 access_logger = logging.getLogger("buttress.access")
 
@@ -148,6 +149,7 @@ class Exchange:
         "start",
         "status",
         "tokens",
+        "trace_id",
         "trusted",
         "user_agent",
     )
@@ -192,6 +194,7 @@ class Exchange:
         self.finished = False
         self.trusted = False  # whether the sender may steer the request (begin() decides)
         self.span: trace.Span | None = None
+        self.trace_id: str | None = None  # the span's trace id in hex, once formatted
         self.owns_span = True  # False when enriching a server span someone else started
         self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
         self.tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
@@ -309,6 +312,7 @@ class Observer:
         )
         self.error_response = error_response
         self.clock = clock
+        self._hosts: dict[str, tuple[str | None, int | None]] = {}
         self._fields: tuple[object, frozenset[bytes] | None, tuple[str, ...] | None] = (
             None,
             None,
@@ -365,17 +369,17 @@ class Observer:
         otel_token: object | None = None
         tracer = self.tracer
         if tracer is not None and exchange.observed:
-            current = trace.get_current_span()
-            if is_server_span(current):
+            parent = otel_context.get_current()
+            current = trace.get_current_span(parent)
+            if current is not INVALID_SPAN and is_server_span(current):
                 # Other instrumentation outside us (FastAPI's native telemetry, an
                 # OpenTelemetry instrumentor) already started this request's server span:
                 # enrich that one, so each request has one server span in one trace.
                 span = current
                 exchange.owns_span = False
             else:
-                parent = otel_context.get_current()
                 links: list[Link] | None = None
-                if traced and not current.get_span_context().is_valid:
+                if traced and (current is INVALID_SPAN or not current.get_span_context().is_valid):
                     # The client's trace, as far as continue_trace trusts it.
                     parent, links = self._parent(carrier, getter, trusted, parent)
                 span = tracer.start_span(
@@ -398,7 +402,7 @@ class Observer:
                 # the response header share one value a support engineer can search for.
                 ctx = span.get_span_context() if span is not None else None
                 if ctx is not None and ctx.is_valid:
-                    rid = format(ctx.trace_id, "032x")
+                    rid = exchange.trace_id = format(ctx.trace_id, "032x")
                 else:
                     rid = accept_correlation_id(None)
             exchange.request_id = rid
@@ -483,7 +487,8 @@ class Observer:
         if span is not None:
             ctx = span.get_span_context()
             if ctx.trace_flags.sampled and ctx.is_valid:
-                exemplar = format(ctx.trace_id, "032x")  # only a sampled trace is found
+                # Only a sampled trace is found.
+                exemplar = exchange.trace_id or format(ctx.trace_id, "032x")
             if span.is_recording():
                 self._close_span(span, exchange, route, status, error_type)
             if exchange.owns_span:
@@ -544,7 +549,7 @@ class Observer:
             attributes[names.ATTR_URL_QUERY] = self._query(exchange.query)
         # server.address and server.port as the client addressed them (Host header),
         # else the socket the server listens on.
-        address, port = split_host(exchange.host) if exchange.host else (None, None)
+        address, port = self._split_host(exchange.host) if exchange.host else (None, None)
         if address is None and exchange.server is not None:
             address, port = exchange.server
         elif address is not None and port is None:
@@ -580,6 +585,17 @@ class Observer:
         elif status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.set_attributes(attributes)
+
+    def _split_host(self, host: str) -> tuple[str | None, int | None]:
+        # Most requests name one of a few hosts: split each once. Hosts come from the
+        # client, so the cache is bounded and anything past it is split every time.
+        cache = self._hosts
+        found = cache.get(host)
+        if found is None:
+            found = split_host(host)
+            if len(cache) < _MAX_CACHED_HOSTS:
+                cache[host] = found
+        return found
 
     def _log(
         self,
