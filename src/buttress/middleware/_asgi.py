@@ -10,9 +10,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Unpack
 
+from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 
-from .._http import normalise_method
+from .._http import KNOWN_METHODS, normalise_method
 from ._disconnect import ReceiveWatch, Watches
 from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer
@@ -89,7 +90,7 @@ class ASGIMiddleware:
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
         self._watches = Watches()
-        self._wanted: tuple[object, dict[bytes, int]] = (object(), {})
+        self._wanted: tuple[object, dict[bytes, int], bool] = (None, {}, True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,9 +118,11 @@ class ASGIMiddleware:
             return
         headers: RawHeaders = scope["headers"]
         incoming = host = agent = deadline = secret = None
-        fields, _ = observer.propagation_fields()
-        wanted = self._wanted_headers(fields)
-        traced = fields is None
+        textmap = propagate.get_global_textmap()
+        cached = self._wanted
+        if cached[0] is not textmap:
+            cached = self._wanted_headers(textmap)
+        _, wanted, traced = cached
         # One dictionary look-up per header, not a comparison with each name we read.
         for name, value in headers:
             slot = wanted.get(name)
@@ -136,21 +139,25 @@ class ASGIMiddleware:
                     secret = value
                 else:
                     traced = True
-        method, original = normalise_method(scope["method"])
+        method: str = scope["method"]
+        original = None
+        if method not in KNOWN_METHODS:
+            method, original = normalise_method(method)
         client = scope.get("client")
+        # Positional: the cheapest call, on every request.
         exchange = Exchange(
             method,
             path,
             scope.get("query_string", b"").decode("latin-1"),
             scope.get("scheme", "http"),
             scope.get("http_version", "1.1"),
-            observed=not observer.excluded(path),
-            method_original=original,
-            host=host.decode("latin-1") if host is not None else None,
-            server=scope.get("server"),
-            client_address=client[0] if client else None,
-            user_agent=agent.decode("latin-1") if agent is not None else None,
-            headers=observer.captured_headers(lambda h: _first(headers, h))
+            not observer.excluded(path),
+            original,
+            host.decode("latin-1") if host is not None else None,
+            scope.get("server"),
+            client[0] if client else None,
+            agent.decode("latin-1") if agent is not None else None,
+            observer.captured_headers(lambda h: _first(headers, h))
             if observer.capture_headers
             else None,
         )
@@ -189,11 +196,14 @@ class ASGIMiddleware:
                 call.finish()
             observer.release(exchange)
 
-    def _wanted_headers(self, fields: frozenset[bytes] | None) -> dict[bytes, int]:
-        """Header name -> what it is, for the names this middleware reads (cached)."""
-        cached = self._wanted
-        if cached[0] is fields:
-            return cached[1]
+    def _wanted_headers(self, textmap: object) -> tuple[object, dict[bytes, int], bool]:
+        """Header name -> what it is, for the names this middleware reads, per propagator.
+
+        With the propagator itself and whether every request is to be extracted (a
+        propagator that declares no fields). Cached per propagator object, so one set
+        after start-up is honoured.
+        """
+        fields, _ = self.observer.propagation_fields()
         wanted: dict[bytes, int] = dict.fromkeys(fields or (), _TRACE)
         # Later entries win, as the earlier comparison did first.
         mine = (
@@ -204,8 +214,8 @@ class ASGIMiddleware:
             (self._id_key, _ID),
         )
         wanted.update({key: slot for key, slot in mine if key is not None})
-        self._wanted = (fields, wanted)  # one tuple, swapped whole: safe across threads
-        return wanted
+        made = self._wanted = (textmap, wanted, fields is None)  # swapped whole: thread-safe
+        return made
 
     async def _answer_500(self, send: Send) -> None:
         # Whoever would answer otherwise (the server, Starlette's ServerErrorMiddleware
@@ -286,7 +296,7 @@ class _Call(ReceiveWatch):
     coroutine directly, with no frame of ours in between.
     """
 
-    __slots__ = ("_entry", "_exchange", "_id_header", "_middleware", "_scope", "_send", "started")
+    started = False  # whether the response started (a class default, like the watch's)
 
     def __init__(
         self,
@@ -305,7 +315,6 @@ class _Call(ReceiveWatch):
         self._exchange = exchange
         rid = exchange.request_id
         self._id_header = (middleware._id_name, rid.encode("ascii")) if rid is not None else None
-        self.started = False
 
     def send(self, message: Message) -> Awaitable[None]:
         kind = message["type"]

@@ -84,7 +84,9 @@ class Watches:
         if sweep is None or sweep.loop is not loop:
             sweep = self._sweep = _Sweep(loop)
         watch._sweep = sweep
-        sweep.add(watch)
+        sweep.young.add(watch)  # _Sweep.add, inline: this is every request's path
+        if sweep._handle is None:
+            sweep._handle = loop.call_later(WATCH_AFTER, sweep._sweep)
 
 
 class ReceiveWatch:
@@ -95,20 +97,16 @@ class ReceiveWatch:
     through a bound method). ``request_size`` counts the body bytes handed to the app.
     """
 
-    __slots__ = (
-        "_arrived",
-        "_body_done",
-        "_buffer",
-        "_in_receive",
-        "_on_disconnect",
-        "_receive",
-        "_stopped",
-        "_sweep",
-        "_taken",
-        "_task",
-        "_wanted",
-        "request_size",
-    )
+    # Every request starts in this state; it is declared on the class, so that a request
+    # stores only what changes (most requests end before any of it does).
+    _task: asyncio.Task[None] | None = None
+    _in_receive = False  # the app is inside the server's receive() itself
+    _wanted = False  # the read-ahead is due, once the app's receive() returns
+    _stopped = False
+    _body_done = False
+    _sweep: _Sweep | None = None  # without one (tests), the read-ahead starts only by _due()
+    _on_disconnect: Callable[[], None] | None = None
+    request_size: int | None = None  # body bytes the app was given, once it reads
 
     def __init__(
         self,
@@ -117,14 +115,10 @@ class ReceiveWatch:
         sweep: _Sweep | None = None,
     ) -> None:
         self._receive = receive
-        self._on_disconnect = on_disconnect
-        self._task: asyncio.Task[None] | None = None
-        self._in_receive = False  # the app is inside the server's receive() itself
-        self._wanted = False  # the read-ahead is due, once the app's receive() returns
-        self._stopped = False
-        self._body_done = False
-        self._sweep = sweep  # without one (tests), the read-ahead starts only by _due()
-        self.request_size: int | None = None  # body bytes the app was given, once it reads
+        if on_disconnect is not None:
+            self._on_disconnect = on_disconnect
+        if sweep is not None:
+            self._sweep = sweep
 
     def disconnected(self) -> None:
         """The client left before the response ended."""
