@@ -46,6 +46,7 @@ PAGES = (
     "docs/httpx.md",
     "docs/integrations.md",
     "docs/logging.md",
+    "docs/overload.md",
     "docs/policy.md",
     "docs/redis.md",
     "docs/retry.md",

@@ -145,6 +145,8 @@ def test_every_exported_name_exists() -> None:
 
 def test_events_names() -> None:
     assert sorted(buttress.events.__all__) == [
+        "AdmissionDecided",
+        "AdmissionLimitUpdated",
         "BreakerCallRecorded",
         "BreakerRejected",
         "BreakerTransition",

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
+    "AdmissionDecided",
+    "AdmissionLimitUpdated",
     "BreakerCallRecorded",
     "BreakerRejected",
     "BreakerTransition",
@@ -44,6 +46,7 @@ _log = logging.getLogger("buttress")
 RetryOutcome: TypeAlias = Literal["success", "exhausted", "deadline", "budget", "not_retryable"]
 BreakerState: TypeAlias = Literal["closed", "open", "half_open", "forced_open", "forced_closed"]
 CallOutcome: TypeAlias = Literal["success", "failure", "ignored"]
+AdmissionOutcome: TypeAlias = Literal["admitted", "shed", "rate_limited", "deadline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,33 @@ class FaultInjected:
     kind: Literal["exception", "result", "latency"]
 
 
+@dataclass(frozen=True, slots=True)
+class AdmissionDecided:
+    """The middleware's admission ``name`` let a request in, or refused it, and why.
+
+    ``outcome`` is ``"admitted"``, ``"shed"`` (over the concurrency limit, 503),
+    ``"rate_limited"`` (the rate limit ``rule`` refused it, 429) or ``"deadline"`` (its
+    propagated deadline could not be met, 504); ``criticality`` is the request's.
+    """
+
+    name: str
+    outcome: AdmissionOutcome
+    criticality: str
+    rule: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimitUpdated:
+    """Admission ``name`` updated its concurrency limit at the end of a window: ``limit``.
+
+    It may stay where it was; ``in_flight`` is the number of requests in flight then.
+    """
+
+    name: str
+    limit: int
+    in_flight: int
+
+
 Event: TypeAlias = (
     RetryScheduled
     | RetryFinished
@@ -191,6 +221,8 @@ Event: TypeAlias = (
     | StoreUnavailable
     | StoreRecovered
     | FaultInjected
+    | AdmissionDecided
+    | AdmissionLimitUpdated
 )
 
 

@@ -10,6 +10,8 @@ A listener is any callable taking one event::
 """
 
 from ._events import (
+    AdmissionDecided,
+    AdmissionLimitUpdated,
     BreakerCallRecorded,
     BreakerRejected,
     BreakerTransition,
@@ -31,6 +33,8 @@ from ._events import (
 )
 
 __all__ = [
+    "AdmissionDecided",
+    "AdmissionLimitUpdated",
     "BreakerCallRecorded",
     "BreakerRejected",
     "BreakerTransition",

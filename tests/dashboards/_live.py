@@ -50,7 +50,7 @@ import buttress
 import buttress.slo
 from buttress import events
 from buttress.httpx import AsyncResilientTransport
-from buttress.middleware import ASGIMiddleware
+from buttress.middleware import Admission, ASGIMiddleware, RateLimit
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
 
@@ -73,7 +73,10 @@ PATHS = (
     "/slow",
     "/inventory",
     "/recommendations",
+    "/busy",
 )
+# Past the first request of a test run, every /busy request is refused by a rate limit.
+REFUSED_PATHS = {"/busy": 429}
 
 
 # --- the upstream ----------------------------------------------------------------------------
@@ -317,12 +320,24 @@ def checkout_service(
             Route("/search", search),
             Route("/inventory", inventory),
             Route("/recommendations", recommendations),
+            Route("/busy", ok),
         ],
         lifespan=lifespan,
     )
     return ServiceUnderTest(
         app=ASGIMiddleware(
-            app, service=service, metrics_registry=registry, slos=slos, metrics_path="/metrics"
+            app,
+            service=service,
+            metrics_registry=registry,
+            slos=slos,
+            metrics_path="/metrics",
+            # Inbound admission: an adaptive limit the traffic never reaches, and a rate
+            # limit /busy soon exceeds, so the admission panels have refusals to show.
+            admission=Admission(
+                window=0.05,
+                rate_limits=[RateLimit("busy", rate=1, per=3600, key="global", routes=["/busy"])],
+                events=app_events,
+            ),
         ),
         after_round=functools.partial(breaker_clock.advance, 2 * BREAKER_RESET),
     )

@@ -29,6 +29,7 @@ from buttress.telemetry._slo import buckets_with_thresholds
 from .._services import RedisServer, require_binary
 from ._live import (
     PATHS,
+    REFUSED_PATHS,
     Prometheus,
     Traffic,
     checkout_service,
@@ -386,8 +387,11 @@ def test_the_handlers_degrade_gracefully(stack: Stack) -> None:
     stack.traffic.wait_for_rounds(2)
     statuses = {path: dict(stack.traffic.statuses[path]) for path in PATHS}
     assert statuses["/fail"].keys() == {500}
-    assert {path: s.keys() for path, s in statuses.items() if path != "/fail"} == {
-        path: {200} for path in PATHS if path != "/fail"
+    assert statuses["/busy"].keys() <= {200, REFUSED_PATHS["/busy"]}
+    assert REFUSED_PATHS["/busy"] in statuses["/busy"]
+    steady = {"/fail", *REFUSED_PATHS}
+    assert {path: s.keys() for path, s in statuses.items() if path not in steady} == {
+        path: {200} for path in PATHS if path not in steady
     }
 
 

@@ -15,9 +15,13 @@ from buttress.middleware._observer import merge_buckets, split_host
 def test_middleware_names() -> None:
     assert sorted(buttress.middleware.__all__) == [
         "ASGIMiddleware",
+        "Admission",
         "DjangoMiddleware",
         "HTTPFaults",
+        "Health",
         "MiddlewareOptions",
+        "RateLimit",
+        "RequestView",
         "SLOLike",
         "TrustedPeers",
         "WSGIMiddleware",

@@ -34,6 +34,8 @@ ALL_EVENTS: list[ev.Event] = [
     ev.StoreUnavailable("pay", "redis", "ConnectionError"),
     ev.StoreRecovered("pay", "redis"),
     ev.FaultInjected("pay", "latency"),
+    ev.AdmissionDecided("pay", "shed", "sheddable"),
+    ev.AdmissionLimitUpdated("pay", 12, 9),
 ]
 
 
@@ -77,6 +79,10 @@ def test_every_event_maps_to_its_metrics(registry: CollectorRegistry) -> None:
     assert value(n.STORE_ERRORS, {**store, "error_type": "ConnectionError"}) == 1
     assert value(n.STORE_DEGRADED, store) == 0  # recovered after being unavailable
     assert value(n.FAULTS_INJECTED, {"policy": "pay", "kind": "latency"}) == 1
+    decided = {"policy": "pay", "outcome": "shed", "criticality": "sheddable"}
+    assert value(n.ADMISSION_REQUESTS, decided) == 1
+    assert value(n.ADMISSION_LIMIT, {"policy": "pay"}) == 12
+    assert value(n.ADMISSION_IN_FLIGHT, {"policy": "pay"}) == 9
 
 
 def test_store_unavailable_marks_degraded(registry: CollectorRegistry) -> None:
@@ -198,7 +204,14 @@ def test_events_become_span_events_on_the_current_span(
         n.EVENT_STORE_UNAVAILABLE,
         n.EVENT_STORE_RECOVERED,
         n.EVENT_FAULT_INJECTED,
+        n.EVENT_ADMISSION,
+        n.EVENT_ADMISSION_LIMIT,
     ]
+    assert dict(span.events[-2].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_OUTCOME: "shed",
+        n.ATTR_ADMISSION_CRITICALITY: "sheddable",
+    }
     assert dict(span.events[0].attributes or {}) == {
         n.ATTR_POLICY: "pay",
         n.ATTR_RETRY_ATTEMPT: 1,
@@ -245,6 +258,8 @@ def test_events_are_logged_with_fields(caplog: pytest.LogCaptureFixture) -> None
         ("WARNING", n.EVENT_STORE_UNAVAILABLE),
         ("INFO", n.EVENT_STORE_RECOVERED),
         ("DEBUG", n.EVENT_FAULT_INJECTED),
+        ("INFO", n.EVENT_ADMISSION),
+        ("DEBUG", n.EVENT_ADMISSION_LIMIT),
     ]
     first = caplog.records[0]
     assert (first.policy, first.attempt, first.wait_seconds, first.error_type) == (  # type: ignore[attr-defined]
@@ -263,6 +278,18 @@ def test_each_event_logs_at_or_above_its_lowest_level() -> None:
             assert level >= _listeners._MIN_LEVEL[type(event)], event
     success = ev.RetryFinished("pay", 1, "success", "")
     assert _listeners._DESCRIBE[ev.RetryFinished](success)[0] == logging.DEBUG
+    admitted = ev.AdmissionDecided("pay", "admitted", "default")
+    assert _listeners._DESCRIBE[ev.AdmissionDecided](admitted)[0] == logging.DEBUG
+
+
+def test_an_admitted_request_adds_no_span_event(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    with provider.get_tracer("t").start_as_current_span("call"):
+        _emit(_listeners.SpanListener(), ev.AdmissionDecided("pay", "admitted", "default"))
+    (span,) = exporter.get_finished_spans()
+    assert list(span.events) == []
 
 
 def test_disabled_levels_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:

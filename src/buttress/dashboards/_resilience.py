@@ -29,6 +29,9 @@ _ALL: Final = (
     n.STORE_ERRORS,
     n.STORE_DEGRADED,
     n.FAULTS_INJECTED,
+    n.ADMISSION_REQUESTS,
+    n.ADMISSION_LIMIT,
+    n.ADMISSION_IN_FLIGHT,
 )
 
 
@@ -236,6 +239,47 @@ def build() -> dict[str, Any]:
             width=8,
         ),
     ]
+    refused = _series(n.ADMISSION_REQUESTS, (o, "!=", "admitted"))
+    admission = [
+        Panel(
+            "timeseries",
+            "Inbound admission decisions",
+            "Requests the middleware's admission control admitted or refused, per second: "
+            "shed (503, over the concurrency limit), rate_limited (429), deadline (504).",
+            [(_rate(n.ADMISSION_REQUESTS, p, o), _legend(p, o))],
+            "ops",
+            width=8,
+            stack=True,
+        ),
+        Panel(
+            "timeseries",
+            "Inbound requests refused",
+            "Share of inbound requests refused by admission control, by criticality: "
+            "sheddable requests go first, critical ones last.",
+            [
+                (
+                    f"sum by ({p}, {n.LABEL_CRITICALITY}) (rate({refused}[{RATE}]))\n"
+                    f"/ on ({p}) group_left\n{_rate(n.ADMISSION_REQUESTS, p)}",
+                    _legend(p, n.LABEL_CRITICALITY),
+                )
+            ],
+            "percentunit",
+            width=8,
+            thresholds=[("green", None), ("orange", 0.01), ("red", 0.1)],
+        ),
+        Panel(
+            "timeseries",
+            "Concurrency limit and in flight",
+            "The adaptive concurrency limit the service found from its own latency, and the "
+            "requests in flight at its last update.",
+            [
+                (f"max by ({p}) ({_series(n.ADMISSION_LIMIT)})", f"{_legend(p)} limit"),
+                (f"max by ({p}) ({_series(n.ADMISSION_IN_FLIGHT)})", f"{_legend(p)} in flight"),
+            ],
+            "short",
+            width=8,
+        ),
+    ]
     any_metric = "{__name__=~" + '"' + "|".join(_ALL) + '"}'
     scoped = "{__name__=~" + '"' + "|".join(_ALL) + '",job=~"$job"}'
     scoped_more = "{__name__=~" + '"' + "|".join(_ALL) + '",job=~"$job",instance=~"$instance"}'
@@ -243,7 +287,8 @@ def build() -> dict[str, Any]:
         uid=UID,
         title="buttress / Resilience",
         description="Retries and retry budget, circuit breakers, bulkheads, rate limiters, "
-        "timeouts, fallbacks and shared state stores of buttress policies.",
+        "timeouts, fallbacks and shared state stores of buttress policies, and the admission "
+        "control of inbound requests.",
         variables=[
             datasource_variable(),
             query_variable("job", n.LABEL_JOB, any_metric, title="Job"),
@@ -256,5 +301,6 @@ def build() -> dict[str, Any]:
             ("Bulkheads", bulkheads),
             ("Rate limiters, timeouts, fallbacks", limits),
             ("Shared state and fault injection", store),
+            ("Inbound admission", admission),
         ],
     )

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 from .._trust import TrustedPeers
 from ._asgi import ASGIMiddleware
 from ._faults import HTTPFaults
+from ._health import Health
 from ._observer import SLOLike
 from ._options import MiddlewareOptions
+from ._ratelimits import RateLimit, RequestView
+from ._shedding import Admission
 from ._wsgi import WSGIMiddleware
 
 if TYPE_CHECKING:
@@ -21,9 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASGIMiddleware",
+    "Admission",
     "DjangoMiddleware",
     "HTTPFaults",
+    "Health",
     "MiddlewareOptions",
+    "RateLimit",
+    "RequestView",
     "SLOLike",
     "TrustedPeers",
     "WSGIMiddleware",

@@ -116,6 +116,10 @@ class ASGIMiddleware:
         if path == observer.metrics_path:
             await self._serve_metrics(scope, send)
             return
+        health = observer.health
+        if health is not None and path in health.paths:
+            await health.serve_asgi(scope, send)  # never measured: probes are not traffic
+            return
         headers: RawHeaders = scope["headers"]
         incoming = host = agent = deadline = secret = None
         textmap = propagate.get_global_textmap()
@@ -178,8 +182,11 @@ class ASGIMiddleware:
             app_receive: Receive = call.receive
         else:
             app_receive = receive  # nothing recorded, nothing to watch or count
+        admission = observer.admission
         try:
-            await self._observed_app(scope, app_receive, call.send)
+            # Admission decides after begin(), so a refusal has its id, span and log line.
+            if admission is None or await admission.admit_asgi(exchange, headers, call.send):
+                await self._observed_app(scope, app_receive, call.send)
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True

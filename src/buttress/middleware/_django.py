@@ -26,6 +26,7 @@ from ._wsgi import _getter, _port
 
 if TYPE_CHECKING:
     from ._endpoint import Refusal
+    from ._shedding import Verdict
 
 __all__ = ["DjangoMiddleware"]
 
@@ -68,10 +69,15 @@ class DjangoMiddleware:
             return self.__acall__(request)
         if request.path == self.observer.metrics_path:
             return self._metrics(request)
+        health = self.observer.health
+        if health is not None and request.path in health.paths:
+            return health.django_response(request)
         exchange = self._begin(request)
         response: HttpResponseBase | None = None
+        admission = self.observer.admission
         try:
-            response = self.get_response(request)
+            refused = None if admission is None else admission.admit_wsgi(exchange, request.META)
+            response = self.get_response(request) if refused is None else _refusal(refused)
         except Exception as error:
             exchange.error = error
             raise
@@ -83,11 +89,20 @@ class DjangoMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path == self.observer.metrics_path:
             return await self._ametrics(request)
+        health = self.observer.health
+        if health is not None and request.path in health.paths:
+            return await health.django_response_async(request)
         exchange = self._begin(request)
         response: HttpResponseBase | None = None
+        admission = self.observer.admission
         try:
+            refused = (
+                await admission.admit_meta_async(exchange, request.META)
+                if admission is not None
+                else None
+            )
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-            response = await get_response(request)
+            response = await get_response(request) if refused is None else _refusal(refused)
         except asyncio.CancelledError:
             # Django's ASGI handler cancels the request when the client disconnects.
             exchange.disconnected = True
@@ -199,6 +214,14 @@ class DjangoMiddleware:
 def _metrics_response(request: HttpRequest, answer: Refusal) -> HttpResponse:
     status, headers, body = answer
     response = HttpResponse(b"" if request.method == "HEAD" else body, status=status)
+    for name, value in headers:
+        response[name] = value
+    return response
+
+
+def _refusal(verdict: Verdict) -> HttpResponse:
+    status, headers, body = verdict.response()
+    response = HttpResponse(body, status=status)
     for name, value in headers:
         response[name] = value
     return response

@@ -48,7 +48,9 @@ from ..telemetry._slo import SLOLike, buckets_with_thresholds
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from ._health import Health
     from ._metrics import HTTPServerMetrics
+    from ._shedding import Admission, Verdict
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -157,6 +159,7 @@ class Exchange:
     trace_id: str | None = None  # the span's trace id in hex, once formatted
     owns_span = True  # False when enriching a server span someone else started
     metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
+    admission: Verdict | None = None  # set by admission control, when configured
     tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
         None,
         None,
@@ -226,6 +229,8 @@ class Observer:
         metrics_max_age: float | timedelta = 1.0,
         clock: Callable[[], float] = time.perf_counter,
         frameworks: tuple[str, ...] = (),
+        admission: Admission | None = None,
+        health: Health | None = None,
     ) -> None:
         # The access line names the service as its spans' resource does: like configure(),
         # OTEL_SERVICE_NAME wins over the name in code.
@@ -302,6 +307,17 @@ class Observer:
         self.error_response = error_response
         self.clock = clock
         self._hosts: dict[str, tuple[str | None, int | None]] = {}
+        # Overload protection and health endpoints: only imported when configured.
+        self.admission: Admission | None = None
+        if admission is not None:
+            from ._shedding import check_admission
+
+            self.admission = check_admission(admission)
+        self.health: Health | None = None
+        if health is not None:
+            from ._health import check_health
+
+            self.health = check_health(health)
         self._fields: tuple[object, frozenset[bytes] | None, tuple[str, ...] | None] = (
             None,
             None,
@@ -463,6 +479,9 @@ class Observer:
         if exchange.finished:
             return
         exchange.finished = True
+        admitted = exchange.admission
+        if admitted is not None:
+            admitted.release(exchange)  # the app's work is over: its permit comes back
         if not exchange.observed:
             return
         duration = self.clock() - exchange.start
@@ -566,6 +585,8 @@ class Observer:
         if exchange.request_id is not None:
             attributes[names.ATTR_REQUEST_ID] = exchange.request_id
         attributes[names.ATTR_PEER_TRUSTED] = exchange.trusted
+        if exchange.admission is not None:
+            attributes.update(exchange.admission.span_attributes())
         for header, value in exchange.headers.items():
             recorded = REDACTED if header in self.redact_headers else value[:_MAX_RECORDED]
             attributes[f"http.request.header.{header}"] = (recorded,)
@@ -628,6 +649,8 @@ class Observer:
             extra["disconnected"] = True
         if error_type:
             extra["error_type"] = error_type
+        if exchange.admission is not None:
+            extra.update(exchange.admission.log_fields())
         access_logger.info(names.EVENT_ACCESS, extra=extra)
 
     def _query(self, query: str) -> str:

@@ -89,6 +89,9 @@ class WSGIMiddleware:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if path == observer.metrics_path:
             return self._serve_metrics(environ, start_response)
+        health = observer.health
+        if health is not None and path in health.paths:
+            return health.serve_wsgi(environ, start_response)  # never measured
         method, original = normalise_method(environ.get("REQUEST_METHOD", "GET"))
         port = environ.get("SERVER_PORT", "")
         exchange = Exchange(
@@ -155,8 +158,13 @@ class WSGIMiddleware:
 
             return observed_write
 
+        admission = observer.admission
         try:
-            iterable = self._observed_app(environ, observed_start_response)
+            refused = admission.admit_wsgi(exchange, environ) if admission is not None else None
+            if refused is None:
+                iterable = self._observed_app(environ, observed_start_response)
+            else:
+                iterable = refused.answer_wsgi(observed_start_response)
         except Exception as error:
             exchange.error = error
             if exchange.status or not observer.error_response:
@@ -177,6 +185,11 @@ class WSGIMiddleware:
             exchange.size = len(_ERROR_BODY)
             observer.finish(exchange, route[0] or _route(environ))
             return [_ERROR_BODY]
+        except BaseException:
+            # KeyboardInterrupt, SystemExit, a green thread's timeout: the request is over
+            # all the same, and whatever it held (an admission permit) is given back.
+            observer.finish(exchange, route[0] or _route(environ))
+            raise
         finally:
             # Context set here is undone here, strictly nested: the server may run other
             # requests on this thread before it closes our body. The span and metrics

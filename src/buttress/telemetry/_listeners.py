@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from opentelemetry import trace
 
 from .._events import (
+    AdmissionDecided,
+    AdmissionLimitUpdated,
     BreakerRejected,
     BreakerTransition,
     BulkheadRejected,
@@ -153,6 +155,22 @@ def _fault(e: FaultInjected) -> tuple[int, str, Fields]:
     return logging.DEBUG, n.EVENT_FAULT_INJECTED, fields
 
 
+def _admission(e: AdmissionDecided) -> tuple[int, str, Fields]:
+    level = logging.DEBUG if e.outcome == "admitted" else logging.INFO
+    fields = {
+        n.LABEL_POLICY: e.name,
+        n.LABEL_OUTCOME: e.outcome,
+        n.LABEL_CRITICALITY: e.criticality,
+        n.LOG_KEY_RATE_LIMIT: e.rule,
+    }
+    return level, n.EVENT_ADMISSION, fields
+
+
+def _admission_limit(e: AdmissionLimitUpdated) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_LIMIT: e.limit, n.LOG_KEY_IN_FLIGHT: e.in_flight}
+    return logging.DEBUG, n.EVENT_ADMISSION_LIMIT, fields
+
+
 # BreakerCallRecorded and BulkheadUsage happen on every call: metrics only.
 _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     RetryScheduled: _retry_scheduled,
@@ -167,6 +185,8 @@ _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    AdmissionDecided: _admission,
+    AdmissionLimitUpdated: _admission_limit,
 }
 
 # The lowest level each event type logs at: below it, a disabled logger costs one check.
@@ -183,6 +203,8 @@ _MIN_LEVEL: dict[type, int] = {
     StoreUnavailable: logging.WARNING,
     StoreRecovered: logging.INFO,
     FaultInjected: logging.DEBUG,
+    AdmissionDecided: logging.DEBUG,
+    AdmissionLimitUpdated: logging.DEBUG,
 }
 
 # Log field -> span attribute. Fields not listed keep their name.
@@ -201,6 +223,10 @@ _SPAN_KEYS = {
     n.LOG_KEY_TIMEOUT: n.ATTR_TIMEOUT,
     n.LABEL_STORE: n.ATTR_STORE,
     n.LABEL_KIND: n.ATTR_FAULT_KIND,
+    n.LABEL_CRITICALITY: n.ATTR_ADMISSION_CRITICALITY,
+    n.LOG_KEY_RATE_LIMIT: n.ATTR_RATE_LIMIT,
+    n.LOG_KEY_LIMIT: n.ATTR_ADMISSION_LIMIT,
+    n.LOG_KEY_IN_FLIGHT: n.ATTR_ADMISSION_IN_FLIGHT,
 }
 
 
@@ -216,6 +242,9 @@ class SpanListener:
         # A call that succeeded at its first attempt says nothing a span event would add;
         # it happens on nearly every call, and a span event costs more than the call.
         if isinstance(event, RetryFinished) and event.attempts == 1 and event.outcome == "success":
+            return
+        # Likewise an admitted request: the server span's attributes already say so.
+        if isinstance(event, AdmissionDecided) and event.outcome == "admitted":
             return
         span = trace.get_current_span()
         if not span.is_recording():

@@ -23,6 +23,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics_core import CounterMetricFamily
 
 from .._events import (
+    AdmissionDecided,
+    AdmissionLimitUpdated,
     BreakerCallRecorded,
     BreakerRejected,
     BreakerTransition,
@@ -220,6 +222,26 @@ class ResilienceMetrics:
         self.faults_injected: _CounterFamily = _counter(
             n.FAULTS_INJECTED, "Faults injected on purpose.", (p, n.LABEL_KIND), r
         )
+        self.admission_requests: _CounterFamily = _counter(
+            n.ADMISSION_REQUESTS,
+            "Inbound requests decided by admission control, by outcome and criticality.",
+            (p, o, n.LABEL_CRITICALITY),
+            r,
+        )
+        self.admission_limit: _Family[Gauge] = _gauge(
+            n.ADMISSION_LIMIT,
+            "The concurrency limit of inbound requests, as of its last update.",
+            (p,),
+            r,
+            "livesum",
+        )
+        self.admission_in_flight: _Family[Gauge] = _gauge(
+            n.ADMISSION_IN_FLIGHT,
+            "Inbound requests in flight at the concurrency limit's last update.",
+            (p,),
+            r,
+            "livesum",
+        )
 
     def record(self, event: Event) -> None:
         """Update the instruments ``event`` maps to (events of unknown types are ignored)."""
@@ -290,6 +312,15 @@ def _fault(m: ResilienceMetrics, e: FaultInjected) -> None:
     m.faults_injected.child(e.name, e.kind).inc()
 
 
+def _admission(m: ResilienceMetrics, e: AdmissionDecided) -> None:
+    m.admission_requests.child(e.name, e.outcome, e.criticality).inc()
+
+
+def _admission_limit(m: ResilienceMetrics, e: AdmissionLimitUpdated) -> None:
+    m.admission_limit.child(e.name).set(e.limit)
+    m.admission_in_flight.child(e.name).set(e.in_flight)
+
+
 HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     RetryScheduled: _retry_scheduled,
     RetryFinished: _retry_finished,
@@ -305,6 +336,8 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    AdmissionDecided: _admission,
+    AdmissionLimitUpdated: _admission_limit,
 }
 
 T = TypeVar("T")

@@ -88,6 +88,14 @@ STORE_ERRORS: Final = "buttress_store_errors_total"
 STORE_DEGRADED: Final = "buttress_store_degraded"
 FAULTS_INJECTED: Final = "buttress_faults_injected_total"
 
+# --- inbound admission (middleware) --------------------------------------------------------
+
+ADMISSION_REQUESTS: Final = "buttress_admission_requests_total"
+ADMISSION_LIMIT: Final = "buttress_admission_limit"
+ADMISSION_IN_FLIGHT: Final = "buttress_admission_in_flight"
+LABEL_CRITICALITY: Final = "criticality"
+CRITICALITY_HEADER: Final = "X-Buttress-Criticality"
+
 # --- span attributes (stable HTTP semantic conventions, plus ours) --------------------------
 
 ATTR_HTTP_REQUEST_METHOD: Final = "http.request.method"
@@ -124,6 +132,11 @@ ATTR_RETRY_AFTER: Final = "buttress.retry_after_seconds"
 ATTR_TIMEOUT: Final = "buttress.timeout_seconds"
 ATTR_STORE: Final = "buttress.store"
 ATTR_FAULT_KIND: Final = "buttress.fault.kind"
+ATTR_ADMISSION_OUTCOME: Final = "buttress.admission.outcome"
+ATTR_ADMISSION_CRITICALITY: Final = "buttress.admission.criticality"
+ATTR_RATE_LIMIT: Final = "buttress.rate_limit"  # the rule that refused the request
+ATTR_ADMISSION_LIMIT: Final = "buttress.admission.limit"
+ATTR_ADMISSION_IN_FLIGHT: Final = "buttress.admission.in_flight"
 # Whether the server span's sender was a trusted peer (its deadline, request id, baggage
 # and trace were honoured); see docs/security.md.
 ATTR_PEER_TRUSTED: Final = "buttress.peer.trusted"
@@ -148,6 +161,10 @@ LOG_KEY_ATTEMPTS: Final = "attempts"
 LOG_KEY_WAIT: Final = "wait_seconds"
 LOG_KEY_TIMEOUT: Final = "timeout_seconds"
 LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
+LOG_KEY_ADMISSION: Final = "admission"  # on access lines: the admission outcome
+LOG_KEY_RATE_LIMIT: Final = "rate_limit"
+LOG_KEY_LIMIT: Final = "limit"
+LOG_KEY_IN_FLIGHT: Final = "in_flight"
 
 # --- log and span event names ----------------------------------------------------------------
 
@@ -165,6 +182,8 @@ EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
+EVENT_ADMISSION: Final = "buttress.admission.decided"
+EVENT_ADMISSION_LIMIT: Final = "buttress.admission.limit_updated"
 
 # --- SLO rules ---------------------------------------------------------------------------------
 # Recording rules and labels carry Sloth's names, so dashboards built for Sloth keep working.
@@ -241,6 +260,9 @@ OTEL_RESILIENCE: Final = {
     STORE_DEGRADED: ("buttress.store.degraded", "1"),
     FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
     HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
+    ADMISSION_REQUESTS: ("buttress.admission.requests", "{request}"),
+    ADMISSION_LIMIT: ("buttress.admission.limit", "{request}"),
+    ADMISSION_IN_FLIGHT: ("buttress.admission.in_flight", "{request}"),
 }
 # The resource as labels of the `target_info` family on /metrics (OpenTelemetry's rendering).
 TARGET_INFO: Final = "target"  # prometheus_client appends _info
