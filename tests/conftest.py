@@ -7,7 +7,7 @@ import pytest
 from buttress._events import default_registry
 from buttress.testing import set_testing
 
-from ._services import IN_CI, RedisServer, require_binary
+from ._services import IN_CI, RedisCluster, RedisServer, require_binary
 
 
 @pytest.hookimpl(wrapper=True)
@@ -41,3 +41,10 @@ def redis_server(redis_binary: str) -> Iterator[RedisServer]:
     """A fresh redis-server on 127.0.0.1 for one test, which may stop and restart it."""
     with RedisServer(redis_binary) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_binary: str) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster on 127.0.0.1, shared by the session's tests."""
+    with RedisCluster(redis_binary, require_binary("redis-cli")) as cluster:
+        yield cluster

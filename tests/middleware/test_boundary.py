@@ -165,7 +165,10 @@ def gunicorn_env(upstream: Upstream, third_party: Upstream) -> dict[str, str]:
         **os.environ,
         "UPSTREAM": upstream.url,
         "THIRD_PARTY": third_party.url,
-        "GUNICORN_CMD_ARGS": "--threads 16",
+        # gunicorn closes a keep-alive connection idle for 2 s by default; a pooled
+        # connection reused just then fails with ReadError under a loaded machine, a race
+        # between client and server that says nothing of the service.
+        "GUNICORN_CMD_ARGS": "--threads 16 --keep-alive 30",
     }
 
 

@@ -25,7 +25,7 @@ from buttress import CircuitBreaker, CircuitOpen, RateLimited, RateLimiter, Redi
 from buttress.events import BreakerTransition
 from buttress.testing import FakeClock
 
-from .._services import RedisServer
+from .._services import RedisCluster, RedisServer
 from ._clock import state
 
 # A generous socket timeout: a loaded machine must not push a live Redis into the local
@@ -56,12 +56,31 @@ class Harness:
         self.clock = FakeClock()
         self.transitions: list[tuple[str, str, str]] = []
         self.store: RedisStore | None = None
+        self.client: Any = None
         if backend == "redis":
             server: RedisServer = request.getfixturevalue("shared_redis")
             self.store = RedisStore(
                 server.url,
                 service=f"parity{next(_names)}",
                 socket_timeout=LOADED,
+                clock=self.clock,
+                server_time=False,
+            )
+        elif backend == "cluster":
+            # The same scripts on a 3-master Redis Cluster, through a client the user built.
+            import redis.cluster
+
+            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+            self.client = redis.cluster.RedisCluster(
+                startup_nodes=[
+                    redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                    for h, p in cluster.startup_nodes
+                ],
+                socket_timeout=LOADED,
+            )
+            self.store = RedisStore(
+                client=self.client,
+                service=f"parity{next(_names)}",
                 clock=self.clock,
                 server_time=False,
             )
@@ -147,12 +166,20 @@ class Harness:
         return breaker
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
     harness = Harness(request.param, request)
     yield harness
     if harness.store is not None:
         harness.store.close()
+    if harness.client is not None:
+        harness.client.close()
 
 
 def r4j(**options: Any) -> dict[str, Any]:

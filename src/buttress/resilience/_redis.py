@@ -10,6 +10,9 @@ instead, emits :class:`~buttress.events.StoreUnavailable` once, and leaves Redis
 for ``retry_interval`` seconds; the first call after that tries Redis again and, if it
 answers, emits :class:`~buttress.events.StoreRecovered`. The protected call never sees a
 Redis error. An outcome admitted by Redis but recorded while it is away is dropped.
+
+``mode="batched"`` trades that per-call strictness for Redis work that does not grow
+with the call rate: see :mod:`._redis_shared`.
 """
 
 from __future__ import annotations
@@ -48,10 +51,13 @@ from ._redis_scripts import (
     BREAKER_RECORD,
     BUCKET_GIVE_BACK,
     BUCKET_TAKE,
+    FLEET_EXCHANGE,
+    LEASE_TAKE,
     BreakerArgs,
     admitted,
     recorded,
 )
+from ._redis_shared import SharedBreaker, SharedLimiter, Syncer
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -103,45 +109,101 @@ _SCRIPTS = {
     "peek": BREAKER_PEEK,
     "take": BUCKET_TAKE,
     "give_back": BUCKET_GIVE_BACK,
+    "fleet": FLEET_EXCHANGE,
+    "lease": LEASE_TAKE,
 }
+_MODES = ("per_call", "batched")
+
+
+def _client_kind(client: object) -> Literal["sync", "async"]:
+    """Whether ``client`` is a sync or an asyncio redis-py client, or refuse it."""
+    import redis
+    import redis.asyncio
+    import redis.cluster
+
+    if isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+        return "sync"
+    if isinstance(client, redis.asyncio.Redis | redis.asyncio.RedisCluster):
+        return "async"
+    raise ConfigurationError(
+        "client must be a redis.Redis, redis.cluster.RedisCluster, redis.asyncio.Redis or "
+        f"redis.asyncio.RedisCluster (Sentinel: sentinel.master_for(...)), got {client!r}"
+    )
 
 
 class RedisStore:
     """Where breakers and rate limiters built with ``store=`` keep their state.
 
-    ``url`` is a ``redis://`` URL; ``service`` namespaces the keys
+    ``url`` is a ``redis://`` URL, or ``client`` an existing redis-py client (sync or
+    asyncio, standalone or cluster; Sentinel through ``sentinel.master_for(...)``), used
+    as it is configured. ``service`` namespaces the keys
     (``buttress:{service}:breaker:{name}``), so services sharing a Redis never share a
-    breaker by accident. ``socket_timeout`` is short so a dead Redis fails fast;
-    ``retry_interval`` is how long a strategy decides locally before it tries Redis again.
-    ``max_connections`` bounds each event loop's pool (tasks queue for a connection).
+    breaker by accident; the name is a hash tag, so a Redis Cluster runs the scripts.
+    ``socket_timeout`` is short so a dead Redis fails fast; ``retry_interval`` is how long
+    a strategy decides locally before it tries Redis again. ``max_connections`` bounds
+    each event loop's pool (tasks queue for a connection).
     The scripts read the time from the Redis server, so replicas with skewed clocks
     agree; ``server_time=False`` makes them use ``clock`` instead (tests drive a shared
     breaker with a :class:`~buttress.testing.FakeClock` this way).
+
+    ``mode="per_call"`` (the default) asks Redis on every decision: strict, and a round
+    trip per call. ``mode="batched"`` decides locally and exchanges with Redis once per
+    ``sync_interval`` from a background thread (``sync_thread=False``: only when
+    :meth:`sync` is called), so Redis work does not grow with the call rate.
     """
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str | None = None,
         *,
+        client: object = None,
         service: str = "default",
+        mode: Literal["per_call", "batched"] = "per_call",
+        sync_interval: float | timedelta = 0.5,
+        sync_thread: bool = True,
         socket_timeout: float | timedelta = 0.25,
         retry_interval: float | timedelta = 5.0,
         max_connections: int = 50,
         clock: Callable[[], float] = time.monotonic,
         server_time: bool = True,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError(
-                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
-            )
         # Found, not imported: a missing extra is a set-up mistake to report now, not an
         # outage to fall back from on every call.
         if importlib.util.find_spec("redis") is None:
             raise ConfigurationError(
                 "RedisStore needs the redis package: pip install 'buttress[redis]'"
             )
+        self._given_sync: Any = None
+        self._given_async: Any = None
+        if client is not None:
+            if url is not None:
+                raise ConfigurationError(
+                    f"give url or client, not both; got url={url!r} and client={client!r}"
+                )
+            if _client_kind(client) == "sync":
+                self._given_sync = client
+            else:
+                self._given_async = client
+            url = ""
+        elif url is None:
+            url = "redis://127.0.0.1:6379/0"
+        elif not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
+            )
         self.url = url
         self.service = check_name(service, "service")
+        if mode not in _MODES:
+            raise ConfigurationError(f"mode must be 'per_call' or 'batched', got {mode!r}")
+        if mode == "batched" and self._given_async is not None:
+            raise ConfigurationError(
+                "mode='batched' exchanges with Redis from a background thread and needs a "
+                f"sync client (or a URL), got the asyncio client {client!r}"
+            )
+        self.mode = mode
+        self.sync_interval = check_seconds("sync_interval", sync_interval)
+        if not isinstance(sync_thread, bool):
+            raise ConfigurationError(f"sync_thread must be True or False, got {sync_thread!r}")
         self.socket_timeout = check_seconds("socket_timeout", socket_timeout)
         self.retry_interval = check_seconds("retry_interval", retry_interval)
         self.max_connections = check_int("max_connections", max_connections, minimum=1)
@@ -155,9 +217,19 @@ class RedisStore:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
         )
+        self._syncer = (
+            Syncer(self.sync_interval, thread=sync_thread, after_fork=self._after_fork)
+            if mode == "batched"
+            else None
+        )
+
+    def _after_fork(self) -> None:
+        # In a forked child: the parent's exchange thread may have held this lock.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.url!r}, service={self.service!r})"
+        where = repr(self.url) if self.url else f"client={self._given_sync or self._given_async!r}"
+        return f"RedisStore({where}, service={self.service!r}, mode={self.mode!r})"
 
     def key(self, kind: str, name: str) -> str:
         """The Redis key of strategy ``name`` of ``kind`` (``"breaker"`` or ``"ratelimit"``).
@@ -184,11 +256,18 @@ class RedisStore:
         args = (self._now(), *args)
         scripts = self._sync_scripts
         if not scripts:
+            if self._given_async is not None:
+                raise ConfigurationError(
+                    "RedisStore(client=...) was given an asyncio client, which serves async "
+                    "calls only; give a sync client (or a URL) for sync calls"
+                )
             import redis
 
             with self._lock:
                 if not self._sync_scripts:
-                    self._sync = redis.Redis.from_url(self.url, **self._options())
+                    self._sync = self._given_sync or redis.Redis.from_url(
+                        self.url, **self._options()
+                    )
                     self._sync_scripts = {
                         name: self._sync.register_script(text) for name, text in _SCRIPTS.items()
                     }
@@ -199,26 +278,45 @@ class RedisStore:
         self, script: str, keys: Sequence[str], args: Sequence[object]
     ) -> Any:
         """The asyncio twin of :meth:`run`; each event loop gets its own client."""
+        if self._given_sync is not None:
+            # A sync client serves async calls from a worker thread, off the event loop.
+            return await asyncio.to_thread(self.eval_script, script, keys, args)
         args = (self._now(), *args)
         loop = asyncio.get_running_loop()
         scripts = self._async.get(loop)
         if scripts is None:
             import redis.asyncio
 
-            # Tasks queue for a connection (up to a second) instead of failing: an
-            # exhausted pool is not a Redis outage.
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
-                self.url, max_connections=self.max_connections, timeout=1.0, **self._options()
-            )
-            client = redis.asyncio.Redis(connection_pool=pool)
+            client = self._given_async
+            if client is None:
+                # Tasks queue for a connection (up to a second) instead of failing: an
+                # exhausted pool is not a Redis outage.
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    self.url, max_connections=self.max_connections, timeout=1.0, **self._options()
+                )
+                client = redis.asyncio.Redis(connection_pool=pool)
             scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
             self._async[loop] = scripts
         return await scripts[script](keys=list(keys), args=list(args))
 
+    def sync(self) -> None:
+        """Take every batched exchange that is due now, in this thread.
+
+        The background thread does this on its own; with ``sync_thread=False`` it is how
+        exchanges happen (tests drive a batched store with a fake clock this way).
+        """
+        if self._syncer is not None:
+            self._syncer.run_due()
+
     def close(self) -> None:
-        """Close the sync client's connections (async clients close with their loop)."""
+        """Stop the exchanges and close the connections this store opened.
+
+        A client given as ``client=`` is left open: it belongs to the caller.
+        """
+        if self._syncer is not None:
+            self._syncer.stop()
         with self._lock:
-            if self._sync is not None:
+            if self._sync is not None and self._given_sync is None:
                 self._sync.close()
             self._sync, self._sync_scripts = None, {}
 
@@ -231,7 +329,10 @@ class RedisStore:
         clock: Callable[[], float],
         announce: Callable[[list[Transition]], None],
         registry: Registry,
-    ) -> RedisBreaker:
+    ) -> RedisBreaker | SharedBreaker:
+        if self._syncer is not None:
+            health = _Health(name, self, registry)
+            return SharedBreaker(self, name, config, clock, announce, health, self._syncer)
         return RedisBreaker(self, name, config, clock, announce, registry)
 
     def limiter_backend(
@@ -241,7 +342,10 @@ class RedisStore:
         burst: float,
         clock: Callable[[], float],
         registry: Registry,
-    ) -> RedisLimiter:
+    ) -> RedisLimiter | SharedLimiter:
+        if self._syncer is not None:
+            health = _Health(name, self, registry)
+            return SharedLimiter(self, name, rate, burst, clock, health, self._syncer)
         return RedisLimiter(self, name, rate, burst, clock, registry)
 
 
@@ -357,6 +461,8 @@ class RedisBreaker:
             return self._local_admit()
         try:
             reply = self._store.eval_script("admit", self._keys, self._args.admit)
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return self._local_admit()
@@ -395,6 +501,8 @@ class RedisBreaker:
             reply = self._store.eval_script(
                 "record", self._keys, self._args.outcome(ticket, outcome, duration)
             )
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return False
@@ -424,6 +532,8 @@ class RedisBreaker:
             return self.fallback.rejection()
         try:
             reply = self._store.eval_script("peek", self._keys, self._args.peek)
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return self.fallback.rejection()
@@ -448,6 +558,8 @@ class RedisBreaker:
             reply = self._store.eval_script(
                 "control", self._keys, (target.code, *self._args.control_tail)
             )
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._down(exc)
             return False
@@ -506,6 +618,8 @@ class RedisLimiter:
             return
         try:
             self._store.eval_script("give_back", self._key, self._give_back_args())
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._health.failed(exc)
 
@@ -523,6 +637,8 @@ class RedisLimiter:
             return self.fallback.take(max_wait)
         try:
             reply = self._store.eval_script("take", self._key, self._argv(max_wait))
+        except ConfigurationError:
+            raise  # a sync call through an asyncio client: a set-up mistake, not an outage
         except Exception as exc:
             self._health.failed(exc)
             return self.fallback.take(max_wait)

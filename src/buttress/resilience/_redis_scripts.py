@@ -32,6 +32,7 @@ from ._breaker_core import (
     State,
     Transition,
 )
+from ._shared_core import Report, Verdict
 
 __all__ = [
     "BREAKER_ADMIT",
@@ -40,9 +41,13 @@ __all__ = [
     "BREAKER_RECORD",
     "BUCKET_GIVE_BACK",
     "BUCKET_TAKE",
+    "FLEET_EXCHANGE",
+    "LEASE_TAKE",
     "BreakerArgs",
+    "FleetArgs",
     "admitted",
     "recorded",
+    "verdict",
 ]
 
 
@@ -372,4 +377,255 @@ def recorded(reply: list[int]) -> tuple[bool, Transition | None]:
         return bool(counted), None
     return bool(counted), Transition(
         STATES_BY_CODE[old], STATES_BY_CODE[new], REASONS_BY_CODE[reason]
+    )
+
+
+# -- the batched modes: one exchange per replica and interval ------------------------------
+
+# The fleet's breaker is one hash (``:fleet``): ``st`` ``gen`` ``ou`` ``to`` ``cf`` as
+# above, ``hp`` trial permits granted this round, ``hs`` trial successes, ``rs`` the reason
+# of the last transition, ``xp`` when the TTL was last renewed, and 20 time buckets of
+# outcomes (``e``/``c``/``f``/``s`` + slot: epoch, calls, failures, slow). A count window
+# is judged over the newest buckets that hold ``window`` calls; a time window over all
+# buckets inside it.
+#
+# ARGV: now, calls, failures, slow, trailing, succeeded (0/1), trip reason (-1 none),
+# generation of the trial results, trial successes, trial failures, permits wanted,
+# permits returned, view state, view remaining ms, control state (-1 none), then
+# FleetArgs.tail. Returns {state, generation, remaining ms (-1 forced open), granted,
+# reason}.
+FLEET_EXCHANGE: Final = (
+    _constants()
+    + _CLOCK
+    + """
+now = math.floor(now)
+local key = KEYS[1]
+local a = {}
+for i = 2, #ARGV do a[i] = tonumber(ARGV[i]) end
+local consecutive, fnum, fden, snum, sden = a[16], a[17], a[18], a[19], a[20]
+local window_type, window, width, minimum = a[21], a[22], a[23], a[24]
+local base_to, backoff, max_to, permits, trial_wait, ttl = a[25], a[26], a[27], a[28], a[29], a[30]
+local raw = redis.call('HGETALL', key)
+local f = {}
+for i = 1, #raw, 2 do f[raw[i]] = tonumber(raw[i + 1]) end
+local st = f.st or CLOSED
+local gen = f.gen or 0
+local ou = f.ou or 0
+local to = f.to or base_to
+local cf = f.cf or 0
+local hp = f.hp or 0
+local hs = f.hs or 0
+local rs = f.rs or R_NONE
+local w = {}
+if #raw == 0 then
+  -- Lost (a restart without data) or new: start from this replica's view, so a breaker
+  -- the fleet had open stays open.
+  local view = a[13]
+  if view == OPEN or view == HALF_OPEN then
+    st, ou, rs = OPEN, now + a[14], R_STORE_UNAVAILABLE
+  elseif view == FORCED_OPEN or view == FORCED_CLOSED then
+    st, rs = view, R_MANUAL
+  end
+elseif st == CLOSED and gen == 0 and (a[13] == OPEN or a[13] == HALF_OPEN) then
+  -- Rebuilt closed by a replica that knew nothing (one started during the outage), and
+  -- now one that saw the fleet open: no verdict ever closed it, so it opens again.
+  st, ou, rs = OPEN, now + a[14], R_STORE_UNAVAILABLE
+end
+local function move(new, reason)
+  gen, st, rs, cf, hp, hs = gen + 1, new, reason, 0, 0, 0
+  for s = 0, 19 do
+    if f['e' .. s] then w['e' .. s] = -1 end
+  end
+end
+local function open(timeout, reason)
+  to = math.floor(timeout)
+  ou = now + to
+  move(OPEN, reason)
+end
+local control = a[15]
+local granted = 0
+if control >= 0 then
+  if control == CLOSED then
+    to = base_to
+    move(CLOSED, R_MANUAL)
+  elseif st ~= control then
+    move(control, R_MANUAL)
+  end
+else
+  if st == CLOSED then
+    local index = math.floor(now / width)
+    if a[2] > 0 then
+      local slot = index % 20
+      local e, c, fl, sl = 'e' .. slot, 'c' .. slot, 'f' .. slot, 's' .. slot
+      if f[e] ~= index then f[e], f[c], f[fl], f[sl] = index, 0, 0, 0 end
+      f[c], f[fl], f[sl] = f[c] + a[2], f[fl] + a[3], f[sl] + a[4]
+      w[e], w[c], w[fl], w[sl] = f[e], f[c], f[fl], f[sl]
+      if a[6] == 1 then cf = a[5] else cf = cf + a[3] end
+    end
+    local calls, failures, slows = 0, 0, 0
+    if fnum >= 0 or snum >= 0 then
+      -- newest bucket first
+      for back = 0, 19 do
+        local s = (index - back) % 20
+        if f['e' .. s] == index - back then
+          calls = calls + f['c' .. s]
+          failures = failures + f['f' .. s]
+          slows = slows + f['s' .. s]
+          if window_type == 0 and calls >= window then break end
+        end
+      end
+    end
+    if a[7] >= 0 then
+      open(to, a[7])
+    elseif consecutive > 0 and cf >= consecutive then
+      open(to, R_CONSECUTIVE_FAILURES)
+    elseif calls >= minimum and fnum >= 0 and failures * fden >= fnum * calls then
+      open(to, R_FAILURE_RATE)
+    elseif calls >= minimum and snum >= 0 and slows * sden >= snum * calls then
+      open(to, R_SLOW_CALL_RATE)
+    end
+  elseif st == OPEN and now >= ou and a[11] > 0 then
+    move(HALF_OPEN, R_RESET_TIMEOUT)
+    ou = now + trial_wait
+  end
+  if st == HALF_OPEN then
+    if a[8] == gen then
+      hp = math.max(hp - a[12], 0)
+      if a[10] > 0 then
+        open(math.min(to * backoff, max_to), R_HALF_OPEN_FAILURE)
+      else
+        hs = hs + a[9]
+        if hs >= permits then
+          to = base_to
+          move(CLOSED, R_HALF_OPEN_SUCCESS)
+        end
+      end
+    end
+  end
+  if st == HALF_OPEN then
+    if hp >= permits and now >= ou then
+      -- No verdict for a whole round (a replica died mid-trial, or lost its reply):
+      -- a new round under a new generation.
+      move(HALF_OPEN, R_HALF_OPEN_MAX_WAIT)
+      ou = now + trial_wait
+    end
+    if a[11] > 0 and hp < permits then
+      granted = math.min(a[11], permits - hp)
+      hp = hp + granted
+    end
+  end
+end
+local out = {'st', st, 'gen', gen, 'ou', ou, 'to', to, 'cf', cf, 'hp', hp, 'hs', hs,
+             'rs', rs}
+for field, value in pairs(w) do
+  out[#out + 1] = field
+  out[#out + 1] = value
+end
+-- The TTL is renewed a few times per TTL, not on every exchange: a command saved.
+local renew = (f.xp or 0) + ttl / 4 <= now
+if renew then
+  out[#out + 1] = 'xp'
+  out[#out + 1] = now
+end
+redis.call('HSET', key, unpack(out))
+if renew then redis.call('PEXPIRE', key, ttl) end
+local remaining = 0
+if st == FORCED_OPEN then
+  remaining = -1
+elseif st == OPEN or st == HALF_OPEN then
+  remaining = math.max(ou - now, 0)
+end
+return {st, gen, remaining, granted, rs}
+"""
+)
+
+# The shared bucket of a leased limiter: one string ``"tokens stamp"`` (``:lease``).
+# ARGV: now, rate (tokens per ms), burst, tokens asked, tokens returned, known (1: this
+# replica leased before, so a missing bucket was lost and starts empty rather than
+# full), ttl_ms. Returns {granted, ms until the bucket holds one more token (a string)}.
+LEASE_TAKE: Final = (
+    _CLOCK
+    + """
+local key = KEYS[1]
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local ask = tonumber(ARGV[4])
+local tokens, stamp = burst, now
+local v = redis.call('GET', key)
+if v then
+  local t, s = string.match(v, '(%S+) (%S+)')
+  tokens, stamp = tonumber(t), tonumber(s)
+elseif ARGV[6] == '1' then
+  tokens = 0
+end
+if now > stamp then
+  tokens = math.min(burst, tokens + (now - stamp) * rate)
+  stamp = now
+end
+tokens = math.min(burst, tokens + tonumber(ARGV[5]))
+local granted = math.max(math.min(ask, math.floor(tokens)), 0)
+tokens = tokens - granted
+redis.call('SET', key, tostring(tokens) .. ' ' .. tostring(stamp), 'PX', ARGV[7])
+return {granted, tostring(math.max(1 - tokens, 0) / rate)}
+"""
+)
+
+
+class FleetArgs:
+    """A batched breaker's script arguments after the report: built once from its config."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self, config: BreakerConfig, ttl_ms: int) -> None:
+        rule = config.rule
+        off = (-1, -1)
+        time_window = config.window_type == "time"
+        # Time windows keep 20 buckets across the window; count windows one per second.
+        width = max(1, int(config.window * 1000 / 20)) if time_window else 1000
+        self.tail = (
+            rule.consecutive_failures or 0,
+            *(rule.failure_ratio or off),
+            *(rule.slow_ratio or off),
+            1 if time_window else 0,
+            int(config.window * (1000 if time_window else 1)),
+            width,
+            config.minimum_calls,
+            int(config.reset_timeout * 1000),
+            config.reset_backoff,
+            int(config.max_reset_timeout * 1000),
+            config.half_open_permits,
+            int(config.trial_wait * 1000),
+            ttl_ms,
+        )
+
+    def exchange(self, report: Report) -> tuple[object, ...]:
+        """The arguments of one exchange, after the time."""
+        return (
+            report.calls,
+            report.failures,
+            report.slow,
+            report.trailing,
+            int(report.succeeded),
+            -1 if report.trip is None else report.trip.code,
+            report.generation,
+            report.trial_successes,
+            report.trial_failures,
+            report.want,
+            report.returned,
+            report.view.code,
+            int(report.view_remaining * 1000),
+            -1 if report.control is None else report.control.code,
+            *self.tail,
+        )
+
+
+def verdict(reply: list[int]) -> Verdict:
+    """The exchange script's reply."""
+    state, generation, remaining_ms, granted, reason = (int(x) for x in reply)
+    return Verdict(
+        STATES_BY_CODE[state],
+        generation,
+        None if remaining_ms < 0 else remaining_ms / 1000,
+        granted,
+        REASONS_BY_CODE[reason],
     )
