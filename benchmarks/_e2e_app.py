@@ -1,7 +1,7 @@
 """The apps bench_e2e.py serves under uvicorn and gunicorn, one stack per server process.
 
-Chosen by environment variables the benchmark sets: ``E2E_STACK`` (bare, buttress, peers,
-pfi), ``E2E_SAMPLING`` (the ratio of root requests sampled) and ``E2E_ROUTES``. Spans go
+Chosen by environment variables the benchmark sets: ``E2E_STACK`` (bare, floor, buttress,
+peers, pfi), ``E2E_SAMPLING`` (the ratio of root requests sampled) and ``E2E_ROUTES``. Spans go
 through the SDK's batch processor to an exporter that drops them, like bench_middleware.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 
@@ -32,6 +33,38 @@ def _settings() -> tuple[str, TracerProvider, int]:
     provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
     provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=100_000))
     return stack, provider, routes
+
+
+def _floor_asgi(app: Any, provider: TracerProvider) -> Any:
+    """An SDK server span with ten attributes around the app, nothing else."""
+    tracer = provider.get_tracer("floor")
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        span = tracer.start_span("GET", kind=SpanKind.SERVER)
+        span.set_attributes({f"attr.{i}": i for i in range(10)})
+        try:
+            await app(scope, receive, send)
+        finally:
+            span.end()
+
+    return middleware
+
+
+def _floor_wsgi(app: Any, provider: TracerProvider) -> Any:
+    tracer = provider.get_tracer("floor")
+
+    def middleware(environ: Any, start_response: Any) -> Any:
+        span = tracer.start_span("GET", kind=SpanKind.SERVER)
+        span.set_attributes({f"attr.{i}": i for i in range(10)})
+        try:
+            yield from app(environ, start_response)
+        finally:
+            span.end()
+
+    return middleware
 
 
 def asgi_app() -> Any:
@@ -69,6 +102,8 @@ def asgi_app() -> Any:
             OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
         )
         app.add_middleware(CorrelationIdMiddleware)
+    elif stack == "floor":
+        return _floor_asgi(app, provider)
     elif stack != "bare":
         raise ValueError(f"unknown E2E_STACK {stack!r}")
     return app
@@ -98,6 +133,8 @@ def wsgi_app() -> Any:
         app.wsgi_app = OpenTelemetryMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, tracer_provider=provider
         )
+    elif stack == "floor":
+        app.wsgi_app = _floor_wsgi(app.wsgi_app, provider)  # type: ignore[method-assign]
     elif stack != "bare":
         raise ValueError(f"unknown E2E_STACK {stack!r}")
     return app

@@ -20,6 +20,13 @@ load generator saw them.
 The load generator is wrk (Debian's package); without it, an asyncio client in this
 process stands in, and the report says so: it is slower than the servers it measures, so
 its ratios understate every overhead.
+
+"floor" is a middleware that only starts an SDK server span, sets ten attributes and ends
+it (as in bench_middleware): what no traced middleware can go below. For a narrower run,
+``E2E_SERVERS`` (``uvicorn,gunicorn``), ``E2E_SAMPLINGS`` (``1,0.01``) and
+``E2E_ROUTE_COUNTS`` (``1,100``) pick the cases; ``E2E_BASELINE=path/to/src`` adds a
+"baseline" stack, buttress imported from that source tree, to compare two versions of
+the code in one run.
 """
 
 from __future__ import annotations
@@ -42,11 +49,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ASGI_STACKS = {
     "bare": "bare",
+    "floor": "floor (SDK span, 10 attributes)",
     "buttress": "buttress",
     "peers": "asgi-correlation-id + otel-asgi + starlette-exporter",
     "pfi": "asgi-correlation-id + otel-asgi + instrumentator",
 }
-WSGI_STACKS = {"bare": "bare", "buttress": "buttress", "peers": "otel-wsgi"}
+WSGI_STACKS = {
+    "bare": "bare",
+    "floor": "floor (SDK span, 10 attributes)",
+    "buttress": "buttress",
+    "peers": "otel-wsgi",
+}
+BASELINE = "baseline"
 _STARTUP_TIMEOUT = 30.0
 
 
@@ -100,12 +114,15 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 def _serve(server: str, stack: str, sampling: float, routes: int) -> Iterator[tuple[int, int]]:
     port = _free_port()
     pin, _ = _cores()
+    # The baseline stack is buttress imported from another source tree, ahead of ours.
+    baseline = os.environ.get("E2E_BASELINE") if stack == BASELINE else None
+    path = [baseline, str(ROOT), os.environ.get("PYTHONPATH")]
     env = {
         **os.environ,
-        "E2E_STACK": stack,
+        "E2E_STACK": "buttress" if stack == BASELINE else stack,
         "E2E_SAMPLING": str(sampling),
         "E2E_ROUTES": str(routes),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, path)),
     }
     if server == "uvicorn":
         command = [
@@ -357,16 +374,27 @@ def _available(stacks: dict[str, str]) -> dict[str, str]:
     return found
 
 
+def _choice(variable: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(variable, default).split(",") if item.strip()]
+
+
 def main(quick: bool = False) -> str:
     use_wrk = shutil.which("wrk") is not None and os.environ.get("E2E_LOADGEN") != "python"
     rounds, seconds = (1, 1.0) if quick else (int(os.environ.get("E2E_ROUNDS", "5")), 2.0)
-    samplings = (1.0,) if quick else (1.0, 0.01)
-    route_counts = (1,) if quick else (1, 100)
+    samplings = (1.0,) if quick else tuple(float(s) for s in _choice("E2E_SAMPLINGS", "1,0.01"))
+    route_counts = (1,) if quick else tuple(int(r) for r in _choice("E2E_ROUTE_COUNTS", "1,100"))
+    servers = _choice("E2E_SERVERS", "uvicorn,gunicorn")
     cases: list[Case] = []
     asgi = _available(ASGI_STACKS)
+    wsgi = dict(WSGI_STACKS)
     if quick:  # a smoke run: one peer stack is enough to show the ratios are computed
         asgi.pop("pfi", None)
-    for server, stacks in (("uvicorn", asgi), ("gunicorn", WSGI_STACKS)):
+    if os.environ.get("E2E_BASELINE"):
+        for stacks in (asgi, wsgi):
+            stacks[BASELINE] = f"buttress from {os.environ['E2E_BASELINE']}"
+    for server, stacks in (("uvicorn", asgi), ("gunicorn", wsgi)):
+        if server not in servers:
+            continue
         for sampling in samplings:
             for routes in route_counts:
                 case = Case(server, sampling, routes)
@@ -385,7 +413,7 @@ def main(quick: bool = False) -> str:
     )
     out.append("")
     for case in cases:
-        out += _table(case, asgi if case.server == "uvicorn" else WSGI_STACKS)
+        out += _table(case, asgi if case.server == "uvicorn" else wsgi)
 
     def find(server: str, sampling: float, routes: int) -> Case | None:
         for c in cases:
@@ -394,12 +422,20 @@ def main(quick: bool = False) -> str:
         return None
 
     out += ["### ratios (buttress overhead / peer stack overhead, per round)", ""]
-    out += ["| case | vs starlette-exporter / otel-wsgi | vs instrumentator |", "|---|---|---|"]
+    out += ["| case | vs starlette-exporter / otel-wsgi | vs instrumentator | floor / peers |"]
+    out += ["|---|---|---|---|"]
     for case in cases:
         main_ = _spread(_ratio(case, "buttress", "peers")) if "peers" in case.samples else "-"
         alt = _spread(_ratio(case, "buttress", "pfi")) if "pfi" in case.samples else "-"
-        out.append(f"| {case.label} | {main_} | {alt} |")
+        floor = _spread(_ratio(case, "floor", "peers")) if "peers" in case.samples else "-"
+        out.append(f"| {case.label} | {main_} | {alt} | {floor} |")
     out.append("")
+    if os.environ.get("E2E_BASELINE"):
+        out += ["### buttress overhead / baseline's (per round)", ""]
+        out += ["| case | ratio |", "|---|---|"]
+        for case in cases:
+            out.append(f"| {case.label} | {_spread(_ratio(case, 'buttress', BASELINE))} |")
+        out.append("")
 
     result = {"loadgen": "wrk" if use_wrk else "python"}
     for server, prefix in (("uvicorn", "asgi"), ("gunicorn", "wsgi")):

@@ -2,7 +2,9 @@
 
 buttress against tenacity, stamina and backoff, each configured alike (retry on one
 exception type, bounded attempts, exponential backoff with jitter), sync and async,
-side by side in one process. The report is ratios of overhead over a bare call.
+side by side in one process. The report is ratios of overhead over a bare call. A third
+table times the attempt loops (``for attempt in ...: with attempt:``) of buttress,
+tenacity and stamina around the same call.
 """
 
 from __future__ import annotations
@@ -56,6 +58,33 @@ def _contenders(fn: Callable[[int], object]) -> dict[str, Callable[[int], object
     }
 
 
+def _loops() -> dict[str, Callable[[], object]]:
+    policy = buttress.retry(on=ConnectionError, name="bench")
+    tenacity_loop = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+        stop=tenacity.stop_after_attempt(10),
+        wait=tenacity.wait_random_exponential(multiplier=0.1, max=5),
+        reraise=True,
+    )
+
+    def ours() -> None:
+        for attempt in buttress.retrying(policy):
+            with attempt:
+                bare(1)
+
+    def theirs() -> None:
+        for attempt in tenacity_loop:
+            with attempt:
+                bare(1)
+
+    def stamina_loop() -> None:
+        for attempt in stamina.retry_context(on=ConnectionError):
+            with attempt:
+                bare(1)
+
+    return {"bare": lambda: bare(1), "buttress": ours, "tenacity": theirs, "stamina": stamina_loop}
+
+
 def _ratios(title: str, results: list[Result]) -> str:
     by_name = {r.name: r.best for r in results}
     lines = []
@@ -85,8 +114,10 @@ def main(quick: bool = False) -> str:
     for name, afn in async_wrapped.items():
         asyn[name] = lambda afn=afn: afn(1)  # type: ignore[misc]
     async_results = compare_async(asyn, number=number, rounds=rounds)
+    loop_results = compare_sync(_loops(), number=number, rounds=rounds)
     return "\n".join(
         [
+            report("retry loop, success path, sync", loop_results, **AGAINST),
             report("retry, success path, sync", sync_results, **AGAINST),
             _ratios("sync", sync_results),
             report("retry, success path, async", async_results, **AGAINST),

@@ -43,6 +43,7 @@ PAGES = (
     "docs/errors.md",
     "docs/events.md",
     "docs/fallback.md",
+    "docs/hedging.md",
     "docs/httpx.md",
     "docs/integrations.md",
     "docs/jobs.md",
@@ -52,6 +53,7 @@ PAGES = (
     "docs/redis.md",
     "docs/retry.md",
     "docs/slo.md",
+    "docs/throttling.md",
 )
 DIRECTIVE = re.compile(r"^<!--\s*(not-run|then|file|run)(?::\s*(.*?))?\s*-->$")
 RESULT = "DOC-EXAMPLE-RESULT "

@@ -113,6 +113,7 @@ def test_top_level_names() -> None:
         "RedisStore",
         "Rejected",
         "Telemetry",
+        "Throttled",
         "TimedOut",
         "__version__",
         "add_correlation_ids",
@@ -120,14 +121,26 @@ def test_top_level_names() -> None:
         "configure",
         "fallback",
         "get_correlation_id",
+        "hedge",
         "new_correlation_id",
         "retry",
+        "retrying",
+        "throttle",
         "timeout",
     ]
 
 
 def test_home_modules_names() -> None:
-    assert buttress.strategies.__all__ == ["Fallback", "Retry", "Strategy", "Timeout"]
+    assert buttress.strategies.__all__ == [
+        "Attempt",
+        "Attempts",
+        "Fallback",
+        "Hedge",
+        "Retry",
+        "Strategy",
+        "Throttle",
+        "Timeout",
+    ]
     assert buttress.deadline.__all__ == ["current_deadline", "deadline_scope", "remaining"]
     assert buttress.slo.__all__ == ["SLO", "buckets_with_thresholds", "load_slos", "slo_rules"]
     assert buttress.multiprocess.__all__ == [
@@ -157,6 +170,8 @@ def test_events_names() -> None:
         "Event",
         "FallbackUsed",
         "FaultInjected",
+        "HedgeSent",
+        "HedgeWon",
         "Listener",
         "RateLimitRejected",
         "RateLimitWaited",
@@ -165,6 +180,8 @@ def test_events_names() -> None:
         "RetryScheduled",
         "StoreRecovered",
         "StoreUnavailable",
+        "ThrottleRejected",
+        "ThrottleUpdated",
         "TimeoutExpired",
         "default_registry",
     ]

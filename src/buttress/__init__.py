@@ -28,17 +28,21 @@ from ._errors import (
     DeadlineExceeded,
     RateLimited,
     Rejected,
+    Throttled,
     TimedOut,
 )
 from ._version import __version__
+from .resilience._attempts import retrying
 from .resilience._breaker import CircuitBreaker
 from .resilience._bulkhead import Bulkhead
 from .resilience._fallback import fallback
 from .resilience._faults import FaultInjection
+from .resilience._hedge import hedge
 from .resilience._policy import Policy
 from .resilience._ratelimit import RateLimiter
 from .resilience._redis import RedisStore
 from .resilience._retry import retry
+from .resilience._throttle import throttle
 from .resilience._timeout import timeout
 from .telemetry._configure import Telemetry, configure
 from .telemetry._correlation import bound_correlation_id, get_correlation_id, new_correlation_id
@@ -61,6 +65,7 @@ __all__ = [
     "RedisStore",
     "Rejected",
     "Telemetry",
+    "Throttled",
     "TimedOut",
     "__version__",
     "add_correlation_ids",
@@ -68,7 +73,10 @@ __all__ = [
     "configure",
     "fallback",
     "get_correlation_id",
+    "hedge",
     "new_correlation_id",
     "retry",
+    "retrying",
+    "throttle",
     "timeout",
 ]

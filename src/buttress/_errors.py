@@ -9,6 +9,7 @@
                +-- CircuitOpen          the breaker is open (or half-open and full)
                +-- BulkheadFull         no slot and no room (or time) to wait
                +-- RateLimited          no token left
+               |    +-- Throttled       adaptive throttling refused it locally
                +-- TimedOut             the deadline passed (also a TimeoutError)
                     +-- DeadlineExceeded  the caller's own budget ran out, not the dependency
 
@@ -31,6 +32,7 @@ __all__ = [
     "DeadlineExceeded",
     "RateLimited",
     "Rejected",
+    "Throttled",
     "TimedOut",
 ]
 
@@ -76,6 +78,16 @@ class RateLimited(Rejected):
     def __init__(self, message: str, *, name: str, retry_after: float) -> None:
         super().__init__(message, name=name)
         self.retry_after = retry_after
+
+
+class Throttled(RateLimited):
+    """Adaptive throttling refused the call locally: the dependency has been refusing most
+    requests, so this one was not sent. ``probability`` is the chance of refusal it had;
+    ``retry_after`` is 0 (the next call may be admitted)."""
+
+    def __init__(self, message: str, *, name: str, probability: float) -> None:
+        super().__init__(message, name=name, retry_after=0.0)
+        self.probability = probability
 
 
 class TimedOut(Rejected, TimeoutError):

@@ -29,6 +29,8 @@ __all__ = [
     "Event",
     "FallbackUsed",
     "FaultInjected",
+    "HedgeSent",
+    "HedgeWon",
     "Listener",
     "RateLimitRejected",
     "RateLimitWaited",
@@ -37,6 +39,8 @@ __all__ = [
     "RetryScheduled",
     "StoreRecovered",
     "StoreUnavailable",
+    "ThrottleRejected",
+    "ThrottleUpdated",
     "TimeoutExpired",
     "default_registry",
 ]
@@ -180,6 +184,42 @@ class FaultInjected:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeSent:
+    """No answer after ``delay`` seconds: attempt ``attempt`` (2 for the first hedge) was sent."""
+
+    name: str
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeWon:
+    """A hedged attempt, ``attempt`` (2 or more), answered first; the others were given up."""
+
+    name: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRejected:
+    """Adaptive throttling refused a call locally, with ``probability`` of refusing."""
+
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleUpdated:
+    """Throttle ``name``'s window now holds ``requests`` requests of which ``accepts`` were
+    accepted by the dependency; ``acceptance`` is their ratio (1.0 with no requests)."""
+
+    name: str
+    requests: int
+    accepts: int
+    acceptance: float
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionDecided:
     """The middleware's admission ``name`` let a request in, or refused it, and why.
 
@@ -221,6 +261,10 @@ Event: TypeAlias = (
     | StoreUnavailable
     | StoreRecovered
     | FaultInjected
+    | HedgeSent
+    | HedgeWon
+    | ThrottleRejected
+    | ThrottleUpdated
     | AdmissionDecided
     | AdmissionLimitUpdated
 )

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import os
 import shutil
 import socket
@@ -49,7 +50,7 @@ from starlette.routing import Route
 import buttress
 import buttress.slo
 from buttress import events
-from buttress.httpx import AsyncResilientTransport
+from buttress.httpx import RETRY_ON, AsyncResilientTransport
 from buttress.middleware import Admission, ASGIMiddleware, RateLimit
 from buttress.telemetry._listeners import PrometheusListener
 from buttress.testing import FakeClock
@@ -74,6 +75,8 @@ PATHS = (
     "/inventory",
     "/recommendations",
     "/busy",
+    "/catalog",
+    "/feed",
 )
 # Past the first request of a test run, every /busy request is refused by a rate limit.
 REFUSED_PATHS = {"/busy": 429}
@@ -172,8 +175,9 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="pricing",
-            wait_initial=0.005,
-            wait_max=0.02,
+            retry=buttress.retry(
+                on=RETRY_ON, attempts=3, wait_initial=0.005, wait_max=0.02, events=app_events
+            ),
             metrics_registry=registry,
             events=app_events,
         ),
@@ -185,9 +189,9 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="promotions",
-            attempts=2,
-            wait_initial=0.005,
-            wait_max=0.02,
+            retry=buttress.retry(
+                on=RETRY_ON, attempts=2, wait_initial=0.005, wait_max=0.02, events=app_events
+            ),
             breaker=None,
             metrics_registry=registry,
             events=app_events,
@@ -198,7 +202,7 @@ def checkout_service(
         timeout=5.0,
         transport=AsyncResilientTransport(
             name="ledger",
-            attempts=1,
+            retry=None,
             breaker=functools.partial(
                 buttress.CircuitBreaker,
                 consecutive_failures=2,
@@ -269,8 +273,38 @@ def checkout_service(
         await asyncio.sleep(1.0)  # a model that is too slow; the timeout cancels it
         return "for you"
 
+    catalog_calls = itertools.count()
+
+    @buttress.Policy(
+        # Every other first attempt hangs: the hedge sent after 10 ms answers first.
+        buttress.hedge(delay=0.01, budget=None, events=app_events),
+        name="catalog",
+    )
+    async def catalog_page() -> str:
+        if next(catalog_calls) % 2 == 0:
+            await asyncio.sleep(0.3)
+        return "page"
+
+    @buttress.Policy(
+        buttress.fallback(
+            "stale feed", on=(ConnectionError, buttress.Throttled), events=app_events
+        ),
+        # A draw of 0 refuses whenever the refusal chance is above 0: after the feed's
+        # first refusal, calls are throttled until the window forgets it.
+        buttress.throttle(on=ConnectionError, random=lambda: 0.0, events=app_events),
+        name="feed",
+    )
+    async def feed_once() -> str:
+        raise ConnectionError("the feed refuses everything")
+
     async def ok(request: Request) -> Response:
         return PlainTextResponse("ok")
+
+    async def catalog(request: Request) -> Response:
+        return PlainTextResponse(await catalog_page())
+
+    async def feed(request: Request) -> Response:
+        return PlainTextResponse(" ".join([await feed_once() for _ in range(3)]))
 
     async def fail(request: Request) -> Response:
         return PlainTextResponse("boom", status_code=500)
@@ -321,6 +355,8 @@ def checkout_service(
             Route("/inventory", inventory),
             Route("/recommendations", recommendations),
             Route("/busy", ok),
+            Route("/catalog", catalog),
+            Route("/feed", feed),
         ],
         lifespan=lifespan,
     )

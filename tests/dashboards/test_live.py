@@ -361,6 +361,9 @@ def test_every_strategy_reached_the_states_the_panels_show(
         f'{n.HTTP_CLIENT_DURATION}_count{{{SERVER}="127.0.0.2", {n.LABEL_STATUS}=""}}',
         f'{n.RETRY_ATTEMPTS}{{{p}=~"promotions:.*", {e}="ConnectError"}}',
         f'{n.RETRY_CALLS}{{{p}=~"promotions:.*", {o}="exhausted"}}',
+        f'{n.HEDGES_SENT}{{{p}="catalog"}}',
+        f'{n.HEDGES_WON}{{{p}="catalog"}}',
+        f'{n.THROTTLE_REJECTIONS}{{{p}="feed"}}',
     ]
     expected += [
         f'{n.FALLBACKS}{{{e}="{error}"}}'
@@ -371,6 +374,7 @@ def test_every_strategy_reached_the_states_the_panels_show(
             "TimedOut",
             "ConnectionError",
             "ConnectError",
+            "Throttled",
         )
     ]
 
@@ -378,6 +382,8 @@ def test_every_strategy_reached_the_states_the_panels_show(
         return [series for series in expected if not prometheus.query(f"{series} > 0")]
 
     assert _eventually(missing, deadline) == []
+    # The feed refuses every call: the acceptance ratio the throttle exports falls.
+    assert prometheus.query(f'{n.THROTTLE_ACCEPTANCE}{{{p}="feed"}} < 0.5')
     # A gauge's capacity is the bulkhead's configuration, read as it is.
     assert prometheus.query(f'{n.BULKHEAD_CAPACITY}{{{p}="reports"}}')[0]["value"][1] == "1"
 

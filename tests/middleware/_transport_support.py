@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
+
+import buttress
+from buttress.httpx import RETRY_ON
 
 from ._upstream import Upstream
 
@@ -43,3 +47,23 @@ def new_upstream(tracing: Tracing) -> Iterator[Upstream]:
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+_RETRY_OPTIONS = ("attempts", "deadline", "wait_initial", "wait_max", "budget", "retry_after_max")
+
+
+def with_retry(options: dict[str, Any], clock: Callable[[], float], sleep: Any) -> dict[str, Any]:
+    """``options`` for a transport, the retry's own (``attempts=`` ...) folded into ``retry=``.
+
+    The transport's default retry, on ``clock`` and ``sleep``: three attempts within 30 s,
+    a server's wait honoured up to 5 s.
+    """
+    if "retry" in options:
+        return options
+    settings: dict[str, Any] = {"attempts": 3, "deadline": 30.0, "retry_after_max": 5.0}
+    settings.update({key: options.pop(key) for key in _RETRY_OPTIONS if key in options})
+    if settings["attempts"] == 1:
+        options["retry"] = None
+        return options
+    options["retry"] = buttress.retry(on=RETRY_ON, clock=clock, sleep=sleep, **settings)
+    return options

@@ -7,7 +7,10 @@ test) and answers by path:
 - ``/status/<code>``: that status; ``?retry_after=<value>`` adds a Retry-After header;
 - ``/flaky/<key>/<n>``: 503 for the first ``n`` requests with that key, then 200;
 - ``/drop``: closes the connection without answering;
-- ``/slow/<seconds>``: 200 after that long.
+- ``/slow/<seconds>``: 200 after that long;
+- ``/busy/<key>``: 200, but while ``outage`` is set, 503 for 9 requests in 10 per key;
+- ``/hold/<key>``: the first request with that key waits until ``release(key)`` (or 10 s),
+  later ones answer at once (with the status ``?then=<code>`` gives, 200 by default).
 
 ``SpawnedUpstream`` runs the same server in a child process (for load, where sharing the
 GIL with the client would measure the GIL); ``/count`` tells how many requests it got.
@@ -20,6 +23,7 @@ instrumented server would).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -52,8 +56,10 @@ class Upstream:
     host: str = "127.0.0.1"  # another 127.x address plays a third-party host
     seen: list[Seen] = field(default_factory=list)
     keep: bool = True  # record every request (off for the leak test)
+    outage: bool = False  # /busy refuses 90 % of requests while set
     count: int = 0
     _flaky: Counter[str] = field(default_factory=Counter)
+    _held: dict[str, asyncio.Event] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
@@ -64,6 +70,16 @@ class Upstream:
 
     def hits(self, path: str) -> int:
         return sum(1 for s in self.seen if s.path.split("?")[0] == path)
+
+    def release(self, key: str) -> None:
+        """Let the request held at ``/hold/<key>`` answer."""
+        loop = self._loop
+        assert loop is not None
+
+        def release() -> None:
+            self._held.setdefault(key, asyncio.Event()).set()
+
+        loop.call_soon_threadsafe(release)
 
     def __enter__(self) -> Upstream:
         started = threading.Event()
@@ -169,6 +185,24 @@ class Upstream:
             return None
         elif parts[0] == "slow":
             await asyncio.sleep(float(parts[1]))
+        elif parts[0] == "busy":
+            counted = f"busy:{parts[1]}"
+            self._flaky[counted] += 1
+            if self.outage and self._flaky[counted] % 10:
+                status = 503
+        elif parts[0] == "hold":
+            key = parts[1]
+            self._flaky[f"hold:{key}"] += 1
+            if self._flaky[f"hold:{key}"] == 1:
+                held = self._held.setdefault(key, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(held.wait(), 10)
+                extra["X-Held"] = "1"
+            else:
+                for pair in query.split("&"):
+                    name, _, value = pair.partition("=")
+                    if name == "then":
+                        status = int(value)
         elif parts[0] == "count":
             extra["X-Count"] = self.count
         body = f"status {status}".encode()

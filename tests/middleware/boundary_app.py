@@ -30,7 +30,7 @@ def _breaker(name: str) -> buttress.CircuitBreaker:
 
 provider = TracerProvider()  # spans are made (and propagated) but kept nowhere
 transport = ResilientTransport(
-    breaker=_breaker, attempts=1, internal_hosts=["127.0.0.1"], tracer_provider=provider
+    breaker=_breaker, retry=None, internal_hosts=["127.0.0.1"], tracer_provider=provider
 )
 client = httpx.Client(transport=transport, timeout=5.0)
 app = Flask(__name__)

@@ -73,7 +73,7 @@ def _asgi_service(
 
     transport = AsyncResilientTransport(
         breaker=breaker,
-        attempts=1,
+        retry=None,
         internal_hosts=["127.0.0.1"],
         metrics_registry=registry,
         tracer_provider=provider,

@@ -149,7 +149,7 @@ def _service_b(upstream: str, telemetry: Telemetry) -> Any:
         received = environ.get("HTTP_X_BUTTRESS_DEADLINE")
         left = remaining()
         transport = ResilientTransport(
-            metrics_registry=metrics, attempts=1, internal_hosts=["127.0.0.1"]
+            metrics_registry=metrics, retry=None, internal_hosts=["127.0.0.1"]
         )
         with httpx.Client(transport=transport, base_url=upstream) as client:
             try:
@@ -171,7 +171,7 @@ def _service_a(b_url: str, telemetry: Telemetry) -> Any:
     from starlette.routing import Route
 
     transport = AsyncResilientTransport(
-        metrics_registry=CollectorRegistry(), attempts=1, internal_hosts=["127.0.0.1"]
+        metrics_registry=CollectorRegistry(), retry=None, internal_hosts=["127.0.0.1"]
     )
 
     @buttress.timeout(5.0)

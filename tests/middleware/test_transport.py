@@ -19,7 +19,7 @@ from buttress.httpx import ResilientTransport
 from buttress.testing import FakeClock, capture_events
 from tests._services import free_port
 
-from ._transport_support import Tracing, sample
+from ._transport_support import Tracing, sample, with_retry
 from ._upstream import Upstream
 
 INTERNAL = ["127.0.0.1"]
@@ -33,8 +33,7 @@ def client(tracing: Tracing, clock: FakeClock | None = None, **options: object) 
         tracer_provider=tracing.provider,
         metrics_registry=tracing.metrics,
         clock=clock,
-        sleep=clock.sleep,
-        **options,  # type: ignore[arg-type]
+        **with_retry(options, clock, clock.sleep),
     )
     return httpx.Client(transport=transport)
 
@@ -44,8 +43,8 @@ def real_time_client(tracing: Tracing) -> httpx.Client:
     transport = ResilientTransport(
         tracer_provider=tracing.provider,
         metrics_registry=tracing.metrics,
-        sleep=lambda s: None,
         internal_hosts=INTERNAL,
+        **with_retry({}, time.monotonic, lambda s: None),
     )
     return httpx.Client(transport=transport)
 
@@ -168,11 +167,11 @@ def test_a_retry_after_date_is_honoured(tracing: Tracing, upstream: Upstream) ->
     assert 2.0 < clock.sleeps[0] <= 4.0
 
 
-def test_a_retry_after_beyond_wait_max_is_not_retried_early(
+def test_a_retry_after_beyond_retry_after_max_is_not_retried_early(
     tracing: Tracing, upstream: Upstream
 ) -> None:
     clock = FakeClock()
-    with client(tracing, clock, wait_max=5) as http:
+    with client(tracing, clock, retry_after_max=5, wait_max=60) as http:
         response = http.get(f"{upstream.url}/status/503?retry_after=120")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "120"
@@ -476,7 +475,7 @@ def test_an_open_breaker_between_attempts_frees_the_last_response() -> None:
         httpx.MockTransport(handler),
         breaker=breaker_factory(clock, consecutive_failures=2),
         clock=clock,
-        sleep=clock.sleep,
+        **with_retry({}, clock, clock.sleep),
     )
     with httpx.Client(transport=transport) as http, pytest.raises(buttress.CircuitOpen):
         http.get("http://a.test/")

@@ -16,7 +16,7 @@ from buttress.httpx import AsyncResilientTransport
 from buttress.testing import FakeClock, capture_events
 from tests._services import free_port
 
-from ._transport_support import Tracing, sample
+from ._transport_support import Tracing, sample, with_retry
 from ._upstream import Upstream
 
 
@@ -29,8 +29,7 @@ def client(
         tracer_provider=tracing.provider,
         metrics_registry=tracing.metrics,
         clock=clock,
-        sleep=clock.async_sleep,
-        **options,  # type: ignore[arg-type]
+        **with_retry(options, clock, clock.async_sleep),
     )
     return httpx.AsyncClient(transport=transport)
 

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from buttress.httpx import AsyncResilientTransport, ResilientTransport
+import buttress
+from buttress.httpx import RETRY_ON, AsyncResilientTransport, ResilientTransport
 
 from ._upstream import SpawnedUpstream, Upstream
 
@@ -37,6 +38,10 @@ def _pool(transport: ResilientTransport | AsyncResilientTransport) -> Any:
     return transport._inner._pool  # type: ignore[union-attr]
 
 
+# Three attempts, with no waiting between them.
+RETRY = buttress.retry(on=RETRY_ON, attempts=3, sleep=lambda s: None)
+
+
 def _busy(pool: Any) -> int:
     return sum(1 for c in pool.connections if not c.is_idle() and not c.is_closed())
 
@@ -45,7 +50,7 @@ def _busy(pool: Any) -> int:
 def test_sync_pool_stays_flat_under_failures() -> None:
     with SpawnedUpstream() as upstream:
         inner = httpx.HTTPTransport(limits=LIMITS)
-        transport = ResilientTransport(inner, attempts=3, breaker=None, sleep=lambda s: None)
+        transport = ResilientTransport(inner, retry=RETRY, breaker=None)
         most = 0
         outcomes: dict[str, int] = {}
         with httpx.Client(transport=transport, timeout=TIMEOUT) as http:
@@ -70,7 +75,7 @@ def test_sync_pool_stays_flat_under_failures() -> None:
 async def test_async_pool_stays_flat_under_concurrent_failures() -> None:
     with SpawnedUpstream() as upstream:
         inner = httpx.AsyncHTTPTransport(limits=LIMITS)
-        transport = AsyncResilientTransport(inner, attempts=3, breaker=None, sleep=lambda s: None)
+        transport = AsyncResilientTransport(inner, retry=RETRY, breaker=None)
         most = 0
 
         async def one(http: httpx.AsyncClient, i: int) -> str:

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from buttress import ConfigurationError, get_correlation_id
+from buttress import ConfigurationError, get_correlation_id, retry
 from buttress._baggage import MAX_BYTES, MAX_MEMBERS
 from buttress._trust import InternalHosts
 from buttress.deadline import remaining
-from buttress.httpx import ResilientTransport
+from buttress.httpx import RETRY_ON, ResilientTransport
 from buttress.middleware import ASGIMiddleware, TrustedPeers, WSGIMiddleware
 from buttress.telemetry import _names as names
 
@@ -329,7 +329,7 @@ def test_a_deadline_timeout_is_not_the_dependencys_failure() -> None:
         _timing_out(calls),
         breaker=breaker,
         clock=clock,
-        sleep=clock.sleep,
+        retry=retry(on=RETRY_ON, attempts=3, clock=clock, sleep=clock.sleep),
         tracer_provider=provider,
         metrics_registry=registry,
     )
@@ -377,7 +377,7 @@ def test_an_io_error_once_the_budget_ran_out_is_the_budgets() -> None:
         raise httpx.ReadError("resource temporarily unavailable", request=request)
 
     transport = ResilientTransport(
-        httpx.MockTransport(handler), breaker=shared, attempts=1, clock=clock
+        httpx.MockTransport(handler), breaker=shared, retry=None, clock=clock
     )
     with httpx.Client(transport=transport) as client:
         with deadline_scope(0.5, clock=clock), pytest.raises(DeadlineExceeded):

@@ -34,6 +34,10 @@ ALL_EVENTS: list[ev.Event] = [
     ev.StoreUnavailable("pay", "redis", "ConnectionError"),
     ev.StoreRecovered("pay", "redis"),
     ev.FaultInjected("pay", "latency"),
+    ev.HedgeSent("pay", 2, 0.05),
+    ev.HedgeWon("pay", 2),
+    ev.ThrottleRejected("pay", 0.75),
+    ev.ThrottleUpdated("pay", requests=10, accepts=4, acceptance=0.4),
     ev.AdmissionDecided("pay", "shed", "sheddable"),
     ev.AdmissionLimitUpdated("pay", 12, 9),
 ]
@@ -79,6 +83,10 @@ def test_every_event_maps_to_its_metrics(registry: CollectorRegistry) -> None:
     assert value(n.STORE_ERRORS, {**store, "error_type": "ConnectionError"}) == 1
     assert value(n.STORE_DEGRADED, store) == 0  # recovered after being unavailable
     assert value(n.FAULTS_INJECTED, {"policy": "pay", "kind": "latency"}) == 1
+    assert value(n.HEDGES_SENT, {"policy": "pay"}) == 1
+    assert value(n.HEDGES_WON, {"policy": "pay"}) == 1
+    assert value(n.THROTTLE_REJECTIONS, {"policy": "pay"}) == 1
+    assert value(n.THROTTLE_ACCEPTANCE, {"policy": "pay"}) == 0.4
     decided = {"policy": "pay", "outcome": "shed", "criticality": "sheddable"}
     assert value(n.ADMISSION_REQUESTS, decided) == 1
     assert value(n.ADMISSION_LIMIT, {"policy": "pay"}) == 12
@@ -204,9 +212,21 @@ def test_events_become_span_events_on_the_current_span(
         n.EVENT_STORE_UNAVAILABLE,
         n.EVENT_STORE_RECOVERED,
         n.EVENT_FAULT_INJECTED,
+        n.EVENT_HEDGE_SENT,
+        n.EVENT_HEDGE_WON,
+        n.EVENT_THROTTLE_REJECTED,
         n.EVENT_ADMISSION,
         n.EVENT_ADMISSION_LIMIT,
     ]
+    assert dict(span.events[12].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_HEDGE_ATTEMPT: 2,
+        n.ATTR_HEDGE_DELAY: 0.05,
+    }
+    assert dict(span.events[14].attributes or {}) == {
+        n.ATTR_POLICY: "pay",
+        n.ATTR_THROTTLE_PROBABILITY: 0.75,
+    }
     assert dict(span.events[-2].attributes or {}) == {
         n.ATTR_POLICY: "pay",
         n.ATTR_OUTCOME: "shed",
@@ -258,6 +278,9 @@ def test_events_are_logged_with_fields(caplog: pytest.LogCaptureFixture) -> None
         ("WARNING", n.EVENT_STORE_UNAVAILABLE),
         ("INFO", n.EVENT_STORE_RECOVERED),
         ("DEBUG", n.EVENT_FAULT_INJECTED),
+        ("DEBUG", n.EVENT_HEDGE_SENT),
+        ("DEBUG", n.EVENT_HEDGE_WON),
+        ("DEBUG", n.EVENT_THROTTLE_REJECTED),
         ("INFO", n.EVENT_ADMISSION),
         ("DEBUG", n.EVENT_ADMISSION_LIMIT),
     ]

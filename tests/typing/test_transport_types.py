@@ -12,7 +12,7 @@ from typing import assert_type
 import httpx
 
 import buttress
-from buttress.httpx import AsyncResilientTransport, ResilientTransport
+from buttress.httpx import RETRY_ON, AsyncResilientTransport, ResilientTransport
 
 
 def _ok(request: httpx.Request) -> httpx.Response:
@@ -22,9 +22,10 @@ def _ok(request: httpx.Request) -> httpx.Response:
 def test_sync_transport_options() -> None:
     transport = ResilientTransport(
         httpx.MockTransport(_ok),
-        attempts=4,
-        deadline=timedelta(seconds=10),
+        retry=buttress.retry(on=RETRY_ON, attempts=4, deadline=timedelta(seconds=10)),
         retry_statuses={503},
+        hedge=buttress.hedge(delay=timedelta(milliseconds=50)),
+        throttle=lambda name: buttress.throttle(name=name, k=1.5),
         breaker=partial(buttress.CircuitBreaker, failure_rate=0.5, window=50),
         bulkhead=buttress.Bulkhead("outbound", max_concurrent=5),
     )

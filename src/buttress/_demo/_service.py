@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 import buttress
 import buttress.slo
-from buttress.httpx import AsyncResilientTransport
+from buttress.httpx import RETRY_ON, AsyncResilientTransport
 from buttress.middleware import ASGIMiddleware
 
 OBJECTIVE = 0.99
@@ -74,10 +74,14 @@ def build_service(upstream_url: str) -> tuple[Any, httpx.AsyncClient]:
         httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
         ),
-        attempts=3,
-        deadline=ATTEMPT_TIMEOUT * 2,
-        wait_initial=0.02,
-        wait_max=0.2,
+        retry=buttress.retry(
+            on=RETRY_ON,
+            attempts=3,
+            deadline=ATTEMPT_TIMEOUT * 2,
+            wait_initial=0.02,
+            wait_max=0.2,
+            name="pricing",
+        ),
         breaker=breaker,
         bulkhead=bulkhead,
         name="pricing",

@@ -29,6 +29,10 @@ _ALL: Final = (
     n.STORE_ERRORS,
     n.STORE_DEGRADED,
     n.FAULTS_INJECTED,
+    n.HEDGES_SENT,
+    n.HEDGES_WON,
+    n.THROTTLE_REJECTIONS,
+    n.THROTTLE_ACCEPTANCE,
     n.ADMISSION_REQUESTS,
     n.ADMISSION_LIMIT,
     n.ADMISSION_IN_FLIGHT,
@@ -280,6 +284,40 @@ def build() -> dict[str, Any]:
             width=8,
         ),
     ]
+    tails = [
+        Panel(
+            "timeseries",
+            "Hedges sent and won",
+            "Hedged attempts sent because the first had not answered within the hedging "
+            "delay, and calls a hedge answered first, per second.",
+            [
+                (_rate(n.HEDGES_SENT, p), f"{_legend(p)} sent"),
+                (_rate(n.HEDGES_WON, p), f"{_legend(p)} won"),
+            ],
+            "ops",
+            width=8,
+        ),
+        Panel(
+            "timeseries",
+            "Adaptive throttling refusals",
+            "Calls refused locally because the dependency refused most recent requests.",
+            [(_rate(n.THROTTLE_REJECTIONS, p), _legend(p))],
+            "ops",
+            width=8,
+            thresholds=[("green", None), ("red", 1.0)],
+        ),
+        Panel(
+            "timeseries",
+            "Dependency acceptance ratio",
+            "Share of recent requests each throttled dependency accepted (1 with none): "
+            "throttling starts as it falls below 1/k.",
+            [(f"min by ({p}) ({_series(n.THROTTLE_ACCEPTANCE)})", _legend(p))],
+            "percentunit",
+            width=8,
+            maximum=1,
+            thresholds=[("red", None), ("orange", 0.5), ("green", 0.9)],
+        ),
+    ]
     any_metric = "{__name__=~" + '"' + "|".join(_ALL) + '"}'
     scoped = "{__name__=~" + '"' + "|".join(_ALL) + '",job=~"$job"}'
     scoped_more = "{__name__=~" + '"' + "|".join(_ALL) + '",job=~"$job",instance=~"$instance"}'
@@ -287,8 +325,8 @@ def build() -> dict[str, Any]:
         uid=UID,
         title="buttress / Resilience",
         description="Retries and retry budget, circuit breakers, bulkheads, rate limiters, "
-        "timeouts, fallbacks and shared state stores of buttress policies, and the admission "
-        "control of inbound requests.",
+        "timeouts, fallbacks, hedging, adaptive throttling and shared state stores of "
+        "buttress policies, and the admission control of inbound requests.",
         variables=[
             datasource_variable(),
             query_variable("job", n.LABEL_JOB, any_metric, title="Job"),
@@ -300,6 +338,7 @@ def build() -> dict[str, Any]:
             ("Circuit breakers", breakers),
             ("Bulkheads", bulkheads),
             ("Rate limiters, timeouts, fallbacks", limits),
+            ("Hedging and adaptive throttling", tails),
             ("Shared state and fault injection", store),
             ("Inbound admission", admission),
         ],

@@ -2,7 +2,8 @@
 
 The twins in ``_transport.py`` and ``_transport_async.py`` only differ in how they call
 the inner transport and close a response. Everything else happens here, without I/O:
-which requests may be retried, the per-host retry built from ``buttress.retry``, and
+which requests may be retried or hedged, the per-host copies of the retry, hedge and
+throttle the transport was given (each host its own budget, estimate and window), and
 one :class:`Attempt` per request sent (a client span, propagated headers, the deadline
 header, the attempt's timeout capped to the time left, the client metrics).
 
@@ -18,7 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import httpx
 from opentelemetry import context as otel_context
@@ -26,7 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import Bulkhead, CircuitBreaker, Policy, retry
-from .._args import check_int, check_name, seconds
+from .._args import check_name
 from .._baggage import bounded, without
 from .._deadline import _DEADLINE, Clock
 from .._deadline_header import format_deadline
@@ -36,22 +37,24 @@ from .._http import DEFAULT_REDACT_QUERY, Redactor, normalise_method, status_lab
 from .._retry_after import parse_retry_after
 from .._trust import InternalHosts, PropagateTrace, check_propagate_trace
 from .._version import __version__
-from ..strategies import Retry, Strategy
+from ..strategies import Hedge, Retry, Strategy, Throttle
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
 from ._client_metrics import ClientMetrics, client_metrics_for
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from opentelemetry.trace import Span, TracerProvider
     from prometheus_client import CollectorRegistry
 
 __all__ = [
     "BreakerOption",
     "BulkheadOption",
+    "DEFAULT_RETRY",
     "DEFAULT_RETRY_ON",
+    "HedgeOption",
+    "RetryOption",
+    "ThrottleOption",
     "DEFAULT_RETRY_STATUSES",
     "IDEMPOTENT_METHODS",
     "Attempt",
@@ -62,6 +65,13 @@ __all__ = [
     "full_url",
 ]
 
+RetryOption: TypeAlias = "Retry | Callable[[str], Retry] | None"
+"""One retry copied per host (each copy its own budget), a factory called with each host's
+policy name, or none (one attempt per request)."""
+HedgeOption: TypeAlias = "Hedge | Callable[[str], Hedge] | None"
+"""One hedge copied per host, a factory called with each host's policy name, or none."""
+ThrottleOption: TypeAlias = "Throttle | Callable[[str], Throttle] | None"
+"""One throttle copied per host (each its own window), a factory, or none."""
 BreakerOption: TypeAlias = "CircuitBreaker | Callable[[str], CircuitBreaker] | None"
 """One breaker for every host, a factory called with each host's policy name, or none."""
 BulkheadOption: TypeAlias = "Bulkhead | Callable[[str], Bulkhead] | None"
@@ -80,6 +90,23 @@ DEFAULT_RETRY_ON: Final[tuple[type[Exception], ...]] = (
     httpx.WriteError,
     httpx.RemoteProtocolError,
 )
+
+
+# What the transports retry unless given a retry of their own: three attempts within 30 s,
+# a server's Retry-After honoured up to 5 s (a longer one goes back to the caller).
+def _default_retry(clock: Clock = time.monotonic, events: Registry | None = None) -> Retry:
+    return retry(
+        on=DEFAULT_RETRY_ON,
+        attempts=3,
+        deadline=30.0,
+        retry_after_max=5.0,
+        name="httpx",
+        clock=clock,
+        events=events,
+    )
+
+
+DEFAULT_RETRY: Final = _default_retry()
 # Hosts beyond this many share one policy (and one server_address label), so a client
 # calling arbitrary hosts cannot grow the transport's state or the number of series.
 MAX_HOSTS: Final = 1000
@@ -95,6 +122,7 @@ _PHASES: Final[tuple[tuple[type[httpx.TimeoutException], str], ...]] = (
 _NOT_CAPPED: Final[frozenset[str]] = frozenset()
 _LEAST_TIMEOUT: Final = 0.001
 _BAGGAGE: Final = "baggage"
+S = TypeVar("S")
 
 
 def full_url(url: httpx.URL, redactor: Redactor | None = None) -> str:
@@ -133,6 +161,26 @@ class Call:
         self.sent = 0
         self.previous: httpx.Response | None = None
 
+    def fork(self) -> Call:
+        """A twin for one of a hedge's racing attempts, with a request of its own.
+
+        Each attempt writes its own headers (traceparent, deadline) and timeouts, so racing
+        attempts cannot share one request. The body is a ``ByteStream`` (only replayable
+        requests are hedged), which any number of sends may read.
+        """
+        request = self.request
+        twin = httpx.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            stream=request.stream,
+            extensions=dict(request.extensions),
+        )
+        call = Call(twin, self.host)
+        call.sent = self.sent
+        self.sent += 1
+        return call
+
 
 class Attempt:
     """One request sent: its span, its context token, its start and its metric labels.
@@ -163,14 +211,14 @@ class Attempt:
 
 
 class Host:
-    """The policy of one destination host: its retry (with its own budget) and its guard.
+    """The policy of one destination host: its retry (with its own budget), hedge and guard.
 
-    ``retry`` is ``None`` when the transport makes one attempt per request.
-    ``guard`` is the breaker and the bulkhead around each attempt (a ``Policy`` of both,
-    one of them, or ``None``).
+    ``retry`` is ``None`` when the transport makes one attempt per request, ``hedge``
+    when it does not hedge. ``guard`` is the breaker, the bulkhead and the throttle
+    around each attempt sent (a ``Policy`` of those given, one of them, or ``None``).
     """
 
-    __slots__ = ("address", "guard", "internal", "name", "retry")
+    __slots__ = ("address", "guard", "hedge", "internal", "name", "retry")
 
     def __init__(
         self,
@@ -179,11 +227,13 @@ class Host:
         retry: Retry | None,
         guard: Strategy | None,
         internal: bool | None = None,
+        hedge: Hedge | None = None,
     ) -> None:
         self.address = address
         self.name = name
         self.retry = retry
         self.guard = guard
+        self.hedge = hedge
         self.internal = internal  # None: hosts past MAX_HOSTS share it, decided per request
 
 
@@ -193,22 +243,19 @@ class Outbound:
     def __init__(
         self,
         *,
-        attempts: int,
-        deadline: float | timedelta,
-        wait_initial: float | timedelta,
-        wait_max: float | timedelta,
+        retry: RetryOption,
         retry_statuses: Collection[int],
-        retry_on: tuple[type[Exception], ...],
-        budget: float | None,
-        name: str,
-        request_id_header: str | None,
+        hedge: HedgeOption,
+        throttle: ThrottleOption,
         breaker: BreakerOption,
         bulkhead: BulkheadOption,
+        name: str,
+        request_id_header: str | None,
         tracer_provider: TracerProvider | None,
         metrics_registry: CollectorRegistry | None,
         events: Registry | None,
         clock: Clock,
-        sleep: Callable[[float], object] | None,
+        discard: Callable[[httpx.Response], object],
         internal_hosts: Iterable[str] = (),
         propagate_trace: PropagateTrace = "internal",
         redact_query_keys: Iterable[str] = DEFAULT_REDACT_QUERY,
@@ -219,8 +266,17 @@ class Outbound:
         self.internal_hosts = InternalHosts(internal_hosts)
         self.propagate_trace = check_propagate_trace(propagate_trace)
         self.redactor = Redactor(redact_query_keys)
+        # Checked once, here: bad options fail at construction, not on the first request
+        # to each host. Each host gets its own copy (its own budget, window, estimate).
+        if retry is DEFAULT_RETRY and (clock is not time.monotonic or events is not None):
+            # The default retry runs on the transport's own clock and event registry.
+            retry = _default_retry(clock, events)
+        self._retry = _strategy_option(retry, Retry, "retry")
+        self._hedge = _strategy_option(hedge, Hedge, "hedge")
+        self._throttle = _strategy_option(throttle, Throttle, "throttle")
         self._breaker = _strategy_option(breaker, CircuitBreaker, "breaker")
         self._bulkhead = _strategy_option(bulkhead, Bulkhead, "bulkhead")
+        self._discard = discard
         statuses = frozenset(retry_statuses)
         bad = [s for s in statuses if not isinstance(s, int) or not 100 <= s <= 599]
         if bad:
@@ -233,30 +289,8 @@ class Outbound:
                 f"request_id_header must be an ASCII header name or None, got {request_id_header!r}"
             )
         self.request_id_header = request_id_header
-        self.wait_max = seconds(wait_max, "wait_max")
         self.events = events if events is not None else default_registry
         self.clock = clock
-        # Checked and built once, here: bad options fail (and surprising ones warn) at
-        # construction, not on the first request to each host. One attempt means no retry.
-        self._template: Retry | None = None
-        if check_int("attempts", attempts, minimum=1) > 1:
-            self._template = retry(
-                on=retry_on,
-                on_result=self._retry_result,
-                attempts=attempts,
-                deadline=deadline,
-                wait_initial=wait_initial,
-                wait_max=wait_max,
-                retry_after=_retry_after,
-                budget=budget,
-                name=self.name,
-                events=self.events,
-                clock=clock,
-                sleep=sleep,
-            )
-        else:
-            seconds(deadline, "deadline")
-            seconds(wait_initial, "wait_initial")
         self._tracer = trace.get_tracer("buttress.httpx", __version__, tracer_provider)
         self._metrics_registry = metrics_registry
         self._metrics: ClientMetrics | None = None
@@ -265,13 +299,22 @@ class Outbound:
 
     # --- decisions ---------------------------------------------------------------------
 
-    def _retry_result(self, response: httpx.Response) -> bool:
-        if response.status_code not in self.statuses:
-            return False
-        # A server asking for a longer wait than we would ever take is not retried early:
-        # its answer goes back to the caller as it is.
-        wait = parse_retry_after(response.headers.get("retry-after"))
-        return wait is None or wait <= self.wait_max
+    def _retry_result(self, cap: float) -> Callable[[httpx.Response], bool]:
+        statuses = self.statuses
+
+        def retry_result(response: httpx.Response) -> bool:
+            if response.status_code not in statuses:
+                return False
+            # A server asking for a longer wait than this retry takes from a server is
+            # not retried early: its answer goes back to the caller as it is.
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            return wait is None or wait <= cap
+
+        return retry_result
+
+    def _no_answer(self, response: httpx.Response) -> bool:
+        """For the hedge: an answer the retry would retry is none; another attempt may do."""
+        return response.status_code in self.statuses
 
     @staticmethod
     def retryable(request: httpx.Request) -> bool:
@@ -301,25 +344,38 @@ class Outbound:
     def _new_host(self, address: str, port: int | None) -> Host:
         where = address if port is None else f"{address}:{port}"
         name = f"{self.name}:{where}"
-        members = []
-        for option, kind in ((self._breaker, CircuitBreaker), (self._bulkhead, Bulkhead)):
-            if option is None:
-                continue
-            member = option if isinstance(option, kind) else option(name)
-            if not isinstance(member, kind):
-                raise ConfigurationError(
-                    f"the {kind.__name__} factory returned {member!r} for {name!r}"
-                )
-            members.append(member)
+        breaker = _per_host(self._breaker, CircuitBreaker, name)
+        bulkhead = _per_host(self._bulkhead, Bulkhead, name)
+        throttle = _per_host(self._throttle, Throttle, name)
+        if throttle is not None:
+            throttle = throttle.copy(name=name, on_result=_refused)
+        # Innermost, so it counts only what is sent: its Throttled (a RateLimited) is a
+        # caller-side refusal that the breaker outside does not count.
+        members = [m for m in (breaker, bulkhead, throttle) if m is not None]
         guard: Strategy | None = None
         if len(members) == 1:
             guard = members[0]
         elif members:
             guard = Policy(*members)
-        template = self._template
-        retrying = None if template is None else _per_host(template, name)
+        retrying = _per_host(self._retry, Retry, name)
+        if retrying is not None:
+            retrying = retrying.copy(
+                name=name,
+                on_result=self._retry_result(retrying.retry_after_max),
+                retry_after=_retry_after,
+            )
+            if retrying.attempts == 1:
+                retrying = None
+        hedging = _per_host(self._hedge, Hedge, name)
+        if hedging is not None:
+            # Hedges spend the host's retry budget too: retries and hedges together
+            # stay within it, however many of each a failing host asks for.
+            # A quick 503 is no answer while a slower replica may still give one.
+            hedging = hedging.copy(
+                name=name, discard=self._discard, spend_from=retrying, on_result=self._no_answer
+            )
         internal = None if address == OTHER_HOSTS else address in self.internal_hosts
-        return Host(address, name, retrying, guard, internal)
+        return Host(address, name, retrying, guard, internal, hedging)
 
     def refuse_if_late(self, host: Host) -> None:
         """Raise ``DeadlineExceeded`` when the context's deadline has already passed."""
@@ -505,9 +561,26 @@ def _strategy_option(option: object, kind: type, what: str) -> Any:
     )
 
 
-def _per_host(template: Retry, name: str) -> Retry:
-    """A copy of ``template`` named ``name``, with a budget of its own (see Retry.copy)."""
-    return template.copy(name=name)
+def _per_host(option: Any, kind: type[S], name: str) -> S | None:
+    """The host's member: the instance given, or what the factory makes for ``name``.
+
+    An instance is shared as it is (one breaker for every host, say); the caller copies
+    retries, hedges and throttles per host, with the transport's own hooks.
+    """
+    if option is None:
+        return None
+    if isinstance(option, kind):
+        return option
+    member = option(name)
+    if not isinstance(member, kind):
+        raise ConfigurationError(f"the {kind.__name__} factory returned {member!r} for {name!r}")
+    return member
+
+
+def _refused(response: httpx.Response) -> bool:
+    """For the throttle: the answers that mean the upstream refused the work."""
+    status = response.status_code
+    return status == 429 or status >= 500
 
 
 def _retry_after(outcome: object) -> str | None:

@@ -7,7 +7,7 @@ around each attempt lives in :mod:`._outbound`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -15,17 +15,19 @@ import httpx
 from .. import CircuitBreaker
 from .._http import DEFAULT_REDACT_QUERY
 from ._outbound import (
-    DEFAULT_RETRY_ON,
+    DEFAULT_RETRY,
     DEFAULT_RETRY_STATUSES,
     BreakerOption,
     BulkheadOption,
     Call,
     FailedStatus,
+    HedgeOption,
     Outbound,
+    RetryOption,
+    ThrottleOption,
 )
 
 if TYPE_CHECKING:
-    from datetime import timedelta
     from types import TracebackType
 
     from opentelemetry.trace import TracerProvider
@@ -38,13 +40,21 @@ if TYPE_CHECKING:
 __all__ = ["ResilientTransport"]
 
 
+def _close(response: httpx.Response) -> None:
+    response.close()
+
+
 class ResilientTransport(httpx.BaseTransport):
     """Wrap an httpx transport: ``httpx.Client(transport=ResilientTransport())``.
 
-    Each destination host gets its own retry policy (and budget). Idempotent requests
-    (GET, HEAD, OPTIONS, PUT, DELETE, or any request with an ``Idempotency-Key`` header)
-    are retried on connection errors and on ``retry_statuses`` responses, honouring
-    ``Retry-After``; others are sent once. Every attempt is a client span carrying
+    Each destination host gets its own copy of ``retry`` (and budget), ``hedge`` and
+    ``throttle``; give a factory taking the host's name to choose per host. Idempotent
+    requests (GET, HEAD, OPTIONS, PUT, DELETE, or any request with an
+    ``Idempotency-Key`` header) are retried on the retry's exceptions (``RETRY_ON`` by
+    default) and on ``retry_statuses`` responses, honouring ``Retry-After`` up to the
+    retry's ``retry_after_max``, and hedged when a hedge is given; others are sent once.
+    A throttle refuses requests locally (``Throttled``) while the host refuses most.
+    Every attempt (each hedged one too) is a client span carrying
     ``traceparent``, the correlation id and the time left before the context's deadline
     (which also caps the attempt's timeouts; a spent deadline raises ``TimedOut`` without
     sending). The caller sees httpx's own exceptions, buttress's ``Rejected`` family, or
@@ -56,13 +66,10 @@ class ResilientTransport(httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         /,
         *,
-        attempts: int = 3,
-        deadline: float | timedelta = 30.0,
-        wait_initial: float | timedelta = 0.1,
-        wait_max: float | timedelta = 5.0,
+        retry: RetryOption = DEFAULT_RETRY,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
-        retry_on: tuple[type[Exception], ...] = DEFAULT_RETRY_ON,
-        budget: float | None = 0.2,
+        hedge: HedgeOption = None,
+        throttle: ThrottleOption = None,
         breaker: BreakerOption = CircuitBreaker,
         bulkhead: BulkheadOption = None,
         name: str = "httpx",
@@ -74,17 +81,13 @@ class ResilientTransport(httpx.BaseTransport):
         metrics_registry: CollectorRegistry | None = None,
         events: Registry | None = None,
         clock: Clock = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._inner = transport if transport is not None else httpx.HTTPTransport()
         self._core = Outbound(
-            attempts=attempts,
-            deadline=deadline,
-            wait_initial=wait_initial,
-            wait_max=wait_max,
+            retry=retry,
             retry_statuses=retry_statuses,
-            retry_on=retry_on,
-            budget=budget,
+            hedge=hedge,
+            throttle=throttle,
             breaker=breaker,
             bulkhead=bulkhead,
             name=name,
@@ -93,7 +96,7 @@ class ResilientTransport(httpx.BaseTransport):
             metrics_registry=metrics_registry,
             events=events,
             clock=clock,
-            sleep=sleep,
+            discard=_close,
             internal_hosts=internal_hosts,
             propagate_trace=propagate_trace,
             redact_query_keys=redact_query_keys,
@@ -104,25 +107,41 @@ class ResilientTransport(httpx.BaseTransport):
         host = core.host(request)
         core.refuse_if_late(host)
         call = Call(request, host)
+        if not core.retryable(request):  # sent once, never hedged
+            return self._guarded(call)
         retrying = host.retry
-        if retrying is not None and core.retryable(request):
-            return retrying.run_sync(self._guarded, (call,), {})
-        return self._guarded(call)
+        if retrying is not None:
+            return retrying.run_sync(self._attempt, (call,), {})
+        return self._attempt(call)
 
-    def _guarded(self, call: Call) -> httpx.Response:
-        """One attempt through the host's breaker and bulkhead (what the retry calls)."""
+    def _attempt(self, call: Call) -> httpx.Response:
+        """One attempt of the retry: hedged when the host hedges."""
         previous = call.previous
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
             previous.close()
         if call.sent:  # a retry: the wait may have used up the budget
             self._core.refuse_if_late(call.host)
+        hedging = call.host.hedge
+        if hedging is None:
+            response = self._guarded(call)
+        else:
+            response = hedging.run_sync(self._hedged, (call,), {})
+        call.previous = response
+        return response
+
+    def _hedged(self, call: Call) -> httpx.Response:
+        """One of a hedge's racing attempts: its own request, span and metrics."""
+        return self._guarded(call.fork())
+
+    def _guarded(self, call: Call) -> httpx.Response:
+        """One request sent through the host's breaker, bulkhead and throttle."""
         guard = call.host.guard
         if guard is None:
             return self._send(call)
         try:
             return guard.run_sync(self._send, (call,), {})
-        except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
+        except FailedStatus as failed:  # counted by the guard; the caller gets the answer
             return failed.response
 
     def _send(self, call: Call) -> httpx.Response:
@@ -137,7 +156,6 @@ class ResilientTransport(httpx.BaseTransport):
                 raise replaced from exc
             raise
         core.answered(attempt, host, response)
-        call.previous = response
         if response.status_code >= 500 and host.guard is not None:
             raise FailedStatus(
                 f"{response.status_code} from {host.name}", request=call.request, response=response

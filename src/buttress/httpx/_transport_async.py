@@ -6,7 +6,7 @@ Kept line for line parallel to ``_transport.py``: the differences are the awaits
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -14,17 +14,19 @@ import httpx
 from .. import CircuitBreaker
 from .._http import DEFAULT_REDACT_QUERY
 from ._outbound import (
-    DEFAULT_RETRY_ON,
+    DEFAULT_RETRY,
     DEFAULT_RETRY_STATUSES,
     BreakerOption,
     BulkheadOption,
     Call,
     FailedStatus,
+    HedgeOption,
     Outbound,
+    RetryOption,
+    ThrottleOption,
 )
 
 if TYPE_CHECKING:
-    from datetime import timedelta
     from types import TracebackType
 
     from opentelemetry.trace import TracerProvider
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
     from .._trust import PropagateTrace
 
 __all__ = ["AsyncResilientTransport"]
+
+
+async def _aclose(response: httpx.Response) -> None:
+    await response.aclose()
 
 
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
@@ -49,13 +55,10 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         /,
         *,
-        attempts: int = 3,
-        deadline: float | timedelta = 30.0,
-        wait_initial: float | timedelta = 0.1,
-        wait_max: float | timedelta = 5.0,
+        retry: RetryOption = DEFAULT_RETRY,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
-        retry_on: tuple[type[Exception], ...] = DEFAULT_RETRY_ON,
-        budget: float | None = 0.2,
+        hedge: HedgeOption = None,
+        throttle: ThrottleOption = None,
         breaker: BreakerOption = CircuitBreaker,
         bulkhead: BulkheadOption = None,
         name: str = "httpx",
@@ -67,17 +70,13 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         metrics_registry: CollectorRegistry | None = None,
         events: Registry | None = None,
         clock: Clock = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._core = Outbound(
-            attempts=attempts,
-            deadline=deadline,
-            wait_initial=wait_initial,
-            wait_max=wait_max,
+            retry=retry,
             retry_statuses=retry_statuses,
-            retry_on=retry_on,
-            budget=budget,
+            hedge=hedge,
+            throttle=throttle,
             breaker=breaker,
             bulkhead=bulkhead,
             name=name,
@@ -86,7 +85,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             metrics_registry=metrics_registry,
             events=events,
             clock=clock,
-            sleep=sleep,
+            discard=_aclose,
             internal_hosts=internal_hosts,
             propagate_trace=propagate_trace,
             redact_query_keys=redact_query_keys,
@@ -97,25 +96,41 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         host = core.host(request)
         core.refuse_if_late(host)
         call = Call(request, host)
+        if not core.retryable(request):  # sent once, never hedged
+            return await self._guarded(call)
         retrying = host.retry
-        if retrying is not None and core.retryable(request):
-            return await retrying.run_async(self._guarded, (call,), {})
-        return await self._guarded(call)
+        if retrying is not None:
+            return await retrying.run_async(self._attempt, (call,), {})
+        return await self._attempt(call)
 
-    async def _guarded(self, call: Call) -> httpx.Response:
-        """One attempt through the host's breaker and bulkhead (what the retry calls)."""
+    async def _attempt(self, call: Call) -> httpx.Response:
+        """One attempt of the retry: hedged when the host hedges."""
         previous = call.previous
         if previous is not None:  # the retry decided to try again: free its connection
             call.previous = None
             await previous.aclose()
         if call.sent:  # a retry: the wait may have used up the budget
             self._core.refuse_if_late(call.host)
+        hedging = call.host.hedge
+        if hedging is None:
+            response = await self._guarded(call)
+        else:
+            response = await hedging.run_async(self._hedged, (call,), {})
+        call.previous = response
+        return response
+
+    async def _hedged(self, call: Call) -> httpx.Response:
+        """One of a hedge's racing attempts: its own request, span and metrics."""
+        return await self._guarded(call.fork())
+
+    async def _guarded(self, call: Call) -> httpx.Response:
+        """One request sent through the host's breaker, bulkhead and throttle."""
         guard = call.host.guard
         if guard is None:
             return await self._send(call)
         try:
             return await guard.run_async(self._send, (call,), {})
-        except FailedStatus as failed:  # counted by the breaker; the caller gets the answer
+        except FailedStatus as failed:  # counted by the guard; the caller gets the answer
             return failed.response
 
     async def _send(self, call: Call) -> httpx.Response:
@@ -130,7 +145,6 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 raise replaced from exc
             raise
         core.answered(attempt, host, response)
-        call.previous = response
         if response.status_code >= 500 and host.guard is not None:
             raise FailedStatus(
                 f"{response.status_code} from {host.name}", request=call.request, response=response

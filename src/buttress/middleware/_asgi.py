@@ -10,10 +10,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Unpack
 
+from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 
-from .._http import normalise_method
-from ._disconnect import Watches
+from .._http import KNOWN_METHODS, normalise_method
+from ._disconnect import ReceiveWatch, Watches
 from ._faults import HTTPFaults, check_faults
 from ._observer import Exchange, Observer
 from ._options import MiddlewareOptions
@@ -32,6 +33,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
 
 _MAX_CACHED_ROUTES: Final = 10_000
+# What a request header is to us (see ASGIMiddleware._wanted_headers).
+_ID, _HOST, _AGENT, _DEADLINE, _SECRET, _TRACE = range(6)
 _ERROR_BODY: Final = b"Internal Server Error"
 
 
@@ -87,18 +90,19 @@ class ASGIMiddleware:
         # can never hand out another route's label.
         self._routes: dict[int, tuple[object, str | None]] = {}
         self._watches = Watches()
+        self._wanted: tuple[object, dict[bytes, int], bool] = (None, {}, True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
-                root, entry = scope.get("root_path", ""), scope.get("app")
+                entry = scope.get("app")
                 await observe_websocket(
                     self.observer,
                     self.app,
                     scope,
                     receive,
                     send,
-                    lambda: self._route(scope, root, entry),
+                    lambda: self._route(scope, entry),
                     scope["headers"],
                     _getter,
                 )
@@ -118,39 +122,46 @@ class ASGIMiddleware:
             return
         headers: RawHeaders = scope["headers"]
         incoming = host = agent = deadline = secret = None
-        id_key = self._id_key
-        deadline_key = self._deadline_key
-        secret_key = self._secret_key
-        fields, _ = observer.propagation_fields()
-        traced = fields is None
+        textmap = propagate.get_global_textmap()
+        cached = self._wanted
+        if cached[0] is not textmap:
+            cached = self._wanted_headers(textmap)
+        _, wanted, traced = cached
+        # One dictionary look-up per header, not a comparison with each name we read.
         for name, value in headers:
-            if name == id_key:
-                incoming = value
-            elif name == b"host":
-                host = value
-            elif name == b"user-agent":
-                agent = value
-            elif name == deadline_key:
-                deadline = value
-            elif name == secret_key:
-                secret = value
-            elif not traced and name in fields:  # type: ignore[operator]
-                traced = True
-        method, original = normalise_method(scope["method"])
+            slot = wanted.get(name)
+            if slot is not None:
+                if slot == _ID:
+                    incoming = value
+                elif slot == _HOST:
+                    host = value
+                elif slot == _AGENT:
+                    agent = value
+                elif slot == _DEADLINE:
+                    deadline = value
+                elif slot == _SECRET:
+                    secret = value
+                else:
+                    traced = True
+        method: str = scope["method"]
+        original = None
+        if method not in KNOWN_METHODS:
+            method, original = normalise_method(method)
         client = scope.get("client")
+        # Positional: the cheapest call, on every request.
         exchange = Exchange(
             method,
             path,
             scope.get("query_string", b"").decode("latin-1"),
             scope.get("scheme", "http"),
             scope.get("http_version", "1.1"),
-            observed=not observer.excluded(path),
-            method_original=original,
-            host=host.decode("latin-1") if host is not None else None,
-            server=scope.get("server"),
-            client_address=client[0] if client else None,
-            user_agent=agent.decode("latin-1") if agent is not None else None,
-            headers=observer.captured_headers(lambda h: _first(headers, h))
+            not observer.excluded(path),
+            original,
+            host.decode("latin-1") if host is not None else None,
+            scope.get("server"),
+            client[0] if client else None,
+            agent.decode("latin-1") if agent is not None else None,
+            observer.captured_headers(lambda h: _first(headers, h))
             if observer.capture_headers
             else None,
         )
@@ -165,72 +176,17 @@ class ASGIMiddleware:
             deadline=deadline,
             peer_secret=secret,
         )
-        id_header = (
-            (self._id_name, exchange.request_id.encode("ascii"))
-            if exchange.request_id is not None
-            else None
-        )
-        root_path = scope.get("root_path", "")
-        entry_app = scope.get("app")
-        started = False
-
-        def client_left() -> None:
-            # The client went away before the response ended: record it now, as what the
-            # client got (499 before any response, else the status with client_disconnect),
-            # however long the app goes on working.
-            if not exchange.finished:
-                exchange.disconnected = True
-                observer.finish(exchange, self._route(scope, root_path, entry_app))
-
-        watch = self._watches.watch(receive, client_left) if exchange.observed else None
-
-        async def observed_send(message: Message) -> None:
-            nonlocal started
-            kind = message["type"]
-            if kind == "http.response.start":
-                started = True
-                status = exchange.status = message["status"]
-                if status >= 500 and exchange.error is None:
-                    # An exception handler (Starlette's, FastAPI's) answering from its
-                    # except block: the exception it swallowed is the request's error.
-                    exchange.error = handled_exception(status)
-                if observer.capture_response_headers:
-                    exchange.response_headers = observer.captured_response_headers(
-                        (k.decode("latin-1"), v.decode("latin-1"))
-                        for k, v in message.get("headers", ())
-                    )
-                if id_header is not None:
-                    message = _with_header(message, id_header, id_key)
-            elif kind == "http.response.body":
-                exchange.size += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    # The response ends here. Recording it before handing over the last
-                    # chunk means a client that has the whole body also finds the request
-                    # in metrics, spans and logs, and background tasks the app runs after
-                    # the body are not counted as request latency.
-                    if watch is not None:
-                        watch.stop()
-                    observer.finish(exchange, self._route(scope, root_path, entry_app))
-            elif kind == "http.response.pathsend":
-                if watch is not None:
-                    watch.stop()
-                observer.finish(exchange, self._route(scope, root_path, entry_app))
-            await send(message)
-
-        source = watch.receive if watch is not None else receive
-
-        async def observed_receive() -> Message:
-            # Disconnects are the watch's to notice; here the body is counted.
-            message = await source()
-            if message["type"] == "http.request":
-                exchange.request_size = (exchange.request_size or 0) + len(message.get("body", b""))
-            return message
-
+        call = _Call(self, scope, receive, send, exchange)
+        if exchange.observed:
+            self._watches.register(call)
+            app_receive: Receive = call.receive
+        else:
+            app_receive = receive  # nothing recorded, nothing to watch or count
         admission = observer.admission
         try:
             # Admission decides after begin(), so a refusal has its id, span and log line.
-            if admission is None or await admission.admit_asgi(exchange, headers, observed_send):
-                await self._observed_app(scope, observed_receive, observed_send)
+            if admission is None or await admission.admit_asgi(exchange, headers, call.send):
+                await self._observed_app(scope, app_receive, call.send)
         except asyncio.CancelledError:
             if not exchange.finished:
                 exchange.disconnected = True
@@ -238,15 +194,35 @@ class ASGIMiddleware:
         except Exception as error:
             if not exchange.finished:
                 exchange.error = error
-                if not started and observer.error_response:
-                    await self._answer_500(observed_send)
+                if not call.started and observer.error_response:
+                    await self._answer_500(call.send)
             raise
         finally:
-            if watch is not None:
-                watch.stop()
+            call.stop()
             if not exchange.finished:
-                observer.finish(exchange, self._route(scope, root_path, entry_app))
+                call.finish()
             observer.release(exchange)
+
+    def _wanted_headers(self, textmap: object) -> tuple[object, dict[bytes, int], bool]:
+        """Header name -> what it is, for the names this middleware reads, per propagator.
+
+        With the propagator itself and whether every request is to be extracted (a
+        propagator that declares no fields). Cached per propagator object, so one set
+        after start-up is honoured.
+        """
+        fields, _ = self.observer.propagation_fields()
+        wanted: dict[bytes, int] = dict.fromkeys(fields or (), _TRACE)
+        # Later entries win, as the earlier comparison did first.
+        mine = (
+            (self._secret_key, _SECRET),
+            (self._deadline_key, _DEADLINE),
+            (b"user-agent", _AGENT),
+            (b"host", _HOST),
+            (self._id_key, _ID),
+        )
+        wanted.update({key: slot for key, slot in mine if key is not None})
+        made = self._wanted = (textmap, wanted, fields is None)  # swapped whole: thread-safe
+        return made
 
     async def _answer_500(self, send: Send) -> None:
         # Whoever would answer otherwise (the server, Starlette's ServerErrorMiddleware
@@ -269,7 +245,7 @@ class ASGIMiddleware:
         except Exception:
             pass
 
-    def _route(self, scope: Scope, root_path: str, entry_app: object) -> str | None:
+    def _route(self, scope: Scope, entry_app: object = None) -> str | None:
         """The route template the app's router chose, read from the scope after routing."""
         route = scope.get("route")
         if route is None:
@@ -315,6 +291,85 @@ class ASGIMiddleware:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+class _Call(ReceiveWatch):
+    """One HTTP request in the shell: the app's ``send`` and ``receive`` go through it.
+
+    One object per request holds what the shell needs between messages (the exchange, the
+    scope for the route, the id header), and is the request's disconnect watch as well, so
+    a request makes neither closures nor a separate watch. ``send`` is a plain method that
+    returns the server's awaitable: the app's ``await send(...)`` awaits the server's
+    coroutine directly, with no frame of ours in between.
+    """
+
+    started = False  # whether the response started (a class default, like the watch's)
+
+    def __init__(
+        self,
+        middleware: ASGIMiddleware,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exchange: Exchange,
+    ) -> None:
+        super().__init__(receive)
+        self._middleware = middleware
+        self._scope = scope
+        # The app the server called, kept now: a mounted app may replace scope["app"].
+        self._entry = scope.get("app")
+        self._send = send
+        self._exchange = exchange
+        rid = exchange.request_id
+        self._id_header = (middleware._id_name, rid.encode("ascii")) if rid is not None else None
+
+    def send(self, message: Message) -> Awaitable[None]:
+        kind = message["type"]
+        exchange = self._exchange
+        if kind == "http.response.start":
+            self.started = True
+            status = exchange.status = message["status"]
+            if status >= 500 and exchange.error is None:
+                # An exception handler (Starlette's, FastAPI's) answering from its
+                # except block: the exception it swallowed is the request's error.
+                exchange.error = handled_exception(status)
+            observer = self._middleware.observer
+            if observer.capture_response_headers:
+                exchange.response_headers = observer.captured_response_headers(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", ())
+                )
+            if self._id_header is not None:
+                message = _with_header(message, self._id_header, self._middleware._id_key)
+        elif kind == "http.response.body":
+            exchange.size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                # The response ends here. Recording it before handing over the last
+                # chunk means a client that has the whole body also finds the request
+                # in metrics, spans and logs, and background tasks the app runs after
+                # the body are not counted as request latency.
+                self.stop()
+                self.finish()
+        elif kind == "http.response.pathsend":
+            self.stop()
+            self.finish()
+        return self._send(message)
+
+    def disconnected(self) -> None:
+        # The client went away before the response ended: record it now, as what the
+        # client got (499 before any response, else the status with client_disconnect),
+        # however long the app goes on working.
+        exchange = self._exchange
+        if not exchange.finished:
+            exchange.disconnected = True
+            self.finish()
+
+    def finish(self) -> None:
+        exchange = self._exchange
+        if self.request_size is not None:
+            exchange.request_size = self.request_size
+        middleware = self._middleware
+        middleware.observer.finish(exchange, middleware._route(self._scope, self._entry))
 
 
 def _flushing_send(send: Send) -> Send:

@@ -73,43 +73,57 @@ class Watches:
         self._sweep: _Sweep | None = None
 
     def watch(self, receive: Receive, on_disconnect: Callable[[], None]) -> ReceiveWatch:
+        watch = ReceiveWatch(receive, on_disconnect)
+        self.register(watch)
+        return watch
+
+    def register(self, watch: ReceiveWatch) -> None:
+        """Put ``watch`` (made without a sweep) under this event loop's sweep."""
         loop = asyncio.get_running_loop()
         sweep = self._sweep
         if sweep is None or sweep.loop is not loop:
             sweep = self._sweep = _Sweep(loop)
-        watch = ReceiveWatch(receive, on_disconnect, sweep)
-        sweep.add(watch)
-        return watch
+        watch._sweep = sweep
+        sweep.young.add(watch)  # _Sweep.add, inline: this is every request's path
+        if sweep._handle is None:
+            sweep._handle = loop.call_later(WATCH_AFTER, sweep._sweep)
 
 
 class ReceiveWatch:
-    """Watches ``receive`` for the app; calls ``on_disconnect`` when the client leaves."""
+    """Watches ``receive`` for the app; calls ``on_disconnect`` when the client leaves.
 
-    __slots__ = (
-        "_arrived",
-        "_body_done",
-        "_buffer",
-        "_in_receive",
-        "_on_disconnect",
-        "_receive",
-        "_stopped",
-        "_sweep",
-        "_taken",
-        "_task",
-        "_wanted",
-    )
+    A subclass may override :meth:`disconnected` instead of passing ``on_disconnect`` (the
+    ASGI shell's per-request object is its own watch: one object per request, no cycle
+    through a bound method). ``request_size`` counts the body bytes handed to the app.
+    """
+
+    # Every request starts in this state; it is declared on the class, so that a request
+    # stores only what changes (most requests end before any of it does).
+    _task: asyncio.Task[None] | None = None
+    _in_receive = False  # the app is inside the server's receive() itself
+    _wanted = False  # the read-ahead is due, once the app's receive() returns
+    _stopped = False
+    _body_done = False
+    _sweep: _Sweep | None = None  # without one (tests), the read-ahead starts only by _due()
+    _on_disconnect: Callable[[], None] | None = None
+    request_size: int | None = None  # body bytes the app was given, once it reads
 
     def __init__(
-        self, receive: Receive, on_disconnect: Callable[[], None], sweep: _Sweep | None = None
+        self,
+        receive: Receive,
+        on_disconnect: Callable[[], None] | None = None,
+        sweep: _Sweep | None = None,
     ) -> None:
         self._receive = receive
-        self._on_disconnect = on_disconnect
-        self._task: asyncio.Task[None] | None = None
-        self._in_receive = False  # the app is inside the server's receive() itself
-        self._wanted = False  # the read-ahead is due, once the app's receive() returns
-        self._stopped = False
-        self._body_done = False
-        self._sweep = sweep  # without one (tests), the read-ahead starts only by _due()
+        if on_disconnect is not None:
+            self._on_disconnect = on_disconnect
+        if sweep is not None:
+            self._sweep = sweep
+
+    def disconnected(self) -> None:
+        """The client left before the response ended."""
+        if self._on_disconnect is not None:
+            self._on_disconnect()
 
     def _due(self) -> None:
         self._sweep = None  # the sweep let go of it
@@ -139,7 +153,7 @@ class ReceiveWatch:
             self._arrived.set()
             kind = message.get("type")
             if kind == "http.disconnect":
-                self._on_disconnect()
+                self.disconnected()
                 return
             if kind != "http.request":
                 return  # not a message this protocol has: leave the rest to the app
@@ -157,42 +171,48 @@ class ReceiveWatch:
     async def receive(self) -> Message:
         """The next message for the app, in the order the server gave them."""
         if self._task is None:
-            return await self._direct()
+            # Before the read-ahead starts (or once stopped), the app reads the server.
+            # Inline rather than a helper coroutine: this is every request's path.
+            self._in_receive = True
+            try:
+                message = await self._receive()
+            finally:
+                self._in_receive = False
+            kind = message.get("type")
+            if kind == "http.request":
+                self.request_size = (self.request_size or 0) + len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._body_done = True
+            elif kind == "http.disconnect" and not self._stopped:
+                self.disconnected()
+            if self._wanted:
+                self._wanted = False
+                if kind != "http.disconnect":
+                    self._start()
+            return message
         buffer = self._buffer
         while not buffer:
             task = self._task
             if task is None or task.done():
                 # Stopped (the response ended) or the client left: ask the server itself,
                 # which repeats http.disconnect to every later call.
-                return await self._receive()
+                message = await self._receive()
+                if message.get("type") == "http.request":
+                    self.request_size = (self.request_size or 0) + len(message.get("body", b""))
+                return message
             self._arrived.clear()
             await self._arrived.wait()
         message = buffer.popleft()
         if not buffer:
             self._taken.set()
-        return message
-
-    async def _direct(self) -> Message:
-        # Before the read-ahead starts (or after it was stopped), the app reads the server.
-        self._in_receive = True
-        try:
-            message = await self._receive()
-        finally:
-            self._in_receive = False
-        kind = message.get("type")
-        if kind == "http.disconnect":
-            if not self._stopped:
-                self._on_disconnect()
-        elif kind == "http.request" and not message.get("more_body", False):
-            self._body_done = True
-        if self._wanted:
-            self._wanted = False
-            if kind != "http.disconnect":
-                self._start()
+        if message.get("type") == "http.request":
+            self.request_size = (self.request_size or 0) + len(message.get("body", b""))
         return message
 
     def stop(self) -> None:
         """Stop watching (the response ended); nothing read is lost."""
+        if self._stopped:
+            return
         self._stopped = True
         sweep = self._sweep
         if sweep is not None:

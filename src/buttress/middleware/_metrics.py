@@ -82,7 +82,8 @@ class _Series:
         self.size_sum = 0.0
         self.request_counts: list[int] | None = None  # made by the first known size
         self.request_sum = 0.0
-        self.exemplars: dict[int, Exemplar] = {}
+        # bucket -> (trace id, value, timestamp): made an Exemplar at scrape, not per request
+        self.exemplars: dict[int, tuple[str, float, float]] = {}
 
 
 class InProcessMetrics:
@@ -132,9 +133,7 @@ class InProcessMetrics:
                 series.request_counts[request_index] += 1
                 series.request_sum += request_size  # type: ignore[operator]
             if trace_id is not None:
-                series.exemplars[index] = Exemplar(
-                    {names.LOG_KEY_TRACE_ID: trace_id}, duration, time.time()
-                )
+                series.exemplars[index] = (trace_id, duration, time.time())
 
     def describe(self) -> list[Metric]:
         request = HistogramMetricFamily(
@@ -164,7 +163,11 @@ class InProcessMetrics:
         )
         bounds = [_go_float(b) for b in self.buckets] + ["+Inf"]
         size_bounds = [_go_float(b) for b in self._sizes] + ["+Inf"]
-        for key, counts, total, size_counts, size_total, exemplars, rcounts, rtotal in snapshot:
+        for key, counts, total, size_counts, size_total, latest, rcounts, rtotal in snapshot:
+            exemplars = {
+                i: Exemplar({names.LOG_KEY_TRACE_ID: trace_id}, value, at)
+                for i, (trace_id, value, at) in latest.items()
+            }
             duration.add_metric(list(key), _cumulative(bounds, counts, exemplars), total)
             size.add_metric(list(key), _cumulative(size_bounds, size_counts, {}), size_total)
             if rcounts is not None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import CarrierT, Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Link, SpanKind, Status, StatusCode
 
 from .._baggage import bounded, without
 from .._deadline import _DEADLINE, bind_deadline
@@ -69,6 +69,7 @@ DEFAULT_REDACT_HEADERS: Final = frozenset(
 )
 _EMPTY: Final[Mapping[str, str]] = {}
 _MAX_RECORDED = 1024  # longest header/query value put on a span or log line
+_MAX_CACHED_HOSTS = 256
 
 access_logger = logging.getLogger("buttress.access")
 
@@ -122,37 +123,47 @@ def split_host(host: str) -> tuple[str | None, int | None]:
 
 
 class Exchange:
-    """One request's state, held by the shell in local variables (never on the observer)."""
+    """One request's state, held by the shell in local variables (never on the observer).
 
-    __slots__ = (
-        "admission",
-        "client_address",
-        "client_port",
-        "disconnected",
-        "error",
-        "finished",
-        "headers",
-        "host",
-        "method",
-        "method_original",
-        "metrics",
-        "observed",
-        "owns_span",
-        "path",
-        "protocol",
-        "query",
-        "request_id",
-        "request_size",
-        "response_headers",
-        "scheme",
-        "server",
-        "size",
-        "span",
-        "start",
-        "status",
-        "tokens",
-        "trusted",
-        "user_agent",
+    The state every request starts with is declared on the class: a request stores only
+    what it sets (a dozen fields, where storing all of them cost more than the rest of
+    building it), and reads the defaults of the others.
+    """
+
+    # The request as the shell read it (the constructor sets these).
+    method: str
+    path: str
+    query: str
+    scheme: str
+    protocol: str
+    observed: bool
+    method_original: str | None
+    host: str | None
+    server: tuple[str, int | None] | None
+    client_address: str | None
+    user_agent: str | None
+    headers: Mapping[str, str]
+    # Filled in as the request goes: class defaults until then.
+    client_port: int | None = None
+    request_size: int | None = None  # bytes of the request body, when known
+    response_headers: Mapping[str, str] = _EMPTY
+    start = 0.0
+    request_id: str | None = None
+    status = 0
+    size = 0
+    error: BaseException | None = None
+    disconnected = False
+    finished = False
+    trusted = False  # whether the sender may steer the request (begin() decides)
+    span: trace.Span | None = None
+    trace_id: str | None = None  # the span's trace id in hex, once formatted
+    owns_span = True  # False when enriching a server span someone else started
+    metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
+    admission: Verdict | None = None  # set by admission control, when configured
+    tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
+        None,
+        None,
+        None,
     )
 
     def __init__(
@@ -162,7 +173,6 @@ class Exchange:
         query: str,
         scheme: str,
         protocol: str,
-        *,
         observed: bool,
         method_original: str | None = None,
         host: str | None = None,
@@ -182,27 +192,7 @@ class Exchange:
         self.server = server
         self.client_address = client_address
         self.user_agent = user_agent
-        self.headers: Mapping[str, str] = headers if headers is not None else _EMPTY
-        self.client_port: int | None = None
-        self.request_size: int | None = None  # bytes of the request body, when known
-        self.response_headers: Mapping[str, str] = _EMPTY
-        self.start = 0.0
-        self.request_id: str | None = None
-        self.status = 0
-        self.size = 0
-        self.error: BaseException | None = None
-        self.disconnected = False
-        self.finished = False
-        self.trusted = False  # whether the sender may steer the request (begin() decides)
-        self.span: trace.Span | None = None
-        self.owns_span = True  # False when enriching a server span someone else started
-        self.metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
-        self.admission: Verdict | None = None  # set by admission control, when configured
-        self.tokens: tuple[Token[str | None] | None, object | None, Token[float | None] | None] = (
-            None,
-            None,
-            None,
-        )
+        self.headers = headers if headers is not None else _EMPTY
 
 
 class Observer:
@@ -291,6 +281,7 @@ class Observer:
         self.capture_response_headers = env.response_headers or ()
         self.exclude = frozenset(_path_option(p, "exclude") for p in exclude)
         self.exclude_prefixes = tuple(_path_option(p, "exclude_prefixes") for p in exclude_prefixes)
+        self._match_more = bool(self.exclude_patterns or self.exclude_prefixes)
         self.redactor = Redactor(redact_query_keys)
         self.redact_headers = frozenset(h.lower() for h in redact_headers)
         if self.secret_header is not None:  # the shared secret is never recorded
@@ -315,6 +306,7 @@ class Observer:
         )
         self.error_response = error_response
         self.clock = clock
+        self._hosts: dict[str, tuple[str | None, int | None]] = {}
         # Overload protection and health endpoints: only imported when configured.
         self.admission: Admission | None = None
         if admission is not None:
@@ -349,6 +341,8 @@ class Observer:
         """Exact paths, or prefixes: ``/health`` never drops ``/api/healthcare``."""
         if path in self.exclude:
             return True
+        if not self._match_more:  # neither patterns nor prefixes: one set look-up
+            return False
         if self.exclude_patterns and any(p.search(path) for p in self.exclude_patterns):
             return True
         return bool(self.exclude_prefixes) and path.startswith(self.exclude_prefixes)
@@ -382,17 +376,17 @@ class Observer:
         otel_token: object | None = None
         tracer = self.tracer
         if tracer is not None and exchange.observed:
-            current = trace.get_current_span()
-            if is_server_span(current):
+            parent = otel_context.get_current()
+            current = trace.get_current_span(parent)
+            if current is not INVALID_SPAN and is_server_span(current):
                 # Other instrumentation outside us (FastAPI's native telemetry, an
                 # OpenTelemetry instrumentor) already started this request's server span:
                 # enrich that one, so each request has one server span in one trace.
                 span = current
                 exchange.owns_span = False
             else:
-                parent = otel_context.get_current()
                 links: list[Link] | None = None
-                if traced and not current.get_span_context().is_valid:
+                if traced and (current is INVALID_SPAN or not current.get_span_context().is_valid):
                     # The client's trace, as far as continue_trace trusts it.
                     parent, links = self._parent(carrier, getter, trusted, parent)
                 span = tracer.start_span(
@@ -415,7 +409,7 @@ class Observer:
                 # the response header share one value a support engineer can search for.
                 ctx = span.get_span_context() if span is not None else None
                 if ctx is not None and ctx.is_valid:
-                    rid = format(ctx.trace_id, "032x")
+                    rid = exchange.trace_id = format(ctx.trace_id, "032x")
                 else:
                     rid = accept_correlation_id(None)
             exchange.request_id = rid
@@ -495,30 +489,37 @@ class Observer:
         label = route if route is not None else names.ROUTE_UNMATCHED
         if exchange.disconnected and not status:
             status_label = names.STATUS_CLIENT_CLOSED
+        elif status:
+            # str(status) once per code, not per request (codes are bounded: 100-599).
+            status_label = _STATUS_LABELS.get(status) or status_label_of(status)
         else:
-            status_label = status_label_of(status) if status else "500"
-        error_type = _error_type(exchange, status)
+            status_label = "500"
+        if 0 < status < 500 and exchange.error is None and not exchange.disconnected:
+            error_type = ""  # the usual request: nothing went wrong
+        else:
+            error_type = _error_type(exchange, status)
         span = exchange.span
         exemplar = None
         if span is not None:
             ctx = span.get_span_context()
             if ctx.trace_flags.sampled and ctx.is_valid:
-                exemplar = format(ctx.trace_id, "032x")  # only a sampled trace is found
+                # Only a sampled trace is found.
+                exemplar = exchange.trace_id or format(ctx.trace_id, "032x")
             if span.is_recording():
                 self._close_span(span, exchange, route, status, error_type)
             if exchange.owns_span:
                 span.end()  # an enriched span is ended by whoever started it
         metrics = exchange.metrics
         if metrics is not None:
-            metrics.record(
+            metrics.record(  # positional: the cheaper call, once per request
                 exchange.method,
                 label,
                 status_label,
                 duration,
                 exchange.size,
                 exemplar,
-                request_size=exchange.request_size,
-                error_type=error_type,
+                exchange.request_size,
+                error_type,
             )
         if self.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(exchange, label, status_label, duration, error_type)
@@ -564,7 +565,7 @@ class Observer:
             attributes[names.ATTR_URL_QUERY] = self._query(exchange.query)
         # server.address and server.port as the client addressed them (Host header),
         # else the socket the server listens on.
-        address, port = split_host(exchange.host) if exchange.host else (None, None)
+        address, port = self._split_host(exchange.host) if exchange.host else (None, None)
         if address is None and exchange.server is not None:
             address, port = exchange.server
         elif address is not None and port is None:
@@ -602,6 +603,17 @@ class Observer:
         elif status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.set_attributes(attributes)
+
+    def _split_host(self, host: str) -> tuple[str | None, int | None]:
+        # Most requests name one of a few hosts: split each once. Hosts come from the
+        # client, so the cache is bounded and anything past it is split every time.
+        cache = self._hosts
+        found = cache.get(host)
+        if found is None:
+            found = split_host(host)
+            if len(cache) < _MAX_CACHED_HOSTS:
+                cache[host] = found
+        return found
 
     def _log(
         self,
@@ -674,6 +686,7 @@ def cgi_key(header: str) -> str:
 
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_STATUS_LABELS: Final = {code: status_label_of(code) for code in range(100, 600)}
 
 
 def is_server_span(span: trace.Span) -> bool:

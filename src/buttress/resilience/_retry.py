@@ -13,7 +13,7 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 from .._args import (
     ExceptionFilter,
@@ -43,9 +43,23 @@ R = TypeVar("R")
 
 RetryAfter: TypeAlias = "Callable[[Any], float | timedelta | str | bytes | None]"
 """Given the exception (or the result) that asked for a retry, the server's wait or None."""
+Wait: TypeAlias = "Callable[[Any, int], float | timedelta | None]"
+"""Given the exception (or the rejected result) and the attempt number, the wait or None."""
 
 _DEFAULT_NAME = "retry"
 _NO_RESULT: Any = object()
+
+
+class _Keep:
+    """The default of :meth:`Retry.copy`'s replacements: keep this retry's own."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
 
 
 class Retry(Named, Strategy):
@@ -67,6 +81,7 @@ class Retry(Named, Strategy):
         "_retry_after_max",
         "_sleep",
         "_success",
+        "_wait_for",
     )
 
     def __init__(
@@ -85,6 +100,7 @@ class Retry(Named, Strategy):
         sleep: Callable[[float], object] | None,
         random: Callable[[], float],
         retry_after_max: float = 60.0,
+        wait: Wait | None = None,
     ) -> None:
         self._on = on
         self._on_result = on_result
@@ -100,6 +116,7 @@ class Retry(Named, Strategy):
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._wait_for = wait
         self._renamed()
 
     def _renamed(self) -> None:
@@ -109,21 +126,36 @@ class Retry(Named, Strategy):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         return Strategy.__call__(self._decorate_named(fn), fn)
 
-    def copy(self, *, name: str) -> Retry:
+    def copy(
+        self,
+        *,
+        name: str,
+        on_result: Callable[[Any], bool] | _Keep | None = KEEP,
+        retry_after: RetryAfter | _Keep | None = KEEP,
+    ) -> Retry:
         """A copy of this retry named ``name``, with a retry budget of its own.
 
-        Everything else is shared (predicates, backoff, clock, event registry). Use it
-        to give each downstream its own budget: retries against a failing host must not
-        spend those of a healthy one (the httpx transports do this per host).
+        Everything else is shared (predicates, backoff, clock, event registry), except
+        ``on_result`` and ``retry_after`` when given. Use it to give each downstream its
+        own budget: retries against a failing host must not spend those of a healthy one
+        (the httpx transports do this per host, with their own result predicate).
         """
+        if not isinstance(on_result, _Keep) and on_result is not None and not callable(on_result):
+            raise ConfigurationError(f"on_result must be a predicate, got {on_result!r}")
+        if (
+            not isinstance(retry_after, _Keep)
+            and retry_after is not None
+            and not callable(retry_after)
+        ):
+            raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
         budget = self._budget
         return Retry(
             on=self._on,
-            on_result=self._on_result,
+            on_result=self._on_result if isinstance(on_result, _Keep) else on_result,
             attempts=self._attempts,
             deadline=self._deadline,
             backoff=self._backoff,
-            retry_after=self._retry_after,
+            retry_after=self._retry_after if isinstance(retry_after, _Keep) else retry_after,
             retry_after_max=self._retry_after_max,
             budget=None if budget is None else budget.fresh(),
             name=check_optional_name(name),
@@ -131,7 +163,18 @@ class Retry(Named, Strategy):
             clock=self._clock,
             sleep=self._sleep,
             random=self._random,
+            wait=self._wait_for,
         )
+
+    @property
+    def attempts(self) -> int:
+        """Attempts in all, the first included."""
+        return self._attempts
+
+    @property
+    def retry_after_max(self) -> float:
+        """The cap of a server-driven wait, in seconds (apart from the backoff's cap)."""
+        return self._retry_after_max
 
     def __repr__(self) -> str:
         b = self._backoff
@@ -339,15 +382,23 @@ class Retry(Named, Strategy):
         return wait
 
     def _wait(self, attempt: int, outcome: Any, previous: float) -> float:
-        """The wait after ``outcome`` (the exception, or the rejected result)."""
-        backoff = self._backoff
+        """The wait after ``outcome`` (the exception, or the rejected result).
+
+        In order: the server's word (``retry_after``, capped by ``retry_after_max``), the
+        ``wait`` callable's choice for this outcome (used as given), then the backoff.
+        """
         if self._retry_after is not None:
             hint = parse_retry_after(self._retry_after(outcome))
             if hint is not None:
                 # The server knows when it can take us again: its wait is honoured up to
                 # its own cap (the backoff's wait_max is about our guesses, not its word).
                 return min(hint, self._retry_after_max)
-        return backoff.wait(attempt, previous, self._random)
+        choose = self._wait_for
+        if choose is not None:
+            chosen = choose(outcome, attempt)
+            if chosen is not None:
+                return _chosen_wait(chosen)
+        return self._backoff.wait(attempt, previous, self._random)
 
     def _may_start(
         self, attempt: int, start: float, limit: float | None, error: BaseException | None
@@ -391,6 +442,7 @@ def retry(
     jitter: Jitter = "full",
     retry_after: RetryAfter | None = None,
     retry_after_max: float | timedelta = 60.0,
+    wait: Wait | None = None,
     budget: float | None = 0.2,
     budget_floor: float = 1.0,
     name: str | None = None,
@@ -407,6 +459,8 @@ def retry(
     cross the deadline (this one's, or the context's, see ``timeout``) is not taken; the
     last exception is then re-raised unchanged, or the last result returned. A server's
     wait (``retry_after``) is honoured up to ``retry_after_max`` (60 s), not ``wait_max``.
+    ``wait``, called with the exception (or rejected result) and the attempt number,
+    chooses the wait per outcome; ``None`` from it means the backoff's.
     ``on`` must be able to match an ``Exception``: cancellation and Ctrl-C are never
     retried. Every decision is an event (``RetryScheduled``, ``RetryFinished``). See
     docs/retry.md.
@@ -429,6 +483,8 @@ def retry(
     if retry_after is not None and not callable(retry_after):
         raise ConfigurationError(f"retry_after must be callable, got {retry_after!r}")
     server_cap = seconds(retry_after_max, "retry_after_max")
+    if wait is not None and not callable(wait):
+        raise ConfigurationError(f"wait must be callable, got {wait!r}")
     share = None if budget is None else _number(budget, "budget (a share)", low=0.0, high=1.0)
     floor = _number(budget_floor, "budget_floor", low=0.0)
     checked_name = check_optional_name(name)
@@ -456,7 +512,13 @@ def retry(
         clock=clock,
         sleep=sleep,
         random=random if random is not None else _default_random(),
+        wait=wait,
     )
+
+
+def _chosen_wait(value: object) -> float:
+    """A ``wait`` callable's answer as seconds; a bad one is a ConfigurationError naming it."""
+    return seconds(value, "the wait callable's answer")
 
 
 def _default_random() -> Callable[[], float]:

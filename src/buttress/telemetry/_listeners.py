@@ -21,12 +21,15 @@ from .._events import (
     BulkheadRejected,
     FallbackUsed,
     FaultInjected,
+    HedgeSent,
+    HedgeWon,
     RateLimitRejected,
     RateLimitWaited,
     RetryFinished,
     RetryScheduled,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
     TimeoutExpired,
 )
 from . import _metrics
@@ -155,6 +158,21 @@ def _fault(e: FaultInjected) -> tuple[int, str, Fields]:
     return logging.DEBUG, n.EVENT_FAULT_INJECTED, fields
 
 
+def _hedge_sent(e: HedgeSent) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_HEDGE_ATTEMPT: e.attempt, n.LOG_KEY_DELAY: e.delay}
+    return logging.DEBUG, n.EVENT_HEDGE_SENT, fields
+
+
+def _hedge_won(e: HedgeWon) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_HEDGE_ATTEMPT: e.attempt}
+    return logging.DEBUG, n.EVENT_HEDGE_WON, fields
+
+
+def _throttle_rejected(e: ThrottleRejected) -> tuple[int, str, Fields]:
+    fields = {n.LABEL_POLICY: e.name, n.LOG_KEY_PROBABILITY: e.probability}
+    return logging.DEBUG, n.EVENT_THROTTLE_REJECTED, fields
+
+
 def _admission(e: AdmissionDecided) -> tuple[int, str, Fields]:
     level = logging.DEBUG if e.outcome == "admitted" else logging.INFO
     fields = {
@@ -171,7 +189,7 @@ def _admission_limit(e: AdmissionLimitUpdated) -> tuple[int, str, Fields]:
     return logging.DEBUG, n.EVENT_ADMISSION_LIMIT, fields
 
 
-# BreakerCallRecorded and BulkheadUsage happen on every call: metrics only.
+# BreakerCallRecorded, BulkheadUsage and ThrottleUpdated happen on every call: metrics only.
 _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     RetryScheduled: _retry_scheduled,
     RetryFinished: _retry_finished,
@@ -185,6 +203,9 @@ _DESCRIBE: dict[type, Callable[[Any], tuple[int, str, Fields]]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    HedgeSent: _hedge_sent,
+    HedgeWon: _hedge_won,
+    ThrottleRejected: _throttle_rejected,
     AdmissionDecided: _admission,
     AdmissionLimitUpdated: _admission_limit,
 }
@@ -203,6 +224,9 @@ _MIN_LEVEL: dict[type, int] = {
     StoreUnavailable: logging.WARNING,
     StoreRecovered: logging.INFO,
     FaultInjected: logging.DEBUG,
+    HedgeSent: logging.DEBUG,
+    HedgeWon: logging.DEBUG,
+    ThrottleRejected: logging.DEBUG,
     AdmissionDecided: logging.DEBUG,
     AdmissionLimitUpdated: logging.DEBUG,
 }
@@ -223,6 +247,9 @@ _SPAN_KEYS = {
     n.LOG_KEY_TIMEOUT: n.ATTR_TIMEOUT,
     n.LABEL_STORE: n.ATTR_STORE,
     n.LABEL_KIND: n.ATTR_FAULT_KIND,
+    n.LOG_KEY_HEDGE_ATTEMPT: n.ATTR_HEDGE_ATTEMPT,
+    n.LOG_KEY_DELAY: n.ATTR_HEDGE_DELAY,
+    n.LOG_KEY_PROBABILITY: n.ATTR_THROTTLE_PROBABILITY,
     n.LABEL_CRITICALITY: n.ATTR_ADMISSION_CRITICALITY,
     n.LOG_KEY_RATE_LIMIT: n.ATTR_RATE_LIMIT,
     n.LOG_KEY_LIMIT: n.ATTR_ADMISSION_LIMIT,

@@ -32,12 +32,16 @@ from .._events import (
     BulkheadUsage,
     FallbackUsed,
     FaultInjected,
+    HedgeSent,
+    HedgeWon,
     RateLimitRejected,
     RateLimitWaited,
     RetryFinished,
     RetryScheduled,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
+    ThrottleUpdated,
     TimeoutExpired,
 )
 from . import _names as n
@@ -222,6 +226,22 @@ class ResilienceMetrics:
         self.faults_injected: _CounterFamily = _counter(
             n.FAULTS_INJECTED, "Faults injected on purpose.", (p, n.LABEL_KIND), r
         )
+        self.hedges_sent: _CounterFamily = _counter(
+            n.HEDGES_SENT, "Hedged attempts sent because no answer came in time.", (p,), r
+        )
+        self.hedges_won: _CounterFamily = _counter(
+            n.HEDGES_WON, "Calls a hedged attempt answered first.", (p,), r
+        )
+        self.throttle_rejections: _CounterFamily = _counter(
+            n.THROTTLE_REJECTIONS, "Calls adaptive throttling refused locally.", (p,), r
+        )
+        self.throttle_acceptance: _Family[Gauge] = _gauge(
+            n.THROTTLE_ACCEPTANCE,
+            "Share of recent requests the dependency accepted (1 with none).",
+            (p,),
+            r,
+            "livemax",
+        )
         self.admission_requests: _CounterFamily = _counter(
             n.ADMISSION_REQUESTS,
             "Inbound requests decided by admission control, by outcome and criticality.",
@@ -312,6 +332,22 @@ def _fault(m: ResilienceMetrics, e: FaultInjected) -> None:
     m.faults_injected.child(e.name, e.kind).inc()
 
 
+def _hedge_sent(m: ResilienceMetrics, e: HedgeSent) -> None:
+    m.hedges_sent.child(e.name).inc()
+
+
+def _hedge_won(m: ResilienceMetrics, e: HedgeWon) -> None:
+    m.hedges_won.child(e.name).inc()
+
+
+def _throttle_rejected(m: ResilienceMetrics, e: ThrottleRejected) -> None:
+    m.throttle_rejections.child(e.name).inc()
+
+
+def _throttle_updated(m: ResilienceMetrics, e: ThrottleUpdated) -> None:
+    m.throttle_acceptance.child(e.name).set(e.acceptance)
+
+
 def _admission(m: ResilienceMetrics, e: AdmissionDecided) -> None:
     m.admission_requests.child(e.name, e.outcome, e.criticality).inc()
 
@@ -336,6 +372,10 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     StoreUnavailable: _store_unavailable,
     StoreRecovered: _store_recovered,
     FaultInjected: _fault,
+    HedgeSent: _hedge_sent,
+    HedgeWon: _hedge_won,
+    ThrottleRejected: _throttle_rejected,
+    ThrottleUpdated: _throttle_updated,
     AdmissionDecided: _admission,
     AdmissionLimitUpdated: _admission_limit,
 }

@@ -87,6 +87,10 @@ FALLBACKS: Final = "buttress_fallbacks_total"
 STORE_ERRORS: Final = "buttress_store_errors_total"
 STORE_DEGRADED: Final = "buttress_store_degraded"
 FAULTS_INJECTED: Final = "buttress_faults_injected_total"
+HEDGES_SENT: Final = "buttress_hedges_sent_total"
+HEDGES_WON: Final = "buttress_hedges_won_total"
+THROTTLE_REJECTIONS: Final = "buttress_throttle_rejections_total"
+THROTTLE_ACCEPTANCE: Final = "buttress_throttle_acceptance_ratio"
 
 # --- inbound admission (middleware) --------------------------------------------------------
 
@@ -132,6 +136,9 @@ ATTR_RETRY_AFTER: Final = "buttress.retry_after_seconds"
 ATTR_TIMEOUT: Final = "buttress.timeout_seconds"
 ATTR_STORE: Final = "buttress.store"
 ATTR_FAULT_KIND: Final = "buttress.fault.kind"
+ATTR_HEDGE_ATTEMPT: Final = "buttress.hedge.attempt"
+ATTR_HEDGE_DELAY: Final = "buttress.hedge.delay_seconds"
+ATTR_THROTTLE_PROBABILITY: Final = "buttress.throttle.probability"
 ATTR_ADMISSION_OUTCOME: Final = "buttress.admission.outcome"
 ATTR_ADMISSION_CRITICALITY: Final = "buttress.admission.criticality"
 ATTR_RATE_LIMIT: Final = "buttress.rate_limit"  # the rule that refused the request
@@ -161,6 +168,9 @@ LOG_KEY_ATTEMPTS: Final = "attempts"
 LOG_KEY_WAIT: Final = "wait_seconds"
 LOG_KEY_TIMEOUT: Final = "timeout_seconds"
 LOG_KEY_RETRY_AFTER: Final = "retry_after_seconds"
+LOG_KEY_HEDGE_ATTEMPT: Final = "hedge_attempt"
+LOG_KEY_DELAY: Final = "delay_seconds"
+LOG_KEY_PROBABILITY: Final = "probability"
 LOG_KEY_ADMISSION: Final = "admission"  # on access lines: the admission outcome
 LOG_KEY_RATE_LIMIT: Final = "rate_limit"
 LOG_KEY_LIMIT: Final = "limit"
@@ -182,6 +192,9 @@ EVENT_FALLBACK: Final = "buttress.fallback"
 EVENT_STORE_UNAVAILABLE: Final = "buttress.store.unavailable"
 EVENT_STORE_RECOVERED: Final = "buttress.store.recovered"
 EVENT_FAULT_INJECTED: Final = "buttress.fault.injected"
+EVENT_HEDGE_SENT: Final = "buttress.hedge.sent"
+EVENT_HEDGE_WON: Final = "buttress.hedge.won"
+EVENT_THROTTLE_REJECTED: Final = "buttress.throttle.rejected"
 EVENT_ADMISSION: Final = "buttress.admission.decided"
 EVENT_ADMISSION_LIMIT: Final = "buttress.admission.limit_updated"
 
@@ -259,6 +272,10 @@ OTEL_RESILIENCE: Final = {
     STORE_ERRORS: ("buttress.store.errors", "{error}"),
     STORE_DEGRADED: ("buttress.store.degraded", "1"),
     FAULTS_INJECTED: ("buttress.faults.injected", "{fault}"),
+    HEDGES_SENT: ("buttress.hedges.sent", "{attempt}"),
+    HEDGES_WON: ("buttress.hedges.won", "{attempt}"),
+    THROTTLE_REJECTIONS: ("buttress.throttle.rejections", "{call}"),
+    THROTTLE_ACCEPTANCE: ("buttress.throttle.acceptance", "1"),
     HTTP_CLIENT_DEADLINE_EXCEEDED: ("buttress.http.client.deadline_exceeded", "{request}"),
     ADMISSION_REQUESTS: ("buttress.admission.requests", "{request}"),
     ADMISSION_LIMIT: ("buttress.admission.limit", "{request}"),
