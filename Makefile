@@ -9,13 +9,31 @@ PYTEST_ARGS ?=
 # `make reliability` runs the reliability suite this many times longer than `make test` does.
 RELIABILITY_SCALE ?= 10
 
-.PHONY: test check lint typecheck docs demo bench services reliability compat-oldest clean
+.PHONY: test check lint typecheck docs demo bench services reliability compat-oldest clean mutate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
+
+MUTATE_STAMP := $(VENV)/.installed-mutate
+# `make mutate`: mutation testing of the sans-IO cores ([tool.mutmut] in pyproject.toml,
+# docs/development.md). MUTATE_JOBS workers; the whole run is stopped after MUTATE_LIMIT
+# (mutants not reached by then count as survivors in the report).
+MUTATE_JOBS ?= 2
+MUTATE_LIMIT ?= 30m
+MUTATE_ARGS ?=
+
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[mutate]'
+	@touch $@
+
+mutate: $(MUTATE_STAMP) services
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=derandomized timeout $(MUTATE_LIMIT) \
+		$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTATE_ARGS) || test $$? = 124
+	$(BIN)/python scripts/mutation_report.py
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
@@ -62,4 +80,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(OLDEST) .mypy_cache .pytest_cache .ruff_cache build dist mutants

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 
 import pytest
+from hypothesis import settings
 
 from buttress._events import default_registry
 from buttress.testing import set_testing
 
 from ._services import IN_CI, RedisCluster, RedisServer, require_binary
+
+# Property tests draw the same examples on every run in CI and under `make mutate`, so a
+# failure (or a mutant's kill) is reproducible; locally they explore new examples.
+settings.register_profile("derandomized", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized" if IN_CI else "default"))
 
 
 @pytest.hookimpl(wrapper=True)

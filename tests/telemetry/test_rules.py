@@ -392,7 +392,7 @@ def _minute_tests(rules: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rules() -> dict[str, Any]:
     return slo_rules(SLOS, buckets=buckets_with_thresholds(SLOS))
 
