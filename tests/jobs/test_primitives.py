@@ -386,3 +386,32 @@ def test_a_store_that_cannot_claim_leaves_the_message_for_later() -> None:
     assert result.outcome == n.JOB_RETRY
     assert isinstance(result.error, ConnectionError)
     assert ran == []
+
+
+async def test_a_cancelled_async_handler_releases_its_claim_and_propagates() -> None:
+    store = InMemoryIdempotency()
+
+    async def hangs(message: str) -> None:
+        await asyncio.sleep(60)
+
+    consumer = Consumer("orders", idempotency=store)
+    task = asyncio.ensure_future(consumer.process_async(hangs, "m", message_id="k"))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The claim went back: a redelivery runs the message instead of waiting out a lease.
+    assert store.claim("buttress:idempotency:orders:k", "t") == "first"
+
+
+def test_an_async_handler_given_to_the_sync_process_is_named_not_counted_a_success() -> None:
+    store = InMemoryIdempotency()
+
+    async def handler(message: str) -> str:
+        return message
+
+    result = Consumer("orders", idempotency=store).process(handler, "m", message_id="k")
+    assert result.outcome == n.JOB_RETRY
+    assert isinstance(result.error, ConfigurationError)
+    assert "handler returned an awaitable: use process_async" in str(result.error)
+    assert store.claim("buttress:idempotency:orders:k", "t") == "first"  # released

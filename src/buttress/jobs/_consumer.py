@@ -3,7 +3,8 @@
 :meth:`Consumer.process` runs a handler for one delivered message and says what to do
 with the message (:class:`Result`): acknowledge it, leave it for redelivery, or (already
 done through ``dead_letter``) give up on it. The broker's own loop stays the caller's;
-``process`` and ``process_async`` are twins that differ only in how they call and wait.
+``process`` and ``process_async`` drive one flow of decisions and differ only in how
+they call and wait.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -175,7 +176,87 @@ class Consumer:
             return None
         return storage_key(_PREFIX, self.destination, str(message_id))
 
-    # --- sync -------------------------------------------------------------------------------
+    # --- one flow, two drivers ---------------------------------------------------------------
+
+    def _flow(
+        self,
+        handler: Callable[[Any], Any],
+        message: Any,
+        observed: Observed,
+        message_id: str | None,
+    ) -> _Flow:
+        """What one delivery does, as a generator of calls for a driver to make.
+
+        Each ``yield (fn, args)`` asks the driver to call ``fn(*args)`` (and, async, to
+        await what it returns); the driver sends the value back, or throws what the call
+        raised in at the ``yield``. So the decisions are written once, and
+        :meth:`process` and :meth:`process_async` differ only in how they call and wait.
+        """
+        outcome, reason = n.JOB_RETRY, None
+        error: BaseException | None = None
+        key = self._key(message_id)
+        store: Any = self._idempotency
+        token = os.urandom(8).hex()
+        held = False
+        try:
+            if self._expired():
+                reason = n.JOB_EXPIRED
+                outcome = yield from self._give_up(message, observed, reason, None)
+                return Result(outcome, None, None, reason)
+            if key is not None:
+                try:
+                    claim = self._counted((yield (store.claim, (key, token))))
+                except Exception as exc:  # the store is down: run it later, not never
+                    error = exc
+                    return Result(outcome, None, exc)
+                if claim == "duplicate":
+                    outcome = n.JOB_DUPLICATE
+                    return Result(outcome)
+                if claim == "in_progress":
+                    return Result(outcome)
+                held = True
+            try:
+                call = self._retry(handler) if self._retry is not None else handler
+                value = yield (call, (message,))
+            except Exception as exc:
+                error = exc
+                if held:
+                    held = False
+                    with contextlib.suppress(Exception):  # else its lease runs out
+                        yield (store.release, (key, token))
+                reason = self._reason(exc, observed.delivery)
+                if reason is not None:
+                    outcome = yield from self._give_up(message, observed, reason, exc)
+                return Result(outcome, None, exc, reason)
+            if held:
+                held = False
+                # The work is done whatever the store says: a claim not marked done only
+                # lets a redelivery run again once its lease is over.
+                with contextlib.suppress(Exception):
+                    yield (store.complete, (key, token))
+            outcome = n.JOB_SUCCESS
+            return Result(outcome, value)
+        except BaseException as exc:
+            error = exc
+            outcome = n.JOB_RETRY
+            raise
+        finally:
+            if held:
+                with contextlib.suppress(Exception):
+                    yield (store.release, (key, token))
+            self._observer.end(observed, outcome, error, dead_letter_reason=reason)
+
+    def _give_up(
+        self, message: Any, observed: Observed, reason: str, error: BaseException | None
+    ) -> Generator[_Call, Any, str]:
+        final = n.JOB_EXPIRED if reason == n.JOB_EXPIRED else n.JOB_DEAD_LETTER
+        if self._dead_letter is None:
+            return final
+        try:
+            yield (self._dead_letter, (self._letter(message, observed, reason, error),))
+        except Exception:
+            return n.JOB_RETRY  # the dead-letter path failed: keep the message
+        return final
 
     def process(
         self,
@@ -188,75 +269,24 @@ class Consumer:
     ) -> Result[R]:
         """Run ``handler(message)`` for one delivery; see :class:`Result` for what follows."""
         observed = self._observer.begin(headers, message_id=message_id, delivery=delivery)
-        outcome, reason, value = n.JOB_RETRY, None, None
-        error: BaseException | None = None
-        key = self._key(message_id)
-        store: Any = self._idempotency
-        token = os.urandom(8).hex()
-        held = False
-        try:
-            if self._expired():
-                outcome = self._give_up(message, observed, n.JOB_EXPIRED, None)
-                reason = n.JOB_EXPIRED
-                return Result(outcome, None, None, reason)
-            if key is not None:
-                try:
-                    claim = self._counted(store.claim(key, token))
-                except Exception as exc:  # the store is down: run it later, not never
-                    error = exc
-                    return Result(outcome, None, exc)
-                if claim == "duplicate":
-                    outcome = n.JOB_DUPLICATE
-                    return Result(outcome)
-                if claim == "in_progress":
-                    return Result(outcome)
-                held = True
+        flow = self._flow(handler, message, observed, message_id)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
             try:
-                call = self._retry(handler) if self._retry is not None else handler
-                value = call(message)
-            except Exception as exc:
-                error = exc
-                if held:
-                    held = False
-                    with contextlib.suppress(Exception):  # else its lease runs out
-                        store.release(key, token)
-                reason = self._reason(exc, observed.delivery)
-                if reason is not None:
-                    outcome = self._give_up(message, observed, reason, exc)
-                return Result(outcome, None, exc, reason)
-            if held:
-                held = False
-                # The work is done whatever the store says: a claim not marked done only
-                # lets a redelivery run again once its lease is over.
-                with contextlib.suppress(Exception):
-                    store.complete(key, token)
-            outcome = n.JOB_SUCCESS
-            return Result(outcome, value)
-        except BaseException as exc:
-            error = exc
-            outcome = n.JOB_RETRY
-            raise
-        finally:
-            if held:
-                with contextlib.suppress(Exception):
-                    store.release(key, token)
-            self._observer.end(observed, outcome, error, dead_letter_reason=reason)
-
-    def _give_up(
-        self, message: Any, observed: Observed, reason: str, error: BaseException | None
-    ) -> str:
-        final = n.JOB_EXPIRED if reason == n.JOB_EXPIRED else n.JOB_DEAD_LETTER
-        if self._dead_letter is None:
-            return final
-        try:
-            done = self._dead_letter(self._letter(message, observed, reason, error))
-            if inspect.isawaitable(done):
-                raise ConfigurationError("dead_letter is async: use process_async")
-        except Exception:
-            return n.JOB_RETRY  # the dead-letter path failed: keep the message
-        return final
-
-    # --- async ------------------------------------------------------------------------------
+                fn, args = flow.send(sent) if thrown is None else flow.throw(thrown)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            sent, thrown = None, None
+            try:
+                sent = fn(*args)
+                if inspect.isawaitable(sent):
+                    _close(sent)
+                    raise ConfigurationError(
+                        f"{_name(fn)} returned an awaitable: use process_async"
+                    )
+            except BaseException as exc:  # handed to the flow, which decides
+                thrown = exc
 
     async def process_async(
         self,
@@ -269,76 +299,38 @@ class Consumer:
     ) -> Result[R]:
         """The async twin of :meth:`process`: an async handler; store and dead letter either."""
         observed = self._observer.begin(headers, message_id=message_id, delivery=delivery)
-        outcome, reason, value = n.JOB_RETRY, None, None
-        error: BaseException | None = None
-        key = self._key(message_id)
-        store: Any = self._idempotency
-        token = os.urandom(8).hex()
-        held = False
-        try:
-            if self._expired():
-                outcome = await self._give_up_async(message, observed, n.JOB_EXPIRED, None)
-                reason = n.JOB_EXPIRED
-                return Result(outcome, None, None, reason)
-            if key is not None:
-                try:
-                    claim = self._counted(await _maybe(store.claim(key, token)))
-                except Exception as exc:
-                    error = exc
-                    return Result(outcome, None, exc)
-                if claim == "duplicate":
-                    outcome = n.JOB_DUPLICATE
-                    return Result(outcome)
-                if claim == "in_progress":
-                    return Result(outcome)
-                held = True
+        flow = self._flow(handler, message, observed, message_id)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
             try:
-                call = self._retry(handler) if self._retry is not None else handler
-                value = await call(message)
-            except Exception as exc:
-                error = exc
-                if held:
-                    held = False
-                    with contextlib.suppress(Exception):
-                        await _maybe(store.release(key, token))
-                reason = self._reason(exc, observed.delivery)
-                if reason is not None:
-                    outcome = await self._give_up_async(message, observed, reason, exc)
-                return Result(outcome, None, exc, reason)
-            if held:
-                held = False
-                with contextlib.suppress(Exception):
-                    await _maybe(store.complete(key, token))
-            outcome = n.JOB_SUCCESS
-            return Result(outcome, value)
-        except BaseException as exc:
-            error = exc
-            outcome = n.JOB_RETRY
-            raise
-        finally:
-            if held:
-                with contextlib.suppress(Exception):
-                    await _maybe(store.release(key, token))
-            self._observer.end(observed, outcome, error, dead_letter_reason=reason)
-
-    async def _give_up_async(
-        self, message: Any, observed: Observed, reason: str, error: BaseException | None
-    ) -> str:
-        final = n.JOB_EXPIRED if reason == n.JOB_EXPIRED else n.JOB_DEAD_LETTER
-        if self._dead_letter is None:
-            return final
-        try:
-            done = self._dead_letter(self._letter(message, observed, reason, error))
-            if inspect.isawaitable(done):
-                await done
-        except Exception:
-            return n.JOB_RETRY
-        return final
+                fn, args = flow.send(sent) if thrown is None else flow.throw(thrown)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            sent, thrown = None, None
+            try:
+                sent = fn(*args)
+                if inspect.isawaitable(sent):
+                    sent = await sent
+            except BaseException as exc:  # handed to the flow, which decides
+                thrown = exc
 
 
-async def _maybe(value: Any) -> Any:
-    """An async store's awaitable, awaited; a sync store's (in memory) value as it is."""
-    return await value if inspect.isawaitable(value) else value
+_Call = tuple[Callable[..., Any], tuple[Any, ...]]
+_Flow = Generator[_Call, Any, "Result[Any]"]
+
+
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)  # a coroutine never awaited: no warning
+    if callable(close):
+        close()
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:
+        return f"{type(owner).__name__}.{getattr(fn, '__name__', 'call')}"
+    return getattr(fn, "__qualname__", repr(fn))
 
 
 @dataclass(slots=True)
