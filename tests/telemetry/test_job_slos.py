@@ -83,8 +83,10 @@ def _alert(rules: dict[str, Any], slo: SLO, severity: str, burn: str) -> dict[st
     return {"exp_labels": dict(rule["labels"]), "exp_annotations": annotations}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rules() -> dict[str, Any]:
+    # Per test, not per module: `make mutate` selects the tests that reach each mutant,
+    # and a module-scoped fixture would hide these tests from that selection.
     return slo_rules(SLOS)
 
 
@@ -140,19 +142,48 @@ def test_job_slis_read_the_jobs_histogram(rules: dict[str, Any]) -> None:
     assert f'{OUTCOME}=~"dead_letter|expired"' in text
 
 
+_BOUNDARIES = "0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10"
+
+
 @pytest.mark.parametrize(
-    ("options", "field"),
+    ("options", "message"),
     [
-        ({"signal": "queues"}, "signal"),
-        ({"destinations": ["orders"]}, "destinations"),
-        ({"signal": "jobs", "routes": ["/x"]}, "routes"),
-        ({"signal": "jobs", "threshold": 0.3}, "threshold"),
-        ({"signal": "jobs", "destinations": []}, "destinations"),
+        ({"signal": "queues"}, "field 'signal': 'queues': use 'http' or 'jobs'"),
+        (
+            {"destinations": ["orders"]},
+            "field 'destinations': only a jobs SLO (signal='jobs') takes it",
+        ),
+        (
+            {"signal": "http", "destinations": ["orders"]},
+            "field 'destinations': only a jobs SLO (signal='jobs') takes it",
+        ),
+        (
+            {"signal": "jobs", "routes": ["/x"]},
+            "field 'routes': a jobs SLO selects destinations, not routes",
+        ),
+        (
+            {"signal": "jobs", "threshold": 0.3},
+            f"field 'threshold': 0.3 s is not a jobs histogram boundary ({_BOUNDARIES})",
+        ),
+        (
+            {"signal": "jobs", "destinations": []},
+            "field 'destinations': empty: omit it (None) to select all",
+        ),
     ],
 )
-def test_bad_job_slos_name_the_field(options: dict[str, Any], field: str) -> None:
-    with pytest.raises(ConfigurationError, match=f"field '{field}'"):
+def test_bad_job_slos_name_the_field_and_the_value(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
         SLO("x", service="worker", objective=0.99, **options)
+    assert str(raised.value) == f"SLO 'x', {message}"
+
+
+def test_a_jobs_slo_keeps_its_destinations_and_an_http_slo_its_routes() -> None:
+    jobs = SLO("j", service="worker", objective=0.99, signal="jobs", destinations=["orders"])
+    assert (jobs.signal, jobs.destinations, jobs.routes) == ("jobs", ("orders",), None)
+    every = SLO("e", service="worker", objective=0.99, signal="jobs", threshold=2.5)
+    assert (every.destinations, every.threshold) == (None, 2.5)
+    http = SLO("h", service="api", objective=0.99, routes=["/x"])
+    assert (http.signal, http.destinations, http.routes) == ("http", None, ("/x",))
 
 
 def test_job_slos_load_from_yaml() -> None:
@@ -171,3 +202,48 @@ def test_job_slos_load_from_yaml() -> None:
         }
     )
     assert (slo.signal, slo.destinations, slo.threshold) == ("jobs", ("orders",), 2.5)
+
+
+def _recorded(slo: SLO) -> dict[str, str]:
+    rules = slo_rules([slo])
+    return {r["record"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+
+
+def _description(slo: SLO) -> str:
+    rules = slo_rules([slo])
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    return str(alerts[0]["annotations"]["description"])
+
+
+def test_several_destinations_are_one_escaped_alternation() -> None:
+    slo = SLO("m", service="w", objective=0.99, signal="jobs", destinations=["orders", "a.b"])
+    total = _recorded(slo)["slo:sli_total:increase5m"]
+    # "a.b" must not match "axb": the dot is escaped for the regex, then for PromQL.
+    assert f'{DEST}=~"orders|a\\\\.b"' in total
+    assert "99% of messages processed without being dead-lettered over" in _description(slo)
+
+
+@pytest.mark.parametrize("successful_only", [True, False])
+def test_a_latency_slo_counts_work_done_and_its_good_events_follow_successful_only(
+    successful_only: bool,
+) -> None:
+    slo = SLO(
+        "l",
+        service="w",
+        objective=0.99,
+        signal="jobs",
+        threshold=1.0,
+        successful_only=successful_only,
+    )
+    recorded = _recorded(slo)
+    # Every delivery that did work is an event, whatever its outcome; duplicates are not.
+    total = recorded["slo:sli_total:increase5m"].strip()
+    assert total == (f'(sum(increase({COUNT}{{job="w",{OUTCOME}!="duplicate"}}[5m])) or vector(0))')
+    errors = recorded["slo:sli_error:increase5m"]
+    good = f'{OUTCOME}="success"' if successful_only else f'{OUTCOME}!="duplicate"'
+    # Both spellings of the 1 s boundary, the dot escaped as in the destination matcher.
+    assert f'{BUCKET}{{job="w",le=~"1|1\\\\.0",{good}}}' in errors
+    ok = " and successfully" if successful_only else ""
+    assert f"(latency: 99% of messages processed in under 1s{ok} over 30 days;" in (
+        _description(slo)
+    )
