@@ -46,8 +46,8 @@ async def _aclose(response: httpx.Response) -> None:
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
     """Wrap an async httpx transport: ``httpx.AsyncClient(transport=AsyncResilientTransport())``.
 
-    Same options and behaviour as ``ResilientTransport``; ``sleep`` may return an
-    awaitable. See docs/httpx.md.
+    Same options and behaviour as ``ResilientTransport``; losing hedged attempts are
+    cancelled rather than abandoned. See docs/httpx.md.
     """
 
     def __init__(
