@@ -53,7 +53,7 @@ compat-oldest: services
 	$(PYTHON) scripts/lower-bounds.py > $(OLDEST)/constraints.txt
 	$(OLDEST)/bin/python -m pip install -q --upgrade pip
 	$(OLDEST)/bin/python -m pip install -q -c $(OLDEST)/constraints.txt -e '.[test]'
-	$(OLDEST)/bin/python -m pytest -p no:cacheprovider tests/middleware/test_matrix.py $(PYTEST_ARGS)
+	$(OLDEST)/bin/python -m pytest -p no:cacheprovider tests/middleware/test_matrix.py tests/telemetry/test_sampling.py $(PYTEST_ARGS)
 
 reliability: $(STAMP) services
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/python -m pytest -m reliability \

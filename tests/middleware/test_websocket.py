@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from buttress.middleware import ASGIMiddleware
+from buttress.middleware import ASGIMiddleware, TrustedPeers
 from buttress.telemetry import _names as names
 
 from ._support import Telemetry, eventually, serve_asgi, serve_hypercorn
@@ -25,7 +25,7 @@ class Broken(RuntimeError):
     pass
 
 
-def app(telemetry: Telemetry) -> Any:
+def app(telemetry: Telemetry, trusted: bool = True) -> Any:
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
@@ -47,7 +47,11 @@ def app(telemetry: Telemetry) -> Any:
     starlette = Starlette(
         routes=[WebSocketRoute("/rooms/{room}", echo), WebSocketRoute("/closed", closed)]
     )
-    starlette.add_middleware(ASGIMiddleware, service="chat", **telemetry.options())
+    # The tests' client is the trusted peer 127.0.0.1, unless a test says otherwise.
+    peers = TrustedPeers(networks=["127.0.0.1/32"]) if trusted else None
+    starlette.add_middleware(
+        ASGIMiddleware, service="chat", **telemetry.options(trusted_peers=peers)
+    )
     return starlette
 
 
@@ -118,6 +122,32 @@ def test_a_session_has_an_id_a_span_metrics_and_a_line(
         "chat",
     )
     assert line.trace_id == format(span.context.trace_id, "032x")
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_an_untrusted_client_neither_names_the_session_nor_steers_its_trace(
+    server: str, telemetry: Telemetry
+) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with SERVERS[server](app(telemetry, trusted=False)) as url:
+        headers = {"X-Request-ID": "chosen-by-client", "traceparent": parent}
+        with connect(
+            f"{url.replace('http://', 'ws://')}/rooms/7", additional_headers=headers
+        ) as ws:
+            assert ws.response is not None
+            given = ws.response.headers["x-request-id"]
+            ws.send("bye")
+            with pytest.raises(ConnectionClosed):
+                ws.recv()
+        assert eventually(lambda: len(telemetry.spans()) == 1)
+    (span,) = telemetry.spans()
+    assert span.context is not None
+    assert given != "chosen-by-client"
+    assert given == format(span.context.trace_id, "032x")  # the new trace's id serves
+    assert span.context.trace_id != 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.parent is None
+    # The client's trace is linked, so it can still be found.
+    assert [link.context.trace_id for link in span.links] == [0x0AF7651916CD43DD8448EB211C80319C]
 
 
 def test_a_client_that_closes_and_a_handler_that_fails(

@@ -41,6 +41,7 @@ from ..strategies import Hedge, Retry, Strategy, Throttle
 from ..telemetry import _names as names
 from ..telemetry._correlation import correlation_id
 from ..telemetry._metrics import target_registry
+from ..telemetry._sampling import SpanStarter
 from ._client_metrics import ClientMetrics, client_metrics_for
 
 if TYPE_CHECKING:
@@ -291,7 +292,7 @@ class Outbound:
         self.request_id_header = request_id_header
         self.events = events if events is not None else default_registry
         self.clock = clock
-        self._tracer = trace.get_tracer("buttress.httpx", __version__, tracer_provider)
+        self._spans = SpanStarter("buttress.httpx", __version__, tracer_provider)
         self._metrics_registry = metrics_registry
         self._metrics: ClientMetrics | None = None
         self._hosts: dict[tuple[str, int | None], Host] = {}
@@ -430,17 +431,9 @@ class Outbound:
         }
         if port is not None:
             attributes[names.ATTR_SERVER_PORT] = port
-        span = self._tracer.start_span(
-            "HTTP" if label == names.METHOD_OTHER else label,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        if span.is_recording():
-            span.set_attribute(names.ATTR_URL_FULL, full_url(url, self.redactor))
-            if original is not None:
-                span.set_attribute(names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL, original)
-            if resend:
-                span.set_attribute(names.ATTR_HTTP_RESEND_COUNT, resend)
+        name = "HTTP" if label == names.METHOD_OTHER else label
+        span = self._spans.start(name, None, SpanKind.CLIENT, None, attributes)
+        recording = span.is_recording()
         context = trace.set_span_in_context(span)
         token = otel_context.attach(context)
         headers = request.headers
@@ -449,13 +442,21 @@ class Outbound:
             internal = url.host in self.internal_hosts
         self._propagate(headers, context, internal)
         id_header = self.request_id_header
+        request_id = None
         if id_header is not None:
             request_id = correlation_id.get()
+            if request_id is not None and internal and id_header not in headers:
+                headers[id_header] = request_id
+        if recording:
+            # One call: the SDK takes its lock and checks the limits once per call.
+            later: dict[str, Any] = {names.ATTR_URL_FULL: full_url(url, self.redactor)}
+            if original is not None:
+                later[names.ATTR_HTTP_REQUEST_METHOD_ORIGINAL] = original
+            if resend:
+                later[names.ATTR_HTTP_RESEND_COUNT] = resend
             if request_id is not None:
-                if internal and id_header not in headers:
-                    headers[id_header] = request_id
-                if span.is_recording():
-                    span.set_attribute(names.ATTR_REQUEST_ID, request_id)
+                later[names.ATTR_REQUEST_ID] = request_id
+            span.set_attributes(later)
         capped = _NOT_CAPPED
         left = 0.0
         if deadline is not None:

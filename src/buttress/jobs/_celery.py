@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from .._deadline import Clock
 from ..telemetry import _names as n
+from ..telemetry._sampling import SpanStarter
 from ._consumer import DeadLetter
 from ._headers import Trust, inject
 from ._observer import MessageObserver, Observed
@@ -75,7 +76,7 @@ class CeleryInstrumentation:
         self._tracer_provider = tracer_provider
         self._registry = metrics_registry
         self._clock = clock
-        self._tracer = trace.get_tracer("buttress.jobs", tracer_provider=tracer_provider)
+        self._spans = SpanStarter("buttress.jobs", tracer_provider=tracer_provider)
         self._observers: dict[str, MessageObserver] = {}
         self._running: dict[str, tuple[Observed, MessageObserver]] = {}
         self._ended: dict[str, tuple[str, BaseException | None, str | None]] = {}
@@ -139,9 +140,7 @@ class CeleryInstrumentation:
         if isinstance(task_id, str):
             attributes[n.ATTR_MESSAGING_MESSAGE_ID] = task_id
         # Not made current: the span lives for the injection only, so no attach/detach.
-        span = self._tracer.start_span(
-            f"send {sender}", kind=SpanKind.PRODUCER, attributes=attributes
-        )
+        span = self._spans.start(f"send {sender}", None, SpanKind.PRODUCER, None, attributes)
         try:
             inject(
                 headers,

@@ -24,6 +24,7 @@ from .._errors import ConfigurationError
 from .._trust import check_trust
 from ..telemetry import _names as n
 from ..telemetry._correlation import correlation_id, new_correlation_id
+from ..telemetry._sampling import SpanStarter
 from ._headers import Headers, Trust, extract
 from ._metrics import JobMetrics, job_metrics
 
@@ -70,7 +71,7 @@ class MessageObserver:
     """
 
     __slots__ = (
-        "_clock", "_group", "_metrics", "_registry", "_tracer", "continue_trace", "destination",
+        "_clock", "_group", "_metrics", "_registry", "_spans", "continue_trace", "destination",
         "log", "operation", "system", "trusted_producers",
     )  # fmt: skip
 
@@ -99,7 +100,7 @@ class MessageObserver:
             )
         self.continue_trace = continue_trace
         self.log = log
-        self._tracer = trace.get_tracer("buttress.jobs", tracer_provider=tracer_provider)
+        self._spans = SpanStarter("buttress.jobs", tracer_provider=tracer_provider)
         self._registry = metrics_registry
         self._metrics: JobMetrics | None = None
         self._clock = clock
@@ -136,12 +137,12 @@ class MessageObserver:
             attributes[n.ATTR_MESSAGING_MESSAGE_ID] = observed.message_id
         if self._group is not None:
             attributes[n.ATTR_MESSAGING_CONSUMER_GROUP] = self._group
-        span = self._tracer.start_span(
+        span = self._spans.start(
             f"{self.operation} {self.destination}",
-            context=found.parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            links=found.links or None,
+            found.parent,
+            SpanKind.CONSUMER,
+            found.links or None,
+            attributes,
         )
         observed.span = span
         otel_token = otel_context.attach(trace.set_span_in_context(span, found.parent))

@@ -126,19 +126,20 @@ class DjangoMiddleware:
         path = request.path
         method, original = normalise_method(request.method or "GET")
         port = str(meta.get("SERVER_PORT", ""))
+        # Positional: the cheapest call, on every request.
         exchange = Exchange(
             method,
             path,
             meta.get("QUERY_STRING", ""),
             request.scheme or "http",
             str(meta.get("SERVER_PROTOCOL", "HTTP/1.1")).removeprefix("HTTP/"),
-            observed=not observer.excluded(path),
-            method_original=original,
-            host=meta.get("HTTP_HOST"),
-            server=(meta.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
-            client_address=meta.get("REMOTE_ADDR"),
-            user_agent=meta.get("HTTP_USER_AGENT"),
-            headers=observer.captured_headers(lambda h: meta.get(environ_key(h)))
+            not observer.excluded(path),
+            original,
+            meta.get("HTTP_HOST"),
+            (meta.get("SERVER_NAME", ""), int(port) if port.isdigit() else None),
+            meta.get("REMOTE_ADDR"),
+            meta.get("HTTP_USER_AGENT"),
+            observer.captured_headers(lambda h: meta.get(environ_key(h)))
             if observer.capture_headers
             else None,
         )

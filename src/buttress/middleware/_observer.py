@@ -43,6 +43,7 @@ from ..telemetry._correlation import (
     is_valid_correlation_id,
 )
 from ..telemetry._http_env import http_environment
+from ..telemetry._sampling import SpanStarter
 from ..telemetry._slo import SLOLike, buckets_with_thresholds
 
 if TYPE_CHECKING:
@@ -245,8 +246,8 @@ class Observer:
         self.request_id_key = request_id_header.lower().encode() if request_id_header else None
         self.deadline_header = _header_option(deadline_header, "deadline_header")
         self.deadline_key = deadline_header.lower().encode() if deadline_header else None
-        self.tracer: trace.Tracer | None = (
-            trace.get_tracer("buttress", tracer_provider=tracer_provider) if tracing else None
+        self.spans: SpanStarter | None = (
+            SpanStarter("buttress", tracer_provider=tracer_provider) if tracing else None
         )
         if slos is None:  # the SLOs declared for the service, if configure() was given any
             from ..telemetry._configure import configured_slos
@@ -368,14 +369,11 @@ class Observer:
         baggage are honoured only from a trusted peer, the trace as ``continue_trace`` says.
         """
         exchange.start = self.clock()
-        peers = self.trusted_peers
-        trusted = exchange.trusted = peers is not None and (
-            peers == ANY or peers.trusts(exchange.client_address, peer_secret)
-        )
+        trusted = exchange.trusted = self.trusts(exchange.client_address, peer_secret)
         span: trace.Span | None = None
         otel_token: object | None = None
-        tracer = self.tracer
-        if tracer is not None and exchange.observed:
+        spans = self.spans
+        if spans is not None and exchange.observed:
             parent = otel_context.get_current()
             current = trace.get_current_span(parent)
             if current is not INVALID_SPAN and is_server_span(current):
@@ -388,10 +386,8 @@ class Observer:
                 links: list[Link] | None = None
                 if traced and (current is INVALID_SPAN or not current.get_span_context().is_valid):
                     # The client's trace, as far as continue_trace trusts it.
-                    parent, links = self._parent(carrier, getter, trusted, parent)
-                span = tracer.start_span(
-                    exchange.method, context=parent, kind=SpanKind.SERVER, links=links
-                )
+                    parent, links = self.parent_context(carrier, getter, trusted, parent)
+                span = spans.start(exchange.method, parent, SpanKind.SERVER, links)
                 otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
             exchange.span = span
         if not trusted:
@@ -431,7 +427,12 @@ class Observer:
             metrics = exchange.metrics = bound[1]
             metrics.active_inc(exchange.method)
 
-    def _parent(
+    def trusts(self, client_address: str | None, peer_secret: bytes | str | None) -> bool:
+        """Whether the sender may steer its request (``trusted_peers``; nobody by default)."""
+        peers = self.trusted_peers
+        return peers is not None and (peers == ANY or peers.trusts(client_address, peer_secret))
+
+    def parent_context(
         self,
         carrier: CarrierT,
         getter: Getter[CarrierT],

@@ -19,11 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..telemetry import _names as names
-from ..telemetry._correlation import MAX_LENGTH, accept_correlation_id, correlation_id
+from ..telemetry._correlation import (
+    MAX_LENGTH,
+    accept_correlation_id,
+    correlation_id,
+    is_valid_correlation_id,
+)
 from ._observer import Observer, _qualname, access_logger, is_server_span
 
 if TYPE_CHECKING:
@@ -120,26 +125,35 @@ async def observe_websocket(
     span: trace.Span | None = None
     owns_span = True
     otel_token = None
-    tracer = observer.tracer
-    if tracer is not None:
+    client = scope.get("client")
+    secret_key = observer.secret_key
+    secret = next((v for k, v in carrier if k == secret_key), None) if secret_key else None
+    # As for HTTP requests: the handshake's id and trace are the client's word, honoured
+    # only from a trusted peer (the trace as continue_trace says).
+    trusted = observer.trusts(client[0] if client else None, secret)
+    spans = observer.spans
+    if spans is not None:
         current = trace.get_current_span()
         if is_server_span(current):
             span, owns_span = current, False
         else:
             parent = otel_context.get_current()
+            links = None
             if not current.get_span_context().is_valid:
-                parent = propagate.extract(carrier, getter=getter, context=parent)
-            span = tracer.start_span("WS", context=parent, kind=SpanKind.SERVER)
+                parent, links = observer.parent_context(carrier, getter, trusted, parent)
+            span = spans.start("WS", parent, SpanKind.SERVER, links)
             otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
     id_key = observer.request_id_key
     request_id = cid_token = None
     if id_key is not None:
-        incoming = next((v for k, v in carrier if k == id_key), None)
+        incoming = next((v for k, v in carrier if k == id_key), None) if trusted else None
         ctx = span.get_span_context() if span is not None else None
-        if incoming is None and ctx is not None and ctx.is_valid:
+        if incoming is not None and is_valid_correlation_id(incoming, max_length=MAX_LENGTH):
+            request_id = accept_correlation_id(incoming, max_length=MAX_LENGTH)
+        elif ctx is not None and ctx.is_valid:
             request_id = format(ctx.trace_id, "032x")
         else:
-            request_id = accept_correlation_id(incoming, max_length=MAX_LENGTH)
+            request_id = accept_correlation_id(None)
         cid_token = correlation_id.set(request_id)
     registry = observer.metrics_registry()
     instruments = _instruments(registry) if registry is not None else None
