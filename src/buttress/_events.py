@@ -9,6 +9,7 @@ decorated call is observable without any set-up and an unused registry costs not
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import threading
@@ -274,9 +275,14 @@ class Listener(Protocol):
     """Anything called with each event. It must be quick and must not raise.
 
     A listener that raises anyway is logged and skipped: observing a call never breaks it.
+    A listener may also have a ``prepare(event)`` method (see :meth:`Registry.emit_prebuilt`).
     """
 
     def __call__(self, event: Event, /) -> None: ...
+
+
+Action: TypeAlias = "Callable[[], object]"
+_MAX_PREPARED = 4096  # prebuilt events with their listeners' actions cached
 
 
 def _telemetry_defaults() -> tuple[Listener, ...]:
@@ -290,6 +296,18 @@ def _telemetry_defaults() -> tuple[Listener, ...]:
     return tuple(factory())
 
 
+def _prepare(listener: Listener, event: Event) -> Action | None:
+    prepare = getattr(listener, "prepare", None)
+    if prepare is not None:
+        try:
+            action: Action | None = prepare(event)
+        except Exception:  # observing never breaks the call: emit as usual instead
+            _log.exception("buttress listener %r failed to prepare %r", listener, event)
+        else:
+            return action
+    return functools.partial(listener, event)
+
+
 class Registry:
     """The listeners that hear a group of strategies' events.
 
@@ -299,11 +317,13 @@ class Registry:
     emitting takes no lock.
     """
 
-    __slots__ = ("_defaults", "_listeners", "_lock", "_resolved", "active")
+    __slots__ = ("_defaults", "_listeners", "_lock", "_prepared", "_resolved", "active")
 
     def __init__(self, defaults: Callable[[], Iterable[Listener]] | None = None) -> None:
         self._defaults = defaults
         self._listeners: tuple[Listener, ...] = ()
+        # id(event) -> (event, the listeners prepared for, their actions); see emit_prebuilt
+        self._prepared: dict[int, tuple[Event, tuple[Listener, ...], tuple[Action, ...]]] = {}
         self._resolved = defaults is None
         self._lock = threading.Lock()
         # True until proven otherwise: unresolved defaults may add listeners.
@@ -361,6 +381,35 @@ class Registry:
                 listener(event)
             except Exception:
                 _log.exception("buttress listener %r failed on %r", listener, event)
+
+    def emit_prebuilt(self, event: Event) -> None:
+        """:meth:`emit` for an event a strategy built once and emits on every call.
+
+        Each listener is asked once per event (and again whenever the listeners change)
+        what it will do with it: a listener with ``prepare(event)`` returns an action to
+        run in its place, or ``None`` when the event is nothing to it; any other listener
+        is called with the event as by :meth:`emit`. A success counted on every call then
+        costs the counter's increment, not a dispatch through every listener. The event
+        must not change after it is first emitted (events are frozen).
+        """
+        if not self._resolved:
+            self._resolve()
+        prepared = self._prepared.get(id(event))
+        listeners = self._listeners
+        if prepared is None or prepared[0] is not event or prepared[1] is not listeners:
+            actions = tuple(
+                action for action in (_prepare(x, event) for x in listeners) if action is not None
+            )
+            if len(self._prepared) < _MAX_PREPARED or prepared is not None:
+                # Keeping the event keeps its id from being reused while it is cached.
+                self._prepared[id(event)] = (event, listeners, actions)
+        else:
+            actions = prepared[2]
+        for action in actions:
+            try:
+                action()
+            except Exception:
+                _log.exception("buttress listener action %r failed on %r", action, event)
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[list[Event]]:

@@ -52,11 +52,23 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
+_MODE = ["emit"]
+
+
+@pytest.fixture(autouse=True, params=["emit", "emit_prebuilt"])
+def _emit_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test here runs twice: events emitted as built, and as prebuilt (prepared)."""
+    _MODE[0] = request.param
+    yield
+    _MODE[0] = "emit"
+
+
 def _emit(listener: ev.Listener, *events: ev.Event) -> None:
     registry = ev.Registry()
     registry.add(listener)
+    emit = registry.emit if _MODE[0] == "emit" else registry.emit_prebuilt
     for event in events:
-        registry.emit(event)
+        emit(event)
 
 
 def test_every_event_maps_to_its_metrics(registry: CollectorRegistry) -> None:
@@ -174,6 +186,96 @@ def test_default_listener_follows_the_target_registry(registry: CollectorRegistr
     finally:
         _metrics.set_target_registry(REGISTRY)
     assert registry.get_sample_value(n.TIMEOUTS, {"policy": "slow"}) == 1
+
+
+def test_a_prebuilt_event_follows_the_target_registry_too() -> None:
+    first, second = CollectorRegistry(), CollectorRegistry()
+    done = ev.RetryFinished("pay", 1, "success", "")
+    rejected = ev.BreakerRejected("pay", "open")
+    labels = {"policy": "pay", "outcome": "success"}
+    ev.default_registry.reset()
+    try:
+        _metrics.set_target_registry(first)
+        for _ in range(3):
+            ev.default_registry.emit_prebuilt(done)
+            ev.default_registry.emit_prebuilt(rejected)
+        _metrics.set_target_registry(second)  # configure() chose another registry
+        ev.default_registry.emit_prebuilt(done)
+        ev.default_registry.emit_prebuilt(rejected)
+    finally:
+        _metrics.set_target_registry(REGISTRY)
+    assert first.get_sample_value(n.RETRY_CALLS, labels) == 3
+    assert second.get_sample_value(n.RETRY_CALLS, labels) == 1
+    assert first.get_sample_value(n.BREAKER_REJECTIONS, {"policy": "pay"}) == 3
+    assert second.get_sample_value(n.BREAKER_REJECTIONS, {"policy": "pay"}) == 1
+
+
+def test_a_prebuilt_event_hears_the_listeners_of_the_moment(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = ev.Registry()
+    counted = _listeners.PrometheusListener(registry)
+    events.add(counted)
+    done = ev.RetryFinished("pay", 1, "success", "")
+    heard: list[ev.Event] = []
+    events.emit_prebuilt(done)
+    events.add(heard.append)  # added after the event was prepared
+    events.emit_prebuilt(done)
+    events.remove(counted)
+    events.emit_prebuilt(done)
+    assert heard == [done, done]
+    assert registry.get_sample_value(n.RETRY_CALLS, {"policy": "pay", "outcome": "success"}) == 2
+    # A first-attempt success is DEBUG: logged once the level is on, not before.
+    events.add(_listeners.LogListener())
+    events.emit_prebuilt(done)
+    assert not [r for r in caplog.records if r.name == "buttress"]
+    with caplog.at_level(logging.DEBUG, logger="buttress"):
+        events.emit_prebuilt(done)
+    assert [r.getMessage() for r in caplog.records if r.name == "buttress"] == [
+        n.EVENT_RETRY_FINISHED
+    ]
+
+
+class _Broken:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def prepare(self, event: ev.Event) -> None:
+        raise RuntimeError("cannot prepare")
+
+    def __call__(self, event: ev.Event) -> None:
+        self.calls += 1
+
+
+def test_a_listener_that_fails_to_prepare_is_called_instead(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = ev.Registry()
+    broken = _Broken()
+    events.add(broken)
+
+    def failing() -> None:
+        raise RuntimeError("action failed")
+
+    class Failing:
+        def prepare(self, event: ev.Event) -> typing.Callable[[], None]:
+            return failing
+
+        def __call__(self, event: ev.Event) -> None:
+            raise AssertionError("prepared: not called")
+
+    heard: list[ev.Event] = []
+    events.add(Failing())
+    events.add(heard.append)
+    done = ev.RetryFinished("pay", 1, "success", "")
+    with caplog.at_level(logging.ERROR, logger="buttress"):
+        events.emit_prebuilt(done)
+        events.emit_prebuilt(done)
+    assert broken.calls == 2
+    assert heard == [done, done]  # a failing action never stops the others
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed to prepare" in m for m in messages) == 1  # prepared once, cached
+    assert sum("action" in m and "failed on" in m for m in messages) == 2
 
 
 def test_default_listeners_are_metrics_spans_and_logs() -> None:

@@ -129,7 +129,7 @@ class _Run:
             if number == 1:
                 registry = retry._registry
                 if registry.active:
-                    registry.emit(retry._success)
+                    registry.emit_prebuilt(retry._success)
             else:
                 retry._finish(number, "success", None)
             return False

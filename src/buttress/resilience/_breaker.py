@@ -253,7 +253,7 @@ class CircuitBreaker(Strategy):
         if retry_after is not None and retry_after < MIN_RETRY_AFTER:
             retry_after = MIN_RETRY_AFTER
         if self._registry.active:
-            self._registry.emit(self._rejected[state])
+            self._registry.emit_prebuilt(self._rejected[state])
         when = "" if retry_after is None else f"; retry in {retry_after:.3f}s"
         return CircuitOpen(
             f"circuit breaker {self.name!r} is {state}{when}",
@@ -269,7 +269,7 @@ class CircuitBreaker(Strategy):
     def _recorded_event(self, counted: bool, outcome: Outcome, duration: float) -> None:
         if counted and self._registry.active:
             slow = self._slow_limit is not None and duration >= self._slow_limit
-            self._registry.emit(self._recorded[outcome, slow and outcome != IGNORED])
+            self._registry.emit_prebuilt(self._recorded[outcome, slow and outcome != IGNORED])
 
     # -- calls ------------------------------------------------------------------------
 

@@ -205,7 +205,7 @@ class Retry(Named, Strategy):
             if on_result is None or not on_result(result):
                 registry = self._registry
                 if registry.active:
-                    registry.emit(self._success)
+                    registry.emit_prebuilt(self._success)
                 return result
             error = None
         return self._again_sync(fn, args, kwargs, start, limit, error, result)
@@ -274,7 +274,7 @@ class Retry(Named, Strategy):
             if on_result is None or not on_result(result):
                 registry = self._registry
                 if registry.active:
-                    registry.emit(self._success)
+                    registry.emit_prebuilt(self._success)
                 return result
             error = None
         return await self._again_async(fn, args, kwargs, start, limit, error, result)

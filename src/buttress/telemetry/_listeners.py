@@ -9,6 +9,7 @@ fails on every call would flood the log).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from opentelemetry import trace
@@ -75,6 +76,33 @@ class PrometheusListener:
         handler = _metrics.HANDLERS.get(type(event))
         if handler is not None:
             handler(self._metrics or _metrics.current(), event)
+
+    def prepare(self, event: Event, /) -> Callable[[], object] | None:
+        """What recording ``event`` takes, found once for an event emitted again and again."""
+        kind = type(event)
+        handler = _metrics.HANDLERS.get(kind)
+        if handler is None:
+            return None
+        increment = _metrics.INCREMENTS.get(kind)
+        fixed = self._metrics
+        if fixed is not None:
+            if increment is not None:
+                return increment(fixed, event)
+            return partial(handler, fixed, event)
+        # Following the registry configure() chose: found again when that changes.
+        found: list[Any] = [None, None]
+
+        def record() -> None:
+            metrics = _metrics.current()
+            if metrics is not found[0]:
+                action = increment(metrics, event) if increment is not None else None
+                found[0], found[1] = metrics, action
+            if found[1] is not None:
+                found[1]()
+            else:
+                handler(metrics, event)
+
+        return record
 
 
 # --- what each event says, as (name, fields) -------------------------------------------------
@@ -264,14 +292,7 @@ class SpanListener:
 
     def __call__(self, event: Event, /) -> None:
         describe = _DESCRIBE.get(type(event))
-        if describe is None:
-            return
-        # A call that succeeded at its first attempt says nothing a span event would add;
-        # it happens on nearly every call, and a span event costs more than the call.
-        if isinstance(event, RetryFinished) and event.attempts == 1 and event.outcome == "success":
-            return
-        # Likewise an admitted request: the server span's attributes already say so.
-        if isinstance(event, AdmissionDecided) and event.outcome == "admitted":
+        if describe is None or _routine(event):
             return
         span = trace.get_current_span()
         if not span.is_recording():
@@ -279,6 +300,21 @@ class SpanListener:
         _, name, fields = describe(event)
         # An empty error type (a retried call that succeeded) is not an error.
         span.add_event(name, {_SPAN_KEYS[k]: v for k, v in fields.items() if v != ""})
+
+    def prepare(self, event: Event, /) -> Callable[[], object] | None:
+        """Nothing to do for an event that never makes a span event; else the call."""
+        if type(event) not in _DESCRIBE or _routine(event):
+            return None
+        return partial(self, event)
+
+
+def _routine(event: Event) -> bool:
+    # A call that succeeded at its first attempt says nothing a span event would add; it
+    # happens on nearly every call, and a span event costs more than the call. Likewise an
+    # admitted request: the server span's attributes already say so.
+    if isinstance(event, RetryFinished):
+        return event.attempts == 1 and event.outcome == "success"
+    return isinstance(event, AdmissionDecided) and event.outcome == "admitted"
 
 
 class LogListener:
@@ -301,6 +337,19 @@ class LogListener:
         level, name, fields = _DESCRIBE[kind](event)
         if level == lowest or self._logger.isEnabledFor(level):
             self._logger.log(level, name, extra=fields)
+
+    def prepare(self, event: Event, /) -> Callable[[], object] | None:
+        """The level check, found once; the line is logged as by a call when enabled."""
+        lowest = _MIN_LEVEL.get(type(event))
+        if lowest is None:
+            return None
+        enabled = self._logger.isEnabledFor  # the level may change: checked each time
+
+        def log() -> None:
+            if enabled(lowest):
+                self(event)
+
+        return log
 
 
 def default_listeners() -> tuple[Listener, ...]:

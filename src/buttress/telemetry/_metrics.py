@@ -380,6 +380,14 @@ HANDLERS: dict[type, Callable[[ResilienceMetrics, Any], None]] = {
     AdmissionLimitUpdated: _admission_limit,
 }
 
+# For events emitted again and again (Registry.emit_prebuilt): the one increment the
+# handler would make, found once, as a bound method of the labelled child.
+INCREMENTS: dict[type, Callable[[ResilienceMetrics, Any], Callable[[], None]]] = {
+    RetryFinished: lambda m, e: m.retry_calls.child(e.name, e.outcome).inc,
+    BreakerCallRecorded: lambda m, e: m.breaker_calls.child(e.name, e.outcome).inc,
+    BreakerRejected: lambda m, e: m.breaker_rejections.child(e.name).inc,
+}
+
 T = TypeVar("T")
 
 
