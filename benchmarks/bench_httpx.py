@@ -17,8 +17,11 @@ Every contender sends through one shared in-process transport that answers 200 a
 Spans go to a real SDK tracer provider (recorded, then dropped: no exporter), and both
 stacks' metrics are recorded (ours into a Prometheus registry, OpenTelemetry's into an
 SDK meter provider with an in-memory reader), so both do the work they would do in a
-service. A second table repeats the run against a real upstream on 127.0.0.1 (in a child
-process), where the network and the server dominate.
+service. A second pair of tables makes every call inside an unsampled parent, the context a
+service sampling 1% of its requests is in for the other 99% (the SDK's default
+``ParentBased`` sampler then drops every client span). A last table repeats the run
+against a real upstream on 127.0.0.1 (in a child process), where the network and the
+server dominate.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import tenacity
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import (
     AsyncOpenTelemetryTransport,
     SyncOpenTelemetryTransport,
@@ -40,7 +45,7 @@ from opentelemetry.instrumentation.httpx import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NonRecordingSpan, NoOpTracerProvider, SpanContext
 from prometheus_client import CollectorRegistry
 
 from benchmarks._harness import Result, compare_async, compare_sync, report
@@ -56,6 +61,32 @@ RETRY_ON = (
     httpx.RemoteProtocolError,
 )
 AGAINST = {"baseline": "httpx", "against": "otel-httpx + tenacity"}
+# What the server middleware leaves current for a request its sampler dropped.
+_UNSAMPLED = trace.set_span_in_context(
+    NonRecordingSpan(SpanContext(0x5B8EFFF798038103D269B633813FC60C, 0xEEE19B7EC3C1B174, False))
+)
+
+
+def _unsampled(call: Callable[[], object]) -> Callable[[], object]:
+    def under_unsampled_parent() -> object:
+        token = otel_context.attach(_UNSAMPLED)
+        try:
+            return call()
+        finally:
+            otel_context.detach(token)
+
+    return under_unsampled_parent
+
+
+def _unsampled_async(call: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+    async def under_unsampled_parent() -> object:
+        token = otel_context.attach(_UNSAMPLED)
+        try:
+            return await call()
+        finally:
+            otel_context.detach(token)
+
+    return under_unsampled_parent
 
 
 def _answer(request: httpx.Request) -> httpx.Response:
@@ -156,33 +187,46 @@ def async_contenders(
     return contenders, [plain, otel, ours, untraced]
 
 
-def _ratios(title: str, results: list[Result]) -> str:
+def _ratio(results: list[Result], peer: str = "otel-httpx") -> float:
     best = {r.name: r.best for r in results}
     base = best["httpx"]
-    ours = best["buttress"] - base
+    return (best["buttress"] - base) / (best[peer] - base)
+
+
+def _ratios(title: str, results: list[Result]) -> str:
+    best = {r.name: r.best for r in results}
     cells = [
-        f"{peer}: {ours / (best[peer] - base):.2f}"
+        f"{peer}: {_ratio(results, peer):.2f}"
         for peer in ("otel-httpx", "otel-httpx + tenacity")
-        if best[peer] > base
+        if best[peer] > best["httpx"]
     ]
     return f"{title}: buttress overhead / peer overhead = " + ", ".join(cells) + "\n"
 
 
-def _in_process(number: int, rounds: int) -> list[str]:
-    contenders, clients = sync_contenders(httpx.MockTransport(_answer), URL)
-    sync = compare_sync(contenders, number=number, rounds=rounds)
-    for client in clients:
-        client.close()
-
-    async_inner = httpx.MockTransport(_answer)
-    acontenders, _ = async_contenders(async_inner, URL)
-    asyn = compare_async(acontenders, number=number, rounds=rounds)
-    return [
-        report("httpx stacks, in-process transport, sync", sync, **AGAINST),
-        _ratios("sync", sync),
-        report("httpx stacks, in-process transport, async", asyn, **AGAINST),
-        _ratios("async", asyn),
-    ]
+def _in_process(number: int, rounds: int) -> tuple[list[str], dict[str, float]]:
+    sections: list[str] = []
+    ratios: dict[str, float] = {}
+    for label, sampled in (("", True), (", unsampled parent", False)):
+        contenders, clients = sync_contenders(httpx.MockTransport(_answer), URL)
+        if not sampled:
+            contenders = {name: _unsampled(call) for name, call in contenders.items()}
+        sync = compare_sync(contenders, number=number, rounds=rounds)
+        for client in clients:
+            client.close()
+        acontenders, _ = async_contenders(httpx.MockTransport(_answer), URL)
+        if not sampled:
+            acontenders = {name: _unsampled_async(call) for name, call in acontenders.items()}
+        asyn = compare_async(acontenders, number=number, rounds=rounds)
+        key = "" if sampled else "_unsampled"
+        ratios[f"sync{key}_vs_otel"] = _ratio(sync)
+        ratios[f"async{key}_vs_otel"] = _ratio(asyn)
+        sections += [
+            report(f"httpx stacks, in-process transport, sync{label}", sync, **AGAINST),
+            _ratios(f"sync{label}", sync),
+            report(f"httpx stacks, in-process transport, async{label}", asyn, **AGAINST),
+            _ratios(f"async{label}", asyn),
+        ]
+    return sections, ratios
 
 
 def _loopback(number: int, rounds: int) -> list[str]:
@@ -203,6 +247,7 @@ def _loopback(number: int, rounds: int) -> list[str]:
 
 def main(quick: bool = False) -> str:
     number, rounds = (300, 3) if quick else (3_000, 5)
-    sections = _in_process(number, rounds)
+    sections, ratios = _in_process(number, rounds)
     sections += _loopback(max(number // 3, 100), rounds)
-    return "\n".join(sections)
+    result = " ".join(f"{key}={value:.3f}" for key, value in ratios.items())
+    return "\n".join(sections) + f"\nRESULT httpx {result}\n"
