@@ -297,3 +297,14 @@ def test_follows_a_global_provider_set_later() -> None:
     tracer = starter.tracer
     assert isinstance(tracer, Tracer)
     assert tracer.span_processor is provider._active_span_processor
+
+
+def test_starters_of_one_tracer_hand_their_ids_to_the_tracers_generator() -> None:
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    starters = [SpanStarter("t", tracer_provider=provider) for _ in range(3)]
+    for starter in starters:
+        plan = starter._state[2]
+        assert plan is not None
+        # Whoever installed it, the held id goes where the SDK draws from.
+        assert getattr(plan.tracer, "id_generator", None) is plan.handoff
+        assert not isinstance(plan.ids, _HandOff)

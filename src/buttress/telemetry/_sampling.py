@@ -43,6 +43,7 @@ _TRACE_ID_LIMIT: Final = (1 << 64) - 1
 _ALL: Final = 1 << 64  # a bound every trace id is below: always sampled
 # W3C Trace Context level 2: the trace id's right 7 bytes are random (newer SDKs set it).
 _RANDOM_FLAG: Final[int] = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+_installing = threading.Lock()
 
 
 class _Plan:
@@ -206,17 +207,18 @@ def _plan_for(tracer: trace.Tracer) -> _Plan | None:
     bounds = _bounds(tracer.sampler)
     if bounds is None or min(bounds) >= _ALL:
         return None  # unknown, or every span is recorded: the SDK's to start
-    ids = tracer.id_generator
-    if isinstance(ids, _HandOff):  # another starter of the same tracer installed it
-        handoff: _HandOff | None = ids
-        ids = ids.inner
-    elif 0 < bounds[0] < _ALL:
-        handoff = _HandOff(ids)
-        # Duck-typed (the SDK calls these three methods), so importing the middleware
-        # does not import the SDK.
-        tracer.id_generator = cast("IdGenerator", handoff)
-    else:
-        handoff = None
+    with _installing:  # two starters of one tracer must share one hand-off
+        ids = tracer.id_generator
+        if isinstance(ids, _HandOff):  # another starter of the same tracer installed it
+            handoff: _HandOff | None = ids
+            ids = ids.inner
+        elif 0 < bounds[0] < _ALL:
+            handoff = _HandOff(ids)
+            # Duck-typed (the SDK calls these three methods), so importing the middleware
+            # does not import the SDK.
+            tracer.id_generator = cast("IdGenerator", handoff)
+        else:
+            handoff = None
     return _Plan(tracer, bounds, ids, handoff)
 
 
