@@ -221,6 +221,8 @@ def test_several_destinations_are_one_escaped_alternation() -> None:
     # "a.b" must not match "axb": the dot is escaped for the regex, then for PromQL.
     assert f'{DEST}=~"orders|a\\\\.b"' in total
     assert "99% of messages processed without being dead-lettered over" in _description(slo)
+    # Its burn alert counts messages, not requests.
+    assert _description(slo).endswith("with at least 3 bad messages in the long window.")
 
 
 @pytest.mark.parametrize("successful_only", [True, False])

@@ -353,8 +353,8 @@ def _alerts(slo: SLO, dashboard: str) -> dict[str, Any]:
             f"{slo.window_days} days; error budget {budget_pct}) burns its budget at "
             f"{{{{ $value | humanize }}}} times the allowed error ratio: over "
             f"{fast.factor:g}x in {fast.long} and {fast.short}, or {slow.factor:g}x in "
-            f"{slow.long} and {slow.short}, with at least {slo.min_errors:g} bad requests "
-            "in the long window."
+            f"{slow.long} and {slow.short}, with at least {slo.min_errors:g} bad "
+            f"{'messages' if slo.signal == 'jobs' else 'requests'} in the long window."
         )
         summary = (
             f"SLO {slo.name} of {slo.service} burns its error budget too fast ({fast.severity})"
