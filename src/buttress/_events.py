@@ -346,6 +346,8 @@ class Registry:
 
     def _set(self, listeners: tuple[Listener, ...]) -> None:
         self._listeners = listeners
+        # Forget what the old listeners prepared, so a removed listener is not kept alive.
+        self._prepared = {}
         self.active = bool(listeners) or not self._resolved
 
     def add(self, listener: Listener) -> None:

@@ -434,3 +434,23 @@ def test_the_library_prints_nothing_when_logging_is_not_configured() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stderr == "visible\n"
+
+
+class _Quiet:
+    def __call__(self, event: ev.Event) -> None:
+        pass
+
+
+def test_a_removed_listener_is_not_kept_alive_by_prepared_events() -> None:
+    import gc
+    import weakref
+
+    events = ev.Registry()
+    listener = _Quiet()
+    gone = weakref.ref(listener)
+    events.add(listener)
+    events.emit_prebuilt(ev.RetryFinished("pay", 1, "success", ""))
+    events.remove(listener)
+    del listener
+    gc.collect()
+    assert gone() is None
