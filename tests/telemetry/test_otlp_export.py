@@ -41,10 +41,12 @@ def _env(receiver: OTLPReceiver, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+def _serve(
+    command: list[str], env: dict[str, str], port: int, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    # stderr=PIPE holds the JSON lines for the test to read at the end: a few requests'
+    # worth (a pipe's buffer is 64 KiB, and a full one blocks the server's logging).
+    process = subprocess.Popen(command, env=env, cwd=HERE, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         wait_for_port(port, timeout=20)
     except BaseException:
@@ -311,3 +313,41 @@ def test_outbound_calls_export_the_client_instruments() -> None:
         for p in metrics["http.server.request.duration"].histogram.data_points
     }
     assert routes == {"/proxy/{item}", "/items/{item}"}
+
+
+SAMPLED_REQUESTS = 160
+_LOW_64 = (1 << 64) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_a_sampling_ratio_from_the_environment_records_the_traces_it_chose(server: str) -> None:
+    # OTEL_TRACES_SAMPLER builds ParentBased(TraceIdRatioBased(0.5)): buttress takes that
+    # decision itself and makes the dropped spans, so what arrives must be exactly the
+    # traces the ratio picks by id, each request keeping its trace id either way.
+    port = free_port()
+    command = _uvicorn(port) if server == "uvicorn" else _gunicorn(port, 1)
+    extra = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    with OTLPReceiver() as receiver:
+        process = _serve(command, _env(receiver, **extra), port, stderr=subprocess.DEVNULL)
+        ids = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for i in range(SAMPLED_REQUESTS):
+                response = client.get(f"/items/s{i}")
+                assert response.status_code == 200
+                ids.append(response.headers["x-request-id"])
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        servers = [
+            s for _, s in receiver.spans() if "buttress.request_id" in attributes(s.attributes)
+        ]
+        access = [r for _, r in receiver.logs() if r.body.string_value == "http.request"]
+    assert len(set(ids)) == SAMPLED_REQUESTS
+    assert all(len(i) == 32 for i in ids)  # every request has its trace id, sampled or not
+    bound = round(0.5 * (_LOW_64 + 1))
+    chosen = sorted(i for i in ids if int(i, 16) & _LOW_64 < bound)
+    assert sorted(s.trace_id.hex() for s in servers) == chosen
+    # About half: a ratio applied twice would record a quarter.
+    assert 0.3 * SAMPLED_REQUESTS <= len(chosen) <= 0.7 * SAMPLED_REQUESTS
+    # The access lines of dropped requests carry their trace ids all the same.
+    assert sorted(r.trace_id.hex() for r in access) == sorted(ids)
