@@ -189,3 +189,30 @@ def test_log_lines_while_a_body_streams_carry_the_request_id(telemetry: Telemetr
     assert get_correlation_id() is None  # only bound while a chunk is made
     body.close()  # type: ignore[attr-defined]
     assert seen == ["stream-1"] * 3
+
+
+def test_a_streamed_body_runs_in_the_requests_trace_context(telemetry: Telemetry) -> None:
+    from opentelemetry import baggage, trace
+
+    seen: list[tuple[object, int]] = []
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterable[bytes]:
+            for i in range(2):
+                # The trusted peer's baggage and the request's span, as the handler saw them.
+                span = trace.get_current_span().get_span_context()
+                seen.append((baggage.get_baggage("tenant"), span.trace_id))
+                yield b"%d" % i
+
+        return body()
+
+    middleware = WSGIMiddleware(app, **telemetry.options(trusted_peers="any"))
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    env = environ("/s", HTTP_TRACEPARENT=parent, HTTP_BAGGAGE="tenant=acme")
+    body = middleware(env, Recorder())
+    assert b"".join(body) == b"01"
+    assert baggage.get_baggage("tenant") is None  # only while a chunk is made
+    body.close()  # type: ignore[attr-defined]
+    assert seen == [("acme", 0x0AF7651916CD43DD8448EB211C80319C)] * 2

@@ -157,6 +157,9 @@ class Exchange:
     finished = False
     trusted = False  # whether the sender may steer the request (begin() decides)
     span: trace.Span | None = None
+    # The request's trace context with its span current, as begin() attached it: a shell
+    # that runs the app again later (a WSGI body's generator) attaches this same one.
+    context: otel_context.Context | None = None
     trace_id: str | None = None  # the span's trace id in hex, once formatted
     owns_span = True  # False when enriching a server span someone else started
     metrics: HTTPServerMetrics | None = None  # the instruments begin() counted in
@@ -391,7 +394,8 @@ class Observer:
                     # The client's trace, as far as continue_trace trusts it.
                     parent, links = self.parent_context(carrier, getter, trusted, parent)
                 span = spans.start(exchange.method, parent, SpanKind.SERVER, links)
-                otel_token = otel_context.attach(trace.set_span_in_context(span, parent))
+                context = exchange.context = trace.set_span_in_context(span, parent)
+                otel_token = otel_context.attach(context)
             exchange.span = span
         if not trusted:
             incoming_id = deadline = None  # the client's word, not a peer's

@@ -271,10 +271,16 @@ class _ObservedBody:
 def _bind(exchange: Exchange) -> tuple[Token[str | None] | None, object | None]:
     rid = exchange.request_id
     span = exchange.span
-    return (
-        correlation_id.set(rid) if rid is not None else None,
-        otel_context.attach(trace.set_span_in_context(span)) if span is not None else None,
-    )
+    if span is None:
+        otel_token = None
+    else:
+        # The request's own context (its baggage included) when begin() made one; an
+        # enriched span someone else started is made current over the server's context.
+        context = exchange.context
+        if context is None:
+            context = trace.set_span_in_context(span)
+        otel_token = otel_context.attach(context)
+    return correlation_id.set(rid) if rid is not None else None, otel_token
 
 
 def _unbind(tokens: tuple[Token[str | None] | None, object | None]) -> None:
