@@ -148,11 +148,12 @@ class ASGIMiddleware:
         if method not in KNOWN_METHODS:
             method, original = normalise_method(method)
         client = scope.get("client")
+        query = scope.get("query_string")
         # Positional: the cheapest call, on every request.
         exchange = Exchange(
             method,
             path,
-            scope.get("query_string", b"").decode("latin-1"),
+            query.decode("latin-1") if query else "",
             scope.get("scheme", "http"),
             scope.get("http_version", "1.1"),
             not observer.excluded(path),
@@ -167,15 +168,7 @@ class ASGIMiddleware:
         )
         if client:
             exchange.client_port = client[1]
-        observer.begin(
-            exchange,
-            incoming,
-            headers,
-            _getter,
-            traced=traced,
-            deadline=deadline,
-            peer_secret=secret,
-        )
+        observer.begin(exchange, incoming, headers, _getter, traced, deadline, secret)
         call = _Call(self, scope, receive, send, exchange)
         if exchange.observed:
             self._watches.register(call)
@@ -313,7 +306,8 @@ class _Call(ReceiveWatch):
         send: Send,
         exchange: Exchange,
     ) -> None:
-        super().__init__(receive)
+        # ReceiveWatch.__init__, inline (it stores receive alone): every request's path.
+        self._receive = receive
         self._middleware = middleware
         self._scope = scope
         # The app the server called, kept now: a mounted app may replace scope["app"].

@@ -357,7 +357,6 @@ class Observer:
         incoming_id: bytes | str | None,
         carrier: CarrierT,
         getter: Getter[CarrierT],
-        *,
         traced: bool = True,
         deadline: bytes | str | None = None,
         peer_secret: bytes | str | None = None,
