@@ -56,11 +56,14 @@ def _serve(
     return process
 
 
-def _drive_and_stop(process: subprocess.Popen[bytes], port: int) -> tuple[list[str], bytes]:
+def _drive_and_stop(
+    process: subprocess.Popen[bytes], port: int, requests: int = REQUESTS, path: str = "/items/a"
+) -> tuple[list[str], bytes]:
+    """``requests`` requests to ``path`` + a number, then SIGTERM: their ids and stderr."""
     trace_ids = []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-        for i in range(REQUESTS):
-            response = client.get(f"/items/a{i}")
+        for i in range(requests):
+            response = client.get(f"{path}{i}")
             assert response.status_code == 200
             trace_ids.append(response.headers["x-request-id"])
     process.send_signal(signal.SIGTERM)  # what Kubernetes sends at a rolling deploy
@@ -69,7 +72,7 @@ def _drive_and_stop(process: subprocess.Popen[bytes], port: int) -> tuple[list[s
     except subprocess.TimeoutExpired:
         process.kill()
         raise
-    return trace_ids, stderr
+    return trace_ids, stderr or b""
 
 
 def _uvicorn(port: int, lifespan: str = "auto") -> list[str]:
@@ -330,14 +333,7 @@ def test_a_sampling_ratio_from_the_environment_records_the_traces_it_chose(serve
     extra = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
     with OTLPReceiver() as receiver:
         process = _serve(command, _env(receiver, **extra), port, stderr=subprocess.DEVNULL)
-        ids = []
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            for i in range(SAMPLED_REQUESTS):
-                response = client.get(f"/items/s{i}")
-                assert response.status_code == 200
-                ids.append(response.headers["x-request-id"])
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        ids, _ = _drive_and_stop(process, port, SAMPLED_REQUESTS, "/items/s")
         servers = [
             s for _, s in receiver.spans() if "buttress.request_id" in attributes(s.attributes)
         ]

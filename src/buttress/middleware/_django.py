@@ -150,9 +150,7 @@ class DjangoMiddleware:
         traced = keys is None or any(key in meta for key in keys)
         deadline = meta.get(self._deadline_meta) if self._deadline_meta is not None else None
         secret = meta.get(self._secret_meta) if self._secret_meta is not None else None
-        observer.begin(
-            exchange, incoming, meta, _getter, traced=traced, deadline=deadline, peer_secret=secret
-        )
+        observer.begin(exchange, incoming, meta, _getter, traced, deadline, secret)
         return exchange
 
     def _end_or_defer(

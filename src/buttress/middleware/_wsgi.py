@@ -118,15 +118,7 @@ class WSGIMiddleware:
         traced = keys is None or any(key in environ for key in keys)
         deadline = environ.get(self._deadline_env) if self._deadline_env is not None else None
         secret = environ.get(self._secret_env) if self._secret_env is not None else None
-        observer.begin(
-            exchange,
-            incoming,
-            environ,
-            _getter,
-            traced=traced,
-            deadline=deadline,
-            peer_secret=secret,
-        )
+        observer.begin(exchange, incoming, environ, _getter, traced, deadline, secret)
         id_name = self._id_name
         id_header = (
             (observer.request_id_header or "", exchange.request_id)

@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Final, cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    TraceState,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -88,6 +96,20 @@ class _Plan:
         enabled = getattr(tracer, "_is_enabled", None)  # tracer configs: newer SDKs only
         self.enabled = enabled if callable(enabled) else None
 
+    def dropped(self, trace_id: int, flags: int, trace_state: TraceState | None) -> Span | None:
+        """The span the SDK makes for a dropped one; ``None`` when the tracer is disabled.
+
+        A disabled tracer (tracer configs, newer SDKs) is left to the SDK, which answers
+        with its parent's context.
+        """
+        enabled = self.enabled
+        if enabled is not None and not enabled():
+            return None
+        span_id = self.ids.generate_span_id()
+        return NonRecordingSpan(
+            SpanContext(trace_id, span_id, False, TraceFlags(flags), trace_state)
+        )
+
 
 class SpanStarter:
     """``tracer.start_span`` for one instrumentation scope, dropped spans made here.
@@ -105,7 +127,7 @@ class SpanStarter:
         self._name = name
         self._version = version
         self._fixed = tracer_provider is not None
-        self._state = self._refresh(
+        self._refresh(
             tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         )
 
@@ -141,55 +163,43 @@ class SpanStarter:
     ) -> Span:
         """A span as ``tracer.start_span`` would start it (not made current)."""
         state = self._state  # _current(), inline: this runs for every span
-        if not self._fixed and trace.get_tracer_provider() is not state[0]:
-            state = self._current()
+        if not self._fixed:
+            provider = trace.get_tracer_provider()
+            if provider is not state[0]:
+                state = self._refresh(provider)
         _, tracer, plan = state
-        if plan is None:
-            return tracer.start_span(
-                name, context=context, kind=kind, links=links, attributes=attributes
-            )
-        parent = trace.get_current_span(context).get_span_context()
-        if parent.is_valid:
-            flags = parent.trace_flags
-            if parent.is_remote:
-                bound = plan.remote_sampled if flags.sampled else plan.remote_not_sampled
-            else:
-                bound = plan.local_sampled if flags.sampled else plan.local_not_sampled
-            trace_id = parent.trace_id
-            if trace_id & _TRACE_ID_LIMIT < bound:
-                # The SDK decides the same from the same parent: it records this one.
-                return plan.tracer.start_span(
-                    name, context=context, kind=kind, links=links, attributes=attributes
-                )
-            random = flags & _RANDOM_FLAG
-            trace_state = parent.trace_state
-        else:
-            root = plan.root
-            if root >= _ALL:  # every root recorded: nothing to decide here
-                return plan.tracer.start_span(
-                    name, context=context, kind=kind, links=links, attributes=attributes
-                )
-            trace_id = plan.ids.generate_trace_id()
-            handoff = plan.handoff  # present whenever some roots are sampled
-            if handoff is not None and trace_id & _TRACE_ID_LIMIT < root:
-                handoff.hold(trace_id)
-                try:
-                    return plan.tracer.start_span(
-                        name, context=context, kind=kind, links=links, attributes=attributes
+        if plan is not None:
+            parent = trace.get_current_span(context).get_span_context()
+            if parent.is_valid:
+                flags = parent.trace_flags
+                if parent.is_remote:
+                    bound = plan.remote_sampled if flags.sampled else plan.remote_not_sampled
+                else:
+                    bound = plan.local_sampled if flags.sampled else plan.local_not_sampled
+                # Below the bound the SDK decides the same from the same parent: it
+                # records this one.
+                if parent.trace_id & _TRACE_ID_LIMIT >= bound:
+                    dropped = plan.dropped(
+                        parent.trace_id, flags & _RANDOM_FLAG, parent.trace_state
                     )
-                finally:
-                    handoff.release()
-            random = plan.random_flag
-            trace_state = None
-        enabled = plan.enabled
-        if enabled is not None and not enabled():  # a disabled tracer: the SDK's answer
-            return plan.tracer.start_span(
-                name, context=context, kind=kind, links=links, attributes=attributes
-            )
-        return NonRecordingSpan(
-            SpanContext(
-                trace_id, plan.ids.generate_span_id(), False, TraceFlags(random), trace_state
-            )
+                    if dropped is not None:
+                        return dropped
+            elif plan.root < _ALL:  # else every root is recorded: nothing to decide here
+                trace_id = plan.ids.generate_trace_id()
+                handoff = plan.handoff  # present whenever some roots are sampled
+                if handoff is not None and trace_id & _TRACE_ID_LIMIT < plan.root:
+                    handoff.hold(trace_id)
+                    try:
+                        return tracer.start_span(
+                            name, context=context, kind=kind, links=links, attributes=attributes
+                        )
+                    finally:
+                        handoff.release()
+                dropped = plan.dropped(trace_id, plan.random_flag, None)
+                if dropped is not None:
+                    return dropped
+        return tracer.start_span(
+            name, context=context, kind=kind, links=links, attributes=attributes
         )
 
 
